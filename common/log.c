@@ -1,0 +1,145 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define JOURNAL_SOCKET	"/run/systemd/journal/socket"
+
+static const char *log_name = "iprelay";
+static enum log_target log_target = LOG_TO_STDERR;
+static int journal_fd = -1;
+static int file_fd = -1;
+static int syslog_opened;
+
+void
+log_open(const char *prog, enum log_target target)
+{
+	const char *path;
+
+	log_name = prog;
+	log_target = target;
+	if (target != LOG_TO_SYSTEM)
+		return;
+	path = getenv("IPRELAY_LOG_FILE");
+	if (path && *path) {
+		file_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+		    0640);
+		if (file_fd >= 0)
+			return;
+	}
+	if (access(JOURNAL_SOCKET, W_OK) == 0)
+		journal_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+}
+
+const char *
+log_prog(void)
+{
+	return log_name;
+}
+
+static int
+journal_send(int priority, const char *text)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	char datagram[2048];
+	int len;
+
+	if (journal_fd < 0)
+		return -1;
+	/* The native protocol: KEY=value lines, one datagram per entry. */
+	len = snprintf(datagram, sizeof(datagram),
+	    "PRIORITY=%d\nSYSLOG_IDENTIFIER=%s\nMESSAGE=%s\n", priority,
+	    log_name, text);
+	if (len < 0)
+		return -1;
+	if ((size_t)len >= sizeof(datagram))
+		len = sizeof(datagram) - 1;
+	/* MESSAGE must not contain a newline in this simple form. */
+	for (char *cursor = strstr(datagram, "MESSAGE=") + 8;
+	    cursor < datagram + len - 1; cursor++)
+		if (*cursor == '\n')
+			*cursor = ' ';
+	datagram[len - 1] = '\n';
+	strcpy(addr.sun_path, JOURNAL_SOCKET);
+	return sendto(journal_fd, datagram, (size_t)len, MSG_NOSIGNAL,
+	    (struct sockaddr *)&addr, sizeof(addr)) < 0 ? -1 : 0;
+}
+
+static void
+emit(int priority, const char *prefix, const char *fmt, va_list args)
+{
+	char text[1024];
+	char line[1200];
+	struct timespec now;
+	struct tm local;
+	int len;
+
+	vsnprintf(text, sizeof(text), fmt, args);
+	if (log_target == LOG_TO_STDERR) {
+		fprintf(stderr, "%s: %s%s\n", log_name, prefix, text);
+		return;
+	}
+	if (file_fd >= 0) {
+		clock_gettime(CLOCK_REALTIME, &now);
+		localtime_r(&now.tv_sec, &local);
+		len = snprintf(line, sizeof(line),
+		    "%04d-%02d-%02d %02d:%02d:%02d %s[%d]: %s%s\n",
+		    local.tm_year + 1900, local.tm_mon + 1, local.tm_mday,
+		    local.tm_hour, local.tm_min, local.tm_sec, log_name,
+		    (int)getpid(), prefix, text);
+		if (len > 0 && write(file_fd, line, (size_t)len) < 0)
+			return;
+		return;
+	}
+	snprintf(line, sizeof(line), "%s%s", prefix, text);
+	if (journal_send(priority, line) == 0)
+		return;
+	if (!syslog_opened) {
+		openlog(log_name, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+		syslog_opened = 1;
+	}
+	syslog(priority, "%s", line);
+}
+
+void
+log_line(int priority, const char *fmt, ...)
+{
+	va_list args;
+	int saved = errno;
+
+	va_start(args, fmt);
+	emit(priority, "", fmt, args);
+	va_end(args);
+	errno = saved;
+}
+
+void
+log_warn(const char *fmt, ...)
+{
+	va_list args;
+	int saved = errno;
+
+	va_start(args, fmt);
+	emit(LOG_WARNING, "warning: ", fmt, args);
+	va_end(args);
+	errno = saved;
+}
+
+void
+log_fatal(int exit_code, const char *fmt, ...)
+{
+	va_list args;
+
+	va_start(args, fmt);
+	emit(LOG_ERR, "fatal: ", fmt, args);
+	va_end(args);
+	exit(exit_code);
+}

@@ -1,0 +1,37 @@
+/* Messages.  Command-line programs write "prog: fatal: unable to X: why"
+ * to stderr; relays, whose fd 2 may be the client, write to the journal
+ * (native protocol) or, without one, to syslog.  IPRELAY_LOG_FILE=PATH
+ * sends the system lines to a file instead (tests, debugging). */
+#ifndef IPRELAY_LOG_H
+#define IPRELAY_LOG_H
+
+#include <syslog.h>
+
+#define EXIT_POLICY	1	/* refused by policy */
+#define EXIT_TIMEOUT	99
+#define EXIT_USAGE	100	/* usage or configuration error */
+#define EXIT_SYSTEM	111	/* temporary or system failure */
+
+enum log_target {
+	LOG_TO_STDERR,
+	LOG_TO_SYSTEM,
+};
+
+void
+log_open(const char *prog, enum log_target target);
+
+const char *
+log_prog(void);
+
+void
+log_line(int priority, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+void
+log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+_Noreturn void
+log_fatal(int exit_code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,366 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "refiller.h"
+
+#define SAMPLES_PER_SEC	10
+#define LIMIT_RING	(60 * SAMPLES_PER_SEC + 1)	/* 60 s of ticks */
+#define CONN_RING	6				/* 5 s of seconds */
+
+/* Cumulative byte counters sampled on every tick; a rate over N seconds is
+ * the difference between the newest sample and the one N seconds older. */
+struct limit_history {
+	char name[LIMIT_NAME_MAX + 1];
+	uint64_t total_B[LIMIT_RING][2];
+	unsigned filled;	/* samples taken, up to LIMIT_RING */
+	unsigned head;		/* index of the newest */
+	int seen;		/* still in the store at the last tick */
+};
+
+struct conn_history {
+	uint32_t id;
+	uint64_t bytes[CONN_RING][2];
+	unsigned filled, head;
+	int seen;
+};
+
+struct refiller {
+	struct store *store;
+	enum refiller_kind kind;
+	int refill_fd;		/* refiller.lock */
+	int priority_fd;	/* shaperd.lock */
+	int active;		/* we hold refiller.lock */
+	unsigned ticks;
+	struct limit_history *limits;
+	size_t nlimits, limits_cap;
+	struct conn_history *conns;
+	size_t nconns, conns_cap;
+};
+
+static int
+open_lock(const char *dir, const char *name)
+{
+	char path[4200];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0660);
+}
+
+static int
+ofd_lock(int fd, short type)
+{
+	struct flock lock = { .l_type = type, .l_whence = SEEK_SET };
+
+	return fcntl(fd, F_OFD_SETLK, &lock);
+}
+
+static int
+ofd_held_elsewhere(int fd)
+{
+	struct flock lock = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+
+	if (fcntl(fd, F_OFD_GETLK, &lock) < 0)
+		return 0;
+	return lock.l_type != F_UNLCK;
+}
+
+int
+refiller_create(struct refiller **out, struct store *store, const char *dir,
+    enum refiller_kind kind)
+{
+	struct refiller *refiller;
+	int rc;
+
+	refiller = calloc(1, sizeof(*refiller));
+	if (refiller == NULL)
+		return ENOMEM;
+	refiller->store = store;
+	refiller->kind = kind;
+	refiller->refill_fd = open_lock(dir, "refiller.lock");
+	refiller->priority_fd = open_lock(dir, "shaperd.lock");
+	if (refiller->refill_fd < 0 || refiller->priority_fd < 0) {
+		rc = errno;
+		refiller_destroy(refiller);
+		return rc;
+	}
+	*out = refiller;
+	return 0;
+}
+
+void
+refiller_destroy(struct refiller *refiller)
+{
+	if (refiller == NULL)
+		return;
+	if (refiller->refill_fd >= 0)
+		close(refiller->refill_fd);
+	if (refiller->priority_fd >= 0)
+		close(refiller->priority_fd);
+	free(refiller->limits);
+	free(refiller->conns);
+	free(refiller);
+}
+
+int
+refiller_claim_priority(struct refiller *refiller)
+{
+	if (ofd_lock(refiller->priority_fd, F_WRLCK) < 0)
+		return errno == EAGAIN || errno == EACCES ? EBUSY : errno;
+	return 0;
+}
+
+static void
+publish_refiller(struct refiller *refiller)
+{
+	char who[96];
+
+	snprintf(who, sizeof(who), "%d %s", (int)getpid(),
+	    refiller->kind == REFILLER_SHAPERD ? "shaperd" : "iprelay");
+	/* Best effort: a full disk must not stop the refilling itself. */
+	(void)store_meta_put(refiller->store, "refiller", who, strlen(who));
+}
+
+int
+refiller_arbitrate(struct refiller *refiller)
+{
+	int was_reset;
+
+	if (refiller->active) {
+		if (refiller->kind == REFILLER_EMBEDDED &&
+		    ofd_held_elsewhere(refiller->priority_fd)) {
+			ofd_lock(refiller->refill_fd, F_UNLCK);
+			refiller->active = 0;
+		}
+		return refiller->active;
+	}
+	if (refiller->kind == REFILLER_EMBEDDED &&
+	    ofd_held_elsewhere(refiller->priority_fd))
+		return 0;
+	if (ofd_lock(refiller->refill_fd, F_WRLCK) < 0)
+		return 0;
+	refiller->active = 1;
+	refiller->ticks = 0;
+	(void)store_boot_reset(refiller->store, &was_reset);
+	publish_refiller(refiller);
+	return 1;
+}
+
+int
+refiller_is_active(const struct refiller *refiller)
+{
+	return refiller->active;
+}
+
+static uint64_t
+ring_rate(const uint64_t (*ring)[2], unsigned ring_size, unsigned filled,
+    unsigned head, unsigned span, unsigned per_sec, int dir)
+{
+	/* Bytes between the newest sample and the one `span` samples
+	 * older, scaled to a second; a short history uses what it has. */
+	unsigned older;
+
+	if (filled < 2)
+		return 0;
+	if (span > filled - 1)
+		span = filled - 1;
+	older = (head + ring_size - span) % ring_size;
+	return (ring[head][dir] - ring[older][dir]) * per_sec / span;
+}
+
+static struct limit_history *
+limit_history_for(struct refiller *refiller, const char *name)
+{
+	struct limit_history *grown;
+	size_t index;
+
+	for (index = 0; index < refiller->nlimits; index++)
+		if (strcmp(refiller->limits[index].name, name) == 0)
+			return &refiller->limits[index];
+	if (refiller->nlimits == refiller->limits_cap) {
+		size_t cap = refiller->limits_cap ? refiller->limits_cap * 2 : 8;
+
+		grown = realloc(refiller->limits, cap * sizeof(*grown));
+		if (grown == NULL)
+			return NULL;
+		refiller->limits = grown;
+		refiller->limits_cap = cap;
+	}
+	grown = &refiller->limits[refiller->nlimits++];
+	memset(grown, 0, sizeof(*grown));
+	snprintf(grown->name, sizeof(grown->name), "%s", name);
+	return grown;
+}
+
+static void
+bucket_tick(void *ctx, struct limit_info *info)
+{
+	struct refiller *refiller = ctx;
+	struct limit_history *history;
+	int dir;
+
+	history = limit_history_for(refiller, info->name);
+	if (history == NULL)
+		return;
+	history->seen = 1;
+	if (history->filled)
+		history->head = (history->head + 1) % LIMIT_RING;
+	if (history->filled < LIMIT_RING)
+		history->filled++;
+	for (dir = 0; dir < 2; dir++) {
+		history->total_B[history->head][dir] = info->total_B[dir];
+		info->rate_1s_Bps[dir] = ring_rate(history->total_B, LIMIT_RING,
+		    history->filled, history->head, SAMPLES_PER_SEC,
+		    SAMPLES_PER_SEC, dir);
+		info->rate_5s_Bps[dir] = ring_rate(history->total_B, LIMIT_RING,
+		    history->filled, history->head, 5 * SAMPLES_PER_SEC,
+		    SAMPLES_PER_SEC, dir);
+		info->rate_60s_Bps[dir] = ring_rate(history->total_B,
+		    LIMIT_RING, history->filled, history->head,
+		    60 * SAMPLES_PER_SEC, SAMPLES_PER_SEC, dir);
+	}
+	info->stats_unix_ns = realtime_ns();
+}
+
+static struct conn_history *
+conn_history_for(struct refiller *refiller, uint32_t id)
+{
+	struct conn_history *grown;
+	size_t index;
+
+	for (index = 0; index < refiller->nconns; index++)
+		if (refiller->conns[index].id == id)
+			return &refiller->conns[index];
+	if (refiller->nconns == refiller->conns_cap) {
+		size_t cap = refiller->conns_cap ? refiller->conns_cap * 2 : 64;
+
+		grown = realloc(refiller->conns, cap * sizeof(*grown));
+		if (grown == NULL)
+			return NULL;
+		refiller->conns = grown;
+		refiller->conns_cap = cap;
+	}
+	grown = &refiller->conns[refiller->nconns++];
+	memset(grown, 0, sizeof(*grown));
+	grown->id = id;
+	return grown;
+}
+
+static void
+conn_tick(void *ctx, struct conn_info *info)
+{
+	struct refiller *refiller = ctx;
+	struct conn_history *history;
+	int dir;
+
+	history = conn_history_for(refiller, info->id);
+	if (history == NULL)
+		return;
+	history->seen = 1;
+	if (history->filled)
+		history->head = (history->head + 1) % CONN_RING;
+	if (history->filled < CONN_RING)
+		history->filled++;
+	for (dir = 0; dir < 2; dir++) {
+		history->bytes[history->head][dir] = info->bytes[dir];
+		info->rate_5s_Bps[dir] = ring_rate(history->bytes, CONN_RING,
+		    history->filled, history->head, 5, 1, dir);
+	}
+}
+
+static unsigned long long
+proc_start_ticks(pid_t pid)
+{
+	char path[64], stat_line[1024], *field;
+	unsigned long long start = 0;
+	ssize_t len;
+	int fd, index;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	len = read(fd, stat_line, sizeof(stat_line) - 1);
+	close(fd);
+	if (len <= 0)
+		return 0;
+	stat_line[len] = '\0';
+	/* Field 22 (starttime) counted after the ")" that ends comm. */
+	field = strrchr(stat_line, ')');
+	if (field == NULL)
+		return 0;
+	for (index = 2; index < 22 && field; index++)
+		field = strchr(field + 1, ' ');
+	if (field)
+		start = strtoull(field + 1, NULL, 10);
+	return start;
+}
+
+static int
+conn_alive(void *ctx, const struct conn_info *info)
+{
+	unsigned long long start;
+
+	(void)ctx;
+	if (info->pid <= 0)
+		return 0;
+	if (kill(info->pid, 0) < 0 && errno == ESRCH)
+		return 0;
+	/* A recycled pid runs something else: its start time differs. */
+	if (info->pid_start) {
+		start = proc_start_ticks(info->pid);
+		if (start && start != info->pid_start)
+			return 0;
+	}
+	return 1;
+}
+
+static void
+forget_unseen(struct refiller *refiller)
+{
+	size_t index, kept = 0;
+
+	for (index = 0; index < refiller->nconns; index++)
+		if (refiller->conns[index].seen) {
+			refiller->conns[index].seen = 0;
+			refiller->conns[kept++] = refiller->conns[index];
+		}
+	refiller->nconns = kept;
+	kept = 0;
+	for (index = 0; index < refiller->nlimits; index++)
+		if (refiller->limits[index].seen) {
+			refiller->limits[index].seen = 0;
+			refiller->limits[kept++] = refiller->limits[index];
+		}
+	refiller->nlimits = kept;
+}
+
+int
+refiller_tick(struct refiller *refiller, unsigned *reaped)
+{
+	int whole_second = refiller->ticks % SAMPLES_PER_SEC == 0;
+	int cleared, rc;
+
+	*reaped = 0;
+	refiller->ticks++;
+	rc = store_tick(refiller->store, bucket_tick,
+	    whole_second ? conn_tick : NULL, refiller);
+	if (rc)
+		return rc;
+	if (!whole_second)
+		return 0;
+	forget_unseen(refiller);
+	if ((rc = store_reap(refiller->store, conn_alive, NULL, reaped)))
+		return rc;
+	return store_reader_check(refiller->store, &cleared);
+}
+
+uint64_t
+refiller_proc_start(pid_t pid)
+{
+	return proc_start_ticks(pid);
+}

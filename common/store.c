@@ -1,0 +1,1313 @@
+/* The LMDB state store; its layout and rules are in store.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store.h"
+
+/* Every opener must ask for the same reader table: the first opener of the
+ * lock file fixes its size.  Relays take no reader slot (they only write),
+ * so this bounds concurrent readers (iprelay-limit, the refiller), not
+ * relays; it is still sized past the 8192-relay target. */
+#define STORE_MAXREADERS	8448
+#define STORE_MAPSIZE		(256ULL * 1024 * 1024)
+#define STORE_MAXDBS		8
+#define STORE_FORMAT_TAG	"iprelay-store"
+#define CHAIN_MAX		64	/* levels of nesting */
+#define CONN_ID_MAX		999999
+
+#define LIMIT_MAGIC	0x4c505249U	/* "IRPL" */
+#define BUCKET_MAGIC	0x42505249U	/* "IRPB" */
+#define CONN_MAGIC	0x43505249U	/* "IRPC" */
+
+struct chain;
+
+struct store {
+	MDB_env *env;
+	MDB_dbi limits, buckets, conns, meta;
+	struct chain *chain;	/* scratch for one transaction at a time */
+};
+
+struct limit_rec {
+	uint32_t magic;
+	uint32_t reserved;
+	struct limit_cfg cfg;
+};
+
+struct bucket_rec {
+	uint32_t magic;
+	uint32_t nconns;			/* live relays in the subtree */
+	char parent[LIMIT_NAME_MAX + 1];	/* copy of the limit's */
+	struct bucket bucket[2];
+	uint64_t total_B[2];
+	uint64_t rate_1s_Bps[2];
+	uint64_t rate_5s_Bps[2];
+	uint64_t rate_60s_Bps[2];
+	uint64_t stats_unix_ns;
+};
+
+struct conn_rec {
+	uint32_t magic;
+	uint32_t reserved;
+	struct conn_info info;
+};
+
+const char *
+store_strerror(int rc)
+{
+	switch (rc) {
+	case STORE_ENOLIMIT: return "no such limit";
+	case STORE_ENOPARENT: return "no such parent limit";
+	case STORE_ECYCLE: return "parent would make a cycle of limits";
+	case STORE_EHASCHILD: return "limit has child limits";
+	case STORE_ENOCONN: return "no such connection";
+	case STORE_EFOREIGN: return "not an iprelay state file";
+	case STORE_EVERSION: return "state file of another format version";
+	case STORE_EDAMAGED: return "state file is damaged";
+	case STORE_ENOSTORE: return "no state file yet";
+	case STORE_EFULL: return "no free connection id";
+	case MDB_MAP_FULL: return "state file is full";
+	case MDB_INVALID: return "not an LMDB file (damaged or foreign)";
+	case MDB_CORRUPTED: return "state file is damaged";
+	case MDB_PAGE_NOTFOUND: return "state file is damaged (page not found)";
+	case MDB_VERSION_MISMATCH: return "state file of another LMDB version";
+	case MDB_INCOMPATIBLE: return "not an iprelay state file";
+	case MDB_READERS_FULL: return "too many concurrent readers";
+	default: return mdb_strerror(rc);
+	}
+}
+
+uint64_t
+monotonic_ns(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (uint64_t)now.tv_sec * NS_PER_SEC + (uint64_t)now.tv_nsec;
+}
+
+uint64_t
+realtime_ns(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	return (uint64_t)now.tv_sec * NS_PER_SEC + (uint64_t)now.tv_nsec;
+}
+
+int
+store_dir_resolve(const char *option, char *dir, size_t dir_size)
+{
+	const char *from_env, *base;
+	int len;
+
+	if (option && *option)
+		len = snprintf(dir, dir_size, "%s", option);
+	else if ((from_env = getenv("IPRELAY_STATE_DIR")) && *from_env)
+		len = snprintf(dir, dir_size, "%s", from_env);
+	else if (geteuid() == 0)
+		len = snprintf(dir, dir_size, "/var/lib/iprelay");
+	else if ((base = getenv("XDG_STATE_HOME")) && *base == '/')
+		len = snprintf(dir, dir_size, "%s/iprelay", base);
+	else if ((base = getenv("HOME")) && *base == '/')
+		len = snprintf(dir, dir_size, "%s/.local/state/iprelay", base);
+	else
+		return ENOENT;
+	if (len < 0 || (size_t)len >= dir_size)
+		return ENAMETOOLONG;
+	return 0;
+}
+
+/* Record decoding: a value of the wrong size or with a bad field is damage,
+ * never something to read as if it were right. */
+static int
+string_in(const char *field, size_t size)
+{
+	return memchr(field, '\0', size) != NULL;
+}
+
+static int
+decode_limit(const MDB_val *value, struct limit_rec *rec)
+{
+	if (value->mv_size != sizeof(*rec))
+		return STORE_EDAMAGED;
+	memcpy(rec, value->mv_data, sizeof(*rec));
+	if (rec->magic != LIMIT_MAGIC ||
+	    !string_in(rec->cfg.parent, sizeof(rec->cfg.parent)) ||
+	    (rec->cfg.parent[0] && !limit_name_valid(rec->cfg.parent)) ||
+	    rec->cfg.rate_Bps[0] > RATE_MAX || rec->cfg.rate_Bps[1] > RATE_MAX ||
+	    rec->cfg.burst_B > BURST_MAX)
+		return STORE_EDAMAGED;
+	return 0;
+}
+
+static int
+decode_bucket(const MDB_val *value, struct bucket_rec *rec)
+{
+	int dir;
+
+	if (value->mv_size != sizeof(*rec))
+		return STORE_EDAMAGED;
+	memcpy(rec, value->mv_data, sizeof(*rec));
+	if (rec->magic != BUCKET_MAGIC ||
+	    !string_in(rec->parent, sizeof(rec->parent)) ||
+	    (rec->parent[0] && !limit_name_valid(rec->parent)))
+		return STORE_EDAMAGED;
+	for (dir = 0; dir < 2; dir++)
+		if (rec->bucket[dir].rate_Bps > RATE_MAX ||
+		    rec->bucket[dir].burst_B > BURST_MAX ||
+		    rec->bucket[dir].frac_nB >= NS_PER_SEC ||
+		    rec->bucket[dir].tokens_B > (int64_t)BURST_MAX ||
+		    rec->bucket[dir].tokens_B < -(int64_t)BURST_MAX)
+			return STORE_EDAMAGED;
+	return 0;
+}
+
+static int
+decode_conn(const MDB_val *value, struct conn_rec *rec)
+{
+	if (value->mv_size != sizeof(*rec))
+		return STORE_EDAMAGED;
+	memcpy(rec, value->mv_data, sizeof(*rec));
+	if (rec->magic != CONN_MAGIC ||
+	    rec->info.id == 0 || rec->info.id > CONN_ID_MAX ||
+	    !string_in(rec->info.limit, sizeof(rec->info.limit)) ||
+	    !string_in(rec->info.peer, sizeof(rec->info.peer)) ||
+	    !string_in(rec->info.remote, sizeof(rec->info.remote)) ||
+	    (rec->info.limit[0] && !limit_name_valid(rec->info.limit)))
+		return STORE_EDAMAGED;
+	return 0;
+}
+
+int
+store_decode_record(int kind, const void *data, size_t size)
+{
+	/* For the fuzzer and the tests: 0 limit, 1 bucket, 2 conn. */
+	MDB_val value = { size, (void *)data };
+	union {
+		struct limit_rec limit;
+		struct bucket_rec bucket;
+		struct conn_rec conn;
+	} rec;
+
+	switch (kind) {
+	case 0: return decode_limit(&value, &rec.limit);
+	case 1: return decode_bucket(&value, &rec.bucket);
+	case 2: return decode_conn(&value, &rec.conn);
+	default: return EINVAL;
+	}
+}
+
+static MDB_val
+name_key(const char *name)
+{
+	MDB_val key = { strlen(name), (void *)name };
+
+	return key;
+}
+
+static int
+name_from_key(const MDB_val *key, char name[LIMIT_NAME_MAX + 1])
+{
+	if (key->mv_size == 0 || key->mv_size > LIMIT_NAME_MAX)
+		return STORE_EDAMAGED;
+	memcpy(name, key->mv_data, key->mv_size);
+	name[key->mv_size] = '\0';
+	return limit_name_valid(name) ? 0 : STORE_EDAMAGED;
+}
+
+static int
+get_bucket(struct store *store, MDB_txn *txn, const char *name,
+    struct bucket_rec *rec)
+{
+	MDB_val key = name_key(name), value;
+	int rc;
+
+	rc = mdb_get(txn, store->buckets, &key, &value);
+	if (rc == MDB_NOTFOUND)
+		return STORE_ENOLIMIT;
+	if (rc)
+		return rc;
+	return decode_bucket(&value, rec);
+}
+
+static int
+put_bucket(struct store *store, MDB_txn *txn, const char *name,
+    const struct bucket_rec *rec)
+{
+	MDB_val key = name_key(name), value = { sizeof(*rec), (void *)rec };
+
+	return mdb_put(txn, store->buckets, &key, &value, 0);
+}
+
+static int
+get_limit(struct store *store, MDB_txn *txn, const char *name,
+    struct limit_rec *rec)
+{
+	MDB_val key = name_key(name), value;
+	int rc;
+
+	rc = mdb_get(txn, store->limits, &key, &value);
+	if (rc == MDB_NOTFOUND)
+		return STORE_ENOLIMIT;
+	if (rc)
+		return rc;
+	return decode_limit(&value, rec);
+}
+
+static MDB_val
+conn_key(uint32_t id, unsigned char buf[4])
+{
+	MDB_val key = { 4, buf };
+
+	buf[0] = (unsigned char)(id >> 24);
+	buf[1] = (unsigned char)(id >> 16);
+	buf[2] = (unsigned char)(id >> 8);
+	buf[3] = (unsigned char)id;
+	return key;
+}
+
+static int
+get_conn(struct store *store, MDB_txn *txn, uint32_t id, struct conn_rec *rec)
+{
+	unsigned char buf[4];
+	MDB_val key = conn_key(id, buf), value;
+	int rc;
+
+	rc = mdb_get(txn, store->conns, &key, &value);
+	if (rc == MDB_NOTFOUND)
+		return STORE_ENOCONN;
+	if (rc)
+		return rc;
+	return decode_conn(&value, rec);
+}
+
+static int
+put_conn(struct store *store, MDB_txn *txn, const struct conn_rec *rec)
+{
+	unsigned char buf[4];
+	MDB_val key = conn_key(rec->info.id, buf);
+	MDB_val value = { sizeof(*rec), (void *)rec };
+
+	return mdb_put(txn, store->conns, &key, &value, 0);
+}
+
+/* The chain of a limit: the limit itself, then each ancestor.  A missing
+ * limit gives an empty chain; a missing ancestor ends it. */
+struct chain {
+	size_t depth;
+	char names[CHAIN_MAX][LIMIT_NAME_MAX + 1];
+	struct bucket_rec recs[CHAIN_MAX];
+};
+
+static int
+load_chain(struct store *store, MDB_txn *txn, const char *limit,
+    struct chain *chain)
+{
+	const char *name = limit;
+	int rc;
+
+	chain->depth = 0;
+	while (name && *name && chain->depth < CHAIN_MAX) {
+		rc = get_bucket(store, txn, name, &chain->recs[chain->depth]);
+		if (rc == STORE_ENOLIMIT)
+			break;
+		if (rc)
+			return rc;
+		strcpy(chain->names[chain->depth], name);
+		name = chain->recs[chain->depth].parent;
+		chain->depth++;
+	}
+	return 0;
+}
+
+static int
+save_chain(struct store *store, MDB_txn *txn, const struct chain *chain)
+{
+	size_t level;
+	int rc;
+
+	for (level = 0; level < chain->depth; level++) {
+		rc = put_bucket(store, txn, chain->names[level],
+		    &chain->recs[level]);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static uint64_t
+chain_quantum(const struct chain *chain, int dir, int *shaped)
+{
+	uint64_t quantum_B = CHUNK_MAX, level_B;
+	const struct bucket *bucket;
+	size_t level;
+
+	*shaped = 0;
+	for (level = 0; level < chain->depth; level++) {
+		bucket = &chain->recs[level].bucket[dir];
+		if (bucket->rate_Bps == 0)
+			continue;
+		*shaped = 1;
+		level_B = bucket_quantum(bucket->rate_Bps, bucket->burst_B,
+		    chain->recs[level].nconns);
+		if (level_B < quantum_B)
+			quantum_B = level_B;
+	}
+	return quantum_B;
+}
+
+/* Zero every bucket's nconns and count the live relays again, each on its
+ * limit and every ancestor: the only way counts change besides register
+ * and unregister, so drift after a kill -9 or a re-parenting heals. */
+static int
+recount(struct store *store, MDB_txn *txn)
+{
+	MDB_cursor *cursor = NULL;
+	MDB_val key, value;
+	struct bucket_rec rec;
+	struct conn_rec conn;
+	struct chain *chain;
+	size_t level;
+	int rc;
+
+	chain = store->chain;
+	rc = mdb_cursor_open(txn, store->buckets, &cursor);
+	if (rc)
+		goto out;
+	for (rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST); rc == 0;
+	    rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)) {
+		if ((rc = decode_bucket(&value, &rec)))
+			goto out;
+		if (rec.nconns == 0)
+			continue;
+		rec.nconns = 0;
+		value.mv_data = &rec;
+		if ((rc = mdb_cursor_put(cursor, &key, &value, MDB_CURRENT)))
+			goto out;
+	}
+	if (rc != MDB_NOTFOUND)
+		goto out;
+	mdb_cursor_close(cursor);
+	cursor = NULL;
+	rc = mdb_cursor_open(txn, store->conns, &cursor);
+	if (rc)
+		goto out;
+	for (rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST); rc == 0;
+	    rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)) {
+		if ((rc = decode_conn(&value, &conn)))
+			goto out;
+		if ((rc = load_chain(store, txn, conn.info.limit, chain)))
+			goto out;
+		for (level = 0; level < chain->depth; level++)
+			chain->recs[level].nconns++;
+		if ((rc = save_chain(store, txn, chain)))
+			goto out;
+	}
+	if (rc == MDB_NOTFOUND)
+		rc = 0;
+out:
+	if (cursor)
+		mdb_cursor_close(cursor);
+	return rc;
+}
+
+static int
+check_format(struct store *store, MDB_txn *txn)
+{
+	MDB_val key = { 6, "format" }, value;
+	char tag[64];
+	int rc;
+
+	rc = mdb_get(txn, store->meta, &key, &value);
+	if (rc == MDB_NOTFOUND)
+		return STORE_EFOREIGN;
+	if (rc)
+		return rc;
+	snprintf(tag, sizeof(tag), "%s %d", STORE_FORMAT_TAG, STORE_FORMAT);
+	if (value.mv_size == strlen(tag) &&
+	    memcmp(value.mv_data, tag, value.mv_size) == 0)
+		return 0;
+	if (value.mv_size > strlen(STORE_FORMAT_TAG) &&
+	    memcmp(value.mv_data, STORE_FORMAT_TAG,
+	    strlen(STORE_FORMAT_TAG)) == 0)
+		return STORE_EVERSION;
+	return STORE_EFOREIGN;
+}
+
+static int
+open_dbs(struct store *store, int create)
+{
+	MDB_txn *txn = NULL;
+	MDB_dbi main_dbi;
+	MDB_stat main_stat;
+	unsigned open_flags = create ? MDB_CREATE : 0;
+	char tag[64];
+	MDB_val key, value;
+	int rc, fresh = 0;
+
+	rc = mdb_txn_begin(store->env, NULL, create ? 0 : MDB_RDONLY, &txn);
+	if (rc)
+		return rc;
+	rc = mdb_dbi_open(txn, NULL, 0, &main_dbi);
+	if (rc)
+		goto abort;
+	rc = mdb_stat(txn, main_dbi, &main_stat);
+	if (rc)
+		goto abort;
+	rc = mdb_dbi_open(txn, "meta", 0, &store->meta);
+	if (rc == MDB_NOTFOUND) {
+		if (main_stat.ms_entries > 0) {
+			rc = STORE_EFOREIGN;
+			goto abort;
+		}
+		if (!create) {
+			rc = STORE_ENOSTORE;
+			goto abort;
+		}
+		fresh = 1;
+		rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &store->meta);
+	}
+	if (rc == MDB_INCOMPATIBLE)
+		rc = STORE_EFOREIGN;
+	if (rc)
+		goto abort;
+	if (fresh) {
+		snprintf(tag, sizeof(tag), "%s %d", STORE_FORMAT_TAG,
+		    STORE_FORMAT);
+		key.mv_size = 6;
+		key.mv_data = "format";
+		value.mv_size = strlen(tag);
+		value.mv_data = tag;
+		rc = mdb_put(txn, store->meta, &key, &value, 0);
+		if (rc)
+			goto abort;
+	} else if ((rc = check_format(store, txn)))
+		goto abort;
+	if ((rc = mdb_dbi_open(txn, "limits", open_flags, &store->limits)) ||
+	    (rc = mdb_dbi_open(txn, "buckets", open_flags, &store->buckets)) ||
+	    (rc = mdb_dbi_open(txn, "conns", open_flags,
+	    &store->conns))) {
+		if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE)
+			rc = STORE_EFOREIGN;
+		goto abort;
+	}
+	return mdb_txn_commit(txn);
+abort:
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+static int
+make_dir(const char *dir)
+{
+	char path[4096];
+	size_t len;
+	char *slash;
+
+	len = strlen(dir);
+	if (len == 0 || len >= sizeof(path))
+		return ENAMETOOLONG;
+	memcpy(path, dir, len + 1);
+	for (slash = path + 1; (slash = strchr(slash, '/')); slash++) {
+		*slash = '\0';
+		if (mkdir(path, 0755) < 0 && errno != EEXIST)
+			return errno;
+		*slash = '/';
+	}
+	/* The state dir itself: owner and group only. */
+	if (mkdir(path, 0770) == 0)
+		(void)chmod(path, 0770);	/* whatever the umask */
+	else if (errno != EEXIST)
+		return errno;
+	return 0;
+}
+
+static void
+give_to_dir_owner(const char *dir, const char *file)
+{
+	/* root creating the files for a service user (iprelay-limit run by
+	 * an admin first) hands them to the state dir's owner, so the
+	 * unprivileged relays and shaperd can still open them. */
+	struct stat dir_stat;
+	char path[4200];
+
+	if (geteuid() != 0 || stat(dir, &dir_stat) < 0 || dir_stat.st_uid == 0)
+		return;
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	if (chown(path, dir_stat.st_uid, dir_stat.st_gid) < 0)
+		return;
+	snprintf(path, sizeof(path), "%s/%s-lock", dir, file);
+	if (chown(path, dir_stat.st_uid, dir_stat.st_gid) < 0)
+		return;
+}
+
+int
+store_open(struct store **out, const char *dir, int flags)
+{
+	struct store *store;
+	char path[4200];
+	unsigned env_flags = MDB_NOSUBDIR | MDB_NOSYNC | MDB_NORDAHEAD |
+	    MDB_NOTLS;
+	mode_t old_umask;
+	int rc, create = !(flags & STORE_RDONLY);
+
+	*out = NULL;
+	if (snprintf(path, sizeof(path), "%s/%s", dir, STORE_FILE) >=
+	    (int)sizeof(path))
+		return ENAMETOOLONG;
+	if (!create && access(path, F_OK) < 0)
+		return errno == ENOENT ? STORE_ENOSTORE : errno;
+	if (create && (rc = make_dir(dir)))
+		return rc;
+	store = calloc(1, sizeof(*store));
+	if (store == NULL)
+		return ENOMEM;
+	store->chain = malloc(sizeof(*store->chain));
+	if (store->chain == NULL) {
+		free(store);
+		return ENOMEM;
+	}
+	if ((rc = mdb_env_create(&store->env)))
+		goto free_store;
+	if ((rc = mdb_env_set_maxreaders(store->env, STORE_MAXREADERS)) ||
+	    (rc = mdb_env_set_maxdbs(store->env, STORE_MAXDBS)) ||
+	    (rc = mdb_env_set_mapsize(store->env, STORE_MAPSIZE)))
+		goto close_env;
+	old_umask = umask(007);
+	rc = mdb_env_open(store->env, path, env_flags, 0660);
+	umask(old_umask);
+	if (rc == EACCES && !create) {
+		/* A reader without write access to the data file. */
+		mdb_env_close(store->env);
+		if ((rc = mdb_env_create(&store->env)))
+			goto free_store;
+		mdb_env_set_maxreaders(store->env, STORE_MAXREADERS);
+		mdb_env_set_maxdbs(store->env, STORE_MAXDBS);
+		rc = mdb_env_open(store->env, path, env_flags | MDB_RDONLY,
+		    0660);
+	}
+	if (rc)
+		goto close_env;
+	if ((rc = open_dbs(store, create)))
+		goto close_env;
+	if (create)
+		give_to_dir_owner(dir, STORE_FILE);
+	*out = store;
+	return 0;
+close_env:
+	mdb_env_close(store->env);
+free_store:
+	free(store->chain);
+	free(store);
+	return rc;
+}
+
+void
+store_close(struct store *store)
+{
+	if (store == NULL)
+		return;
+	mdb_env_close(store->env);
+	free(store->chain);
+	free(store);
+}
+
+int
+store_sync(struct store *store)
+{
+	return mdb_env_sync(store->env, 1);
+}
+
+static int
+would_cycle(struct store *store, MDB_txn *txn, const char *name,
+    const char *parent)
+{
+	struct limit_rec rec;
+	char cursor[LIMIT_NAME_MAX + 1];
+	size_t depth;
+	int rc;
+
+	snprintf(cursor, sizeof(cursor), "%s", parent);
+	for (depth = 1; cursor[0]; depth++) {
+		if (strcmp(cursor, name) == 0)
+			return STORE_ECYCLE;
+		if (depth >= CHAIN_MAX)
+			return STORE_ECYCLE;	/* deeper than we follow */
+		rc = get_limit(store, txn, cursor, &rec);
+		if (rc == STORE_ENOLIMIT)
+			return depth == 1 ? STORE_ENOPARENT : 0;
+		if (rc)
+			return rc;
+		strcpy(cursor, rec.cfg.parent);
+	}
+	return 0;
+}
+
+int
+store_limit_put(struct store *store, const char *name,
+    const struct limit_cfg *cfg)
+{
+	MDB_txn *txn = NULL;
+	struct limit_rec limit = { .magic = LIMIT_MAGIC };
+	struct limit_rec old;
+	struct bucket_rec bucket;
+	MDB_val key, value;
+	uint64_t now_ns = monotonic_ns();
+	int rc, dir, reparent = 1;
+
+	if (!limit_name_valid(name) ||
+	    (cfg->parent[0] && !limit_name_valid(cfg->parent)) ||
+	    cfg->rate_Bps[0] > RATE_MAX || cfg->rate_Bps[1] > RATE_MAX ||
+	    cfg->burst_B > BURST_MAX)
+		return EINVAL;
+	limit.cfg = *cfg;
+	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)))
+		return rc;
+	if (cfg->parent[0] && (rc = would_cycle(store, txn, name, cfg->parent)))
+		goto abort;
+	rc = get_limit(store, txn, name, &old);
+	if (rc == 0)
+		reparent = strcmp(old.cfg.parent, cfg->parent) != 0;
+	else if (rc != STORE_ENOLIMIT)
+		goto abort;
+	rc = get_bucket(store, txn, name, &bucket);
+	if (rc == STORE_ENOLIMIT) {
+		memset(&bucket, 0, sizeof(bucket));
+		bucket.magic = BUCKET_MAGIC;
+		for (dir = 0; dir < 2; dir++)
+			bucket_init(&bucket.bucket[dir], 0, 0, now_ns);
+	} else if (rc)
+		goto abort;
+	/* A lowered rate or burst applies to the live bucket at once. */
+	for (dir = 0; dir < 2; dir++)
+		bucket_reconfigure(&bucket.bucket[dir], cfg->rate_Bps[dir],
+		    cfg->burst_B, now_ns);
+	memcpy(bucket.parent, cfg->parent, sizeof(bucket.parent));
+	key = name_key(name);
+	value.mv_size = sizeof(limit);
+	value.mv_data = &limit;
+	if ((rc = mdb_put(txn, store->limits, &key, &value, 0)))
+		goto abort;
+	if ((rc = put_bucket(store, txn, name, &bucket)))
+		goto abort;
+	if (reparent && (rc = recount(store, txn)))
+		goto abort;
+	return mdb_txn_commit(txn);
+abort:
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+static void
+fill_info(struct limit_info *info, const char *name,
+    const struct limit_rec *limit, const struct bucket_rec *bucket)
+{
+	int dir;
+
+	memset(info, 0, sizeof(*info));
+	snprintf(info->name, sizeof(info->name), "%s", name);
+	info->cfg = limit->cfg;
+	info->nconns = bucket->nconns;
+	info->stats_unix_ns = bucket->stats_unix_ns;
+	for (dir = 0; dir < 2; dir++) {
+		info->bucket[dir] = bucket->bucket[dir];
+		info->total_B[dir] = bucket->total_B[dir];
+		info->rate_1s_Bps[dir] = bucket->rate_1s_Bps[dir];
+		info->rate_5s_Bps[dir] = bucket->rate_5s_Bps[dir];
+		info->rate_60s_Bps[dir] = bucket->rate_60s_Bps[dir];
+	}
+}
+
+static void
+store_info_back(struct bucket_rec *bucket, const struct limit_info *info)
+{
+	int dir;
+
+	bucket->stats_unix_ns = info->stats_unix_ns;
+	for (dir = 0; dir < 2; dir++) {
+		bucket->rate_1s_Bps[dir] = info->rate_1s_Bps[dir];
+		bucket->rate_5s_Bps[dir] = info->rate_5s_Bps[dir];
+		bucket->rate_60s_Bps[dir] = info->rate_60s_Bps[dir];
+	}
+}
+
+int
+store_limit_get(struct store *store, const char *name,
+    struct limit_info *info)
+{
+	MDB_txn *txn = NULL;
+	struct limit_rec limit;
+	struct bucket_rec bucket;
+	int rc;
+
+	if (!limit_name_valid(name))
+		return STORE_ENOLIMIT;
+	if ((rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn)))
+		return rc;
+	if ((rc = get_limit(store, txn, name, &limit)))
+		goto out;
+	if ((rc = get_bucket(store, txn, name, &bucket)))
+		goto out;
+	fill_info(info, name, &limit, &bucket);
+out:
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+int
+store_limit_del(struct store *store, const char *name, uint32_t *nconns)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cursor = NULL;
+	struct limit_rec limit;
+	struct bucket_rec bucket;
+	MDB_val key, value;
+	int rc;
+
+	*nconns = 0;
+	if (!limit_name_valid(name))
+		return STORE_ENOLIMIT;
+	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)))
+		return rc;
+	if ((rc = get_limit(store, txn, name, &limit)))
+		goto abort;
+	if ((rc = mdb_cursor_open(txn, store->limits, &cursor)))
+		goto abort;
+	for (rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST); rc == 0;
+	    rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)) {
+		if ((rc = decode_limit(&value, &limit)))
+			goto abort;
+		if (strcmp(limit.cfg.parent, name) == 0) {
+			rc = STORE_EHASCHILD;
+			goto abort;
+		}
+	}
+	if (rc != MDB_NOTFOUND)
+		goto abort;
+	mdb_cursor_close(cursor);
+	cursor = NULL;
+	if (get_bucket(store, txn, name, &bucket) == 0)
+		*nconns = bucket.nconns;
+	key = name_key(name);
+	if ((rc = mdb_del(txn, store->limits, &key, NULL)))
+		goto abort;
+	rc = mdb_del(txn, store->buckets, &key, NULL);
+	if (rc && rc != MDB_NOTFOUND)
+		goto abort;
+	return mdb_txn_commit(txn);
+abort:
+	if (cursor)
+		mdb_cursor_close(cursor);
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+int
+store_limit_foreach(struct store *store, limit_visit_fn visit, void *ctx)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cursor = NULL;
+	struct limit_rec limit;
+	struct bucket_rec bucket;
+	struct limit_info info;
+	char name[LIMIT_NAME_MAX + 1];
+	MDB_val key, value;
+	int rc;
+
+	if ((rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn)))
+		return rc;
+	if ((rc = mdb_cursor_open(txn, store->limits, &cursor)))
+		goto out;
+	for (rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST); rc == 0;
+	    rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)) {
+		if ((rc = name_from_key(&key, name)) ||
+		    (rc = decode_limit(&value, &limit)) ||
+		    (rc = get_bucket(store, txn, name, &bucket)))
+			break;
+		fill_info(&info, name, &limit, &bucket);
+		if ((rc = visit(ctx, &info)))
+			break;
+	}
+	if (rc == MDB_NOTFOUND)
+		rc = 0;
+	mdb_cursor_close(cursor);
+out:
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+static int
+meta_get_txn(struct store *store, MDB_txn *txn, const char *key_name,
+    void *buf, size_t size, size_t *got)
+{
+	MDB_val key = name_key(key_name), value;
+	int rc;
+
+	rc = mdb_get(txn, store->meta, &key, &value);
+	if (rc)
+		return rc;
+	*got = value.mv_size < size ? value.mv_size : size;
+	memcpy(buf, value.mv_data, *got);
+	return 0;
+}
+
+int
+store_conn_register(struct store *store, struct conn_info *info)
+{
+	MDB_txn *txn = NULL;
+	struct conn_rec rec = { .magic = CONN_MAGIC };
+	struct conn_rec existing;
+	struct chain *chain;
+	MDB_val key = { 9, "next_conn" }, value;
+	uint32_t next_id = 1, tries;
+	size_t got, level;
+	int rc;
+
+	if (!limit_name_valid(info->limit) && info->limit[0])
+		return EINVAL;
+	chain = store->chain;
+	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)))
+		goto out;
+	rc = meta_get_txn(store, txn, "next_conn", &next_id, sizeof(next_id),
+	    &got);
+	if (rc == MDB_NOTFOUND || (rc == 0 && got != sizeof(next_id)))
+		next_id = 1;
+	else if (rc)
+		goto abort;
+	for (tries = 0; tries < CONN_ID_MAX; tries++) {
+		if (next_id == 0 || next_id > CONN_ID_MAX)
+			next_id = 1;
+		rc = get_conn(store, txn, next_id, &existing);
+		if (rc == STORE_ENOCONN)
+			break;
+		if (rc && rc != STORE_EDAMAGED)
+			goto abort;
+		next_id++;
+	}
+	if (tries == CONN_ID_MAX) {
+		rc = STORE_EFULL;
+		goto abort;
+	}
+	info->id = next_id;
+	info->start_unix_ns = info->last_unix_ns = realtime_ns();
+	rec.info = *info;
+	if ((rc = put_conn(store, txn, &rec)))
+		goto abort;
+	next_id++;
+	value.mv_size = sizeof(next_id);
+	value.mv_data = &next_id;
+	if ((rc = mdb_put(txn, store->meta, &key, &value, 0)))
+		goto abort;
+	if ((rc = load_chain(store, txn, info->limit, chain)))
+		goto abort;
+	for (level = 0; level < chain->depth; level++)
+		chain->recs[level].nconns++;
+	if ((rc = save_chain(store, txn, chain)))
+		goto abort;
+	rc = mdb_txn_commit(txn);
+	goto out;
+abort:
+	mdb_txn_abort(txn);
+out:
+	return rc;
+}
+
+int
+store_conn_unregister(struct store *store, uint32_t id)
+{
+	MDB_txn *txn = NULL;
+	struct conn_rec rec;
+	struct chain *chain;
+	unsigned char buf[4];
+	MDB_val key = conn_key(id, buf);
+	size_t level;
+	int rc;
+
+	chain = store->chain;
+	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)))
+		goto out;
+	if ((rc = get_conn(store, txn, id, &rec)))
+		goto abort;
+	if ((rc = mdb_del(txn, store->conns, &key, NULL)))
+		goto abort;
+	if ((rc = load_chain(store, txn, rec.info.limit, chain)))
+		goto abort;
+	for (level = 0; level < chain->depth; level++)
+		if (chain->recs[level].nconns)
+			chain->recs[level].nconns--;
+	if ((rc = save_chain(store, txn, chain)))
+		goto abort;
+	rc = mdb_txn_commit(txn);
+	goto out;
+abort:
+	mdb_txn_abort(txn);
+out:
+	return rc;
+}
+
+int
+store_conn_get(struct store *store, uint32_t id, struct conn_info *info)
+{
+	MDB_txn *txn = NULL;
+	struct conn_rec rec;
+	int rc;
+
+	if ((rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn)))
+		return rc;
+	rc = get_conn(store, txn, id, &rec);
+	if (rc == 0)
+		*info = rec.info;
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+int
+store_conn_foreach(struct store *store, conn_visit_fn visit, void *ctx)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cursor = NULL;
+	struct conn_rec rec;
+	MDB_val key, value;
+	int rc;
+
+	if ((rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn)))
+		return rc;
+	if ((rc = mdb_cursor_open(txn, store->conns, &cursor)))
+		goto out;
+	for (rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST); rc == 0;
+	    rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)) {
+		if ((rc = decode_conn(&value, &rec)))
+			break;
+		if ((rc = visit(ctx, &rec.info)))
+			break;
+	}
+	if (rc == MDB_NOTFOUND)
+		rc = 0;
+	mdb_cursor_close(cursor);
+out:
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+static int
+count_on_conn(struct store *store, MDB_txn *txn, uint32_t id,
+    const uint64_t moved_B[2])
+{
+	struct conn_rec rec;
+	int rc;
+
+	if (id == 0 || (moved_B[0] == 0 && moved_B[1] == 0))
+		return 0;
+	rc = get_conn(store, txn, id, &rec);
+	if (rc == STORE_ENOCONN)
+		return 0;	/* reaped while we ran: count nothing */
+	if (rc)
+		return rc;
+	rec.info.bytes[0] += moved_B[0];
+	rec.info.bytes[1] += moved_B[1];
+	rec.info.last_unix_ns = realtime_ns();
+	return put_conn(store, txn, &rec);
+}
+
+int
+store_reserve(struct store *store, uint32_t id, const char *limit, int dir,
+    uint64_t want_B, struct grant *grant)
+{
+	MDB_txn *txn = NULL;
+	struct chain *chain;
+	struct bucket *levels[CHAIN_MAX];
+	uint64_t moved_B[2] = { 0, 0 };
+	uint64_t now_ns = monotonic_ns();
+	size_t level;
+	int rc;
+
+	chain = store->chain;
+	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)))
+		goto out;
+	if ((rc = load_chain(store, txn, limit, chain)))
+		goto abort;
+	for (level = 0; level < chain->depth; level++)
+		levels[level] = &chain->recs[level].bucket[dir];
+	grant->quantum_B = chain_quantum(chain, dir, &grant->shaped);
+	if (grant->shaped) {
+		grant->bytes = bucket_draw(levels, chain->depth, want_B, now_ns,
+		    &grant->release_ns);
+	} else {
+		grant->bytes = want_B;
+		grant->release_ns = now_ns;
+	}
+	for (level = 0; level < chain->depth; level++)
+		chain->recs[level].total_B[dir] += grant->bytes;
+	if ((rc = save_chain(store, txn, chain)))
+		goto abort;
+	moved_B[dir] = grant->bytes;
+	if ((rc = count_on_conn(store, txn, id, moved_B)))
+		goto abort;
+	rc = mdb_txn_commit(txn);
+	goto out;
+abort:
+	mdb_txn_abort(txn);
+out:
+	return rc;
+}
+
+int
+store_account(struct store *store, uint32_t id, const char *limit,
+    const uint64_t moved_B[2], int shaped[2], uint64_t quantum_B[2])
+{
+	MDB_txn *txn = NULL;
+	struct chain *chain;
+	size_t level;
+	int rc, dir;
+
+	chain = store->chain;
+	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)))
+		goto out;
+	if ((rc = load_chain(store, txn, limit, chain)))
+		goto abort;
+	for (dir = 0; dir < 2; dir++) {
+		quantum_B[dir] = chain_quantum(chain, dir, &shaped[dir]);
+		for (level = 0; level < chain->depth; level++)
+			chain->recs[level].total_B[dir] += moved_B[dir];
+	}
+	if ((moved_B[0] || moved_B[1]) &&
+	    (rc = save_chain(store, txn, chain)))
+		goto abort;
+	if ((rc = count_on_conn(store, txn, id, moved_B)))
+		goto abort;
+	rc = mdb_txn_commit(txn);
+	goto out;
+abort:
+	mdb_txn_abort(txn);
+out:
+	return rc;
+}
+
+int
+store_tick(struct store *store, bucket_tick_fn bucket_tick,
+    conn_tick_fn conn_tick, void *ctx)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cursor = NULL;
+	struct bucket_rec bucket;
+	struct limit_rec limit;
+	struct conn_rec conn;
+	struct limit_info info;
+	char name[LIMIT_NAME_MAX + 1];
+	MDB_val key, value;
+	uint64_t now_ns = monotonic_ns();
+	int rc, dir;
+
+	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)))
+		return rc;
+	if ((rc = mdb_cursor_open(txn, store->buckets, &cursor)))
+		goto abort;
+	for (rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST); rc == 0;
+	    rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)) {
+		if ((rc = name_from_key(&key, name)) ||
+		    (rc = decode_bucket(&value, &bucket)))
+			goto abort;
+		if ((rc = get_limit(store, txn, name, &limit)))
+			goto abort;
+		for (dir = 0; dir < 2; dir++)
+			bucket_settle(&bucket.bucket[dir], now_ns);
+		if (bucket_tick) {
+			fill_info(&info, name, &limit, &bucket);
+			bucket_tick(ctx, &info);
+			store_info_back(&bucket, &info);
+		}
+		value.mv_size = sizeof(bucket);
+		value.mv_data = &bucket;
+		if ((rc = mdb_cursor_put(cursor, &key, &value, MDB_CURRENT)))
+			goto abort;
+	}
+	if (rc != MDB_NOTFOUND)
+		goto abort;
+	mdb_cursor_close(cursor);
+	cursor = NULL;
+	if (conn_tick) {
+		if ((rc = mdb_cursor_open(txn, store->conns, &cursor)))
+			goto abort;
+		for (rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST);
+		    rc == 0;
+		    rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)) {
+			if ((rc = decode_conn(&value, &conn)))
+				goto abort;
+			uint64_t before[2] = { conn.info.rate_5s_Bps[0],
+			    conn.info.rate_5s_Bps[1] };
+			conn_tick(ctx, &conn.info);
+			if (before[0] == conn.info.rate_5s_Bps[0] &&
+			    before[1] == conn.info.rate_5s_Bps[1])
+				continue;
+			value.mv_size = sizeof(conn);
+			value.mv_data = &conn;
+			if ((rc = mdb_cursor_put(cursor, &key, &value,
+			    MDB_CURRENT)))
+				goto abort;
+		}
+		if (rc != MDB_NOTFOUND)
+			goto abort;
+		mdb_cursor_close(cursor);
+		cursor = NULL;
+	}
+	return mdb_txn_commit(txn);
+abort:
+	if (cursor)
+		mdb_cursor_close(cursor);
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+int
+store_reap(struct store *store, conn_alive_fn alive, void *ctx,
+    unsigned *reaped)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cursor = NULL;
+	struct conn_rec conn;
+	MDB_val key, value;
+	int rc;
+
+	*reaped = 0;
+	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)))
+		return rc;
+	if ((rc = mdb_cursor_open(txn, store->conns, &cursor)))
+		goto abort;
+	for (rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST); rc == 0;
+	    rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)) {
+		/* A damaged record is reaped too: it can belong to no one. */
+		if (decode_conn(&value, &conn) == 0 && alive(ctx, &conn.info))
+			continue;
+		if ((rc = mdb_cursor_del(cursor, 0)))
+			goto abort;
+		(*reaped)++;
+	}
+	if (rc != MDB_NOTFOUND)
+		goto abort;
+	mdb_cursor_close(cursor);
+	cursor = NULL;
+	if (*reaped == 0) {
+		mdb_txn_abort(txn);
+		return 0;
+	}
+	if ((rc = recount(store, txn)))
+		goto abort;
+	return mdb_txn_commit(txn);
+abort:
+	if (cursor)
+		mdb_cursor_close(cursor);
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+int
+store_reader_check(struct store *store, int *cleared)
+{
+	return mdb_reader_check(store->env, cleared);
+}
+
+int
+store_boot_reset(struct store *store, int *was_reset)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cursor = NULL;
+	MDB_val key = { 7, "boot_id" }, value;
+	struct bucket_rec bucket;
+	char boot_id[64] = "", stored[64];
+	uint64_t now_ns = monotonic_ns();
+	size_t got = 0;
+	ssize_t len;
+	int fd, rc, dir;
+
+	*was_reset = 0;
+	fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		len = read(fd, boot_id, sizeof(boot_id) - 1);
+		close(fd);
+		if (len > 0)
+			boot_id[len] = '\0';
+	}
+	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)))
+		return rc;
+	rc = meta_get_txn(store, txn, "boot_id", stored, sizeof(stored), &got);
+	if (rc && rc != MDB_NOTFOUND)
+		goto abort;
+	if (rc == 0 && got == strlen(boot_id) && memcmp(stored, boot_id, got) == 0) {
+		mdb_txn_abort(txn);
+		return 0;
+	}
+	/* A new boot: no relay of the old one lives, and its clock is gone. */
+	if ((rc = mdb_drop(txn, store->conns, 0)))
+		goto abort;
+	if ((rc = mdb_cursor_open(txn, store->buckets, &cursor)))
+		goto abort;
+	for (rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST); rc == 0;
+	    rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)) {
+		if ((rc = decode_bucket(&value, &bucket)))
+			goto abort;
+		bucket.nconns = 0;
+		for (dir = 0; dir < 2; dir++)
+			bucket_init(&bucket.bucket[dir],
+			    bucket.bucket[dir].rate_Bps,
+			    bucket.bucket[dir].burst_B, now_ns);
+		value.mv_size = sizeof(bucket);
+		value.mv_data = &bucket;
+		if ((rc = mdb_cursor_put(cursor, &key, &value, MDB_CURRENT)))
+			goto abort;
+	}
+	if (rc != MDB_NOTFOUND)
+		goto abort;
+	mdb_cursor_close(cursor);
+	cursor = NULL;
+	key.mv_size = 7;
+	key.mv_data = "boot_id";
+	value.mv_size = strlen(boot_id);
+	value.mv_data = boot_id;
+	if ((rc = mdb_put(txn, store->meta, &key, &value, 0)))
+		goto abort;
+	*was_reset = 1;
+	return mdb_txn_commit(txn);
+abort:
+	if (cursor)
+		mdb_cursor_close(cursor);
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+int
+store_meta_put(struct store *store, const char *key_name, const void *data,
+    size_t size)
+{
+	MDB_txn *txn = NULL;
+	MDB_val key = name_key(key_name), value = { size, (void *)data };
+	int rc;
+
+	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)))
+		return rc;
+	if ((rc = mdb_put(txn, store->meta, &key, &value, 0))) {
+		mdb_txn_abort(txn);
+		return rc;
+	}
+	return mdb_txn_commit(txn);
+}
+
+int
+store_meta_get(struct store *store, const char *key_name, void *data,
+    size_t size, size_t *got)
+{
+	MDB_txn *txn = NULL;
+	int rc;
+
+	if ((rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn)))
+		return rc;
+	rc = meta_get_txn(store, txn, key_name, data, size, got);
+	mdb_txn_abort(txn);
+	return rc;
+}

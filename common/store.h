@@ -1,0 +1,187 @@
+/*
+ * The state store: one LMDB environment (file "iprelay.mdb" and its lock
+ * file "iprelay.mdb-lock") in the state dir, shared by every relay, the
+ * refiller and iprelay-limit.  Named databases:
+ *   limits  name -> struct limit_cfg           (durable configuration)
+ *   buckets name -> live tokens, counters, stats for both directions
+ *   conns   id (uint32 big-endian) -> struct conn_info
+ *   meta    "format", "boot_id", "next_conn", "refiller"
+ * Every function is one short transaction; none sleeps inside one.  Relays
+ * use write transactions only, so a relay killed at any instant holds no
+ * reader slot; LMDB's robust mutex recovers a writer killed mid-commit.
+ * Never use a store across fork(): open it in the process that uses it.
+ */
+#ifndef IPRELAY_STORE_H
+#define IPRELAY_STORE_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "bucket.h"
+#include "parse.h"
+
+#define STORE_FORMAT	1
+#define STORE_FILE	"iprelay.mdb"
+#define PEER_MAX	63	/* "[v6addr]:port" fits */
+#define REMOTE_MAX	(HOST_MAX + 8)
+
+enum { DIR_UP = 0, DIR_DOWN = 1 };	/* up = client->remote */
+
+/* Store-specific errors; every other non-zero result is an errno value or
+ * an LMDB code.  store_strerror() names them all. */
+enum {
+	STORE_ENOLIMIT = -30500,	/* no such limit */
+	STORE_ENOPARENT,		/* the parent named does not exist */
+	STORE_ECYCLE,			/* the parent would make a cycle */
+	STORE_EHASCHILD,		/* limit has children */
+	STORE_ENOCONN,			/* no such connection */
+	STORE_EFOREIGN,			/* file is not an iprelay store */
+	STORE_EVERSION,			/* store of another format version */
+	STORE_EDAMAGED,			/* a record of the wrong size */
+	STORE_ENOSTORE,			/* read-only open and no file yet */
+	STORE_EFULL,			/* no free connection id */
+};
+
+#define STORE_RDONLY	0x1	/* open for reading: never create */
+
+struct limit_cfg {
+	uint64_t rate_Bps[2];		/* bytes/s per direction; 0 = none */
+	uint64_t burst_B;		/* bytes; 0 = a tenth of the rate */
+	char parent[LIMIT_NAME_MAX + 1];	/* "" = top level */
+};
+
+struct limit_info {
+	char name[LIMIT_NAME_MAX + 1];
+	struct limit_cfg cfg;
+	struct bucket bucket[2];	/* live state per direction */
+	uint32_t nconns;		/* live relays in this subtree */
+	uint64_t total_B[2];		/* bytes ever passed per direction */
+	uint64_t rate_1s_Bps[2];	/* measured by the refiller */
+	uint64_t rate_5s_Bps[2];
+	uint64_t rate_60s_Bps[2];
+	uint64_t stats_unix_ns;		/* when the rates were measured; 0 = never */
+};
+
+struct conn_info {
+	uint32_t id;			/* shown as CONN%06u */
+	pid_t pid;
+	uint64_t pid_start;		/* /proc/PID/stat starttime, clock ticks */
+	char limit[LIMIT_NAME_MAX + 1];	/* "" = unshaped */
+	char peer[PEER_MAX + 1];	/* client address:port */
+	char remote[REMOTE_MAX + 1];	/* remote address:port */
+	uint64_t start_unix_ns;		/* CLOCK_REALTIME at registration */
+	uint64_t last_unix_ns;		/* CLOCK_REALTIME of the last bytes */
+	uint64_t bytes[2];		/* bytes relayed per direction */
+	uint64_t rate_5s_Bps[2];	/* measured by the refiller */
+};
+
+struct grant {
+	uint64_t bytes;		/* bytes that may be sent (<= want) */
+	uint64_t release_ns;	/* CLOCK_MONOTONIC: not before this */
+	uint64_t quantum_B;	/* the chunk to read next in this direction */
+	int shaped;		/* 0: no level of the chain has a rate */
+};
+
+struct store;
+
+typedef int (*limit_visit_fn)(void *ctx, const struct limit_info *info);
+typedef int (*conn_visit_fn)(void *ctx, const struct conn_info *info);
+typedef int (*conn_alive_fn)(void *ctx, const struct conn_info *info);
+
+const char *
+store_strerror(int rc);
+
+/* The state dir: -S DIR if given, else $IPRELAY_STATE_DIR, else
+ * /var/lib/iprelay for root, else $XDG_STATE_HOME/iprelay or
+ * ~/.local/state/iprelay. */
+int
+store_dir_resolve(const char *option, char *dir, size_t dir_size);
+
+int
+store_open(struct store **store, const char *dir, int flags);
+
+void
+store_close(struct store *store);
+
+uint64_t
+monotonic_ns(void);
+
+uint64_t
+realtime_ns(void);
+
+/* Limits. */
+int
+store_limit_put(struct store *store, const char *name,
+    const struct limit_cfg *cfg);
+
+int
+store_limit_get(struct store *store, const char *name,
+    struct limit_info *info);
+
+int
+store_limit_del(struct store *store, const char *name, uint32_t *nconns);
+
+int
+store_limit_foreach(struct store *store, limit_visit_fn visit, void *ctx);
+
+/* Connections. */
+int
+store_conn_register(struct store *store, struct conn_info *info);
+
+int
+store_conn_unregister(struct store *store, uint32_t id);
+
+int
+store_conn_get(struct store *store, uint32_t id, struct conn_info *info);
+
+int
+store_conn_foreach(struct store *store, conn_visit_fn visit, void *ctx);
+
+/* Draw want_B bytes for connection id in direction dir from its limit and
+ * every ancestor at once.  Counts the bytes on the connection and on every
+ * level.  A missing limit (deleted) is unshaped. */
+int
+store_reserve(struct store *store, uint32_t id, const char *limit, int dir,
+    uint64_t want_B, struct grant *grant);
+
+/* For relays moving bytes unshaped: count moved_B on the connection and
+ * its chain, and say whether each direction is shaped now. */
+int
+store_account(struct store *store, uint32_t id, const char *limit,
+    const uint64_t moved_B[2], int shaped[2], uint64_t quantum_B[2]);
+
+/* Refiller side. */
+typedef void (*bucket_tick_fn)(void *ctx, struct limit_info *info);
+typedef void (*conn_tick_fn)(void *ctx, struct conn_info *info);
+
+int
+store_tick(struct store *store, bucket_tick_fn bucket_tick,
+    conn_tick_fn conn_tick, void *ctx);
+
+int
+store_reap(struct store *store, conn_alive_fn alive, void *ctx,
+    unsigned *reaped);
+
+int
+store_reader_check(struct store *store, int *cleared);
+
+int
+store_boot_reset(struct store *store, int *was_reset);
+
+int
+store_meta_put(struct store *store, const char *key, const void *value,
+    size_t size);
+
+int
+store_meta_get(struct store *store, const char *key, void *value,
+    size_t size, size_t *got);
+
+int
+store_sync(struct store *store);
+
+/* Decode one record as the store would (0 limit, 1 bucket, 2 conn): 0 if
+ * valid, STORE_EDAMAGED otherwise.  For the fuzzer and the tests. */
+int
+store_decode_record(int kind, const void *data, size_t size);
+
+#endif

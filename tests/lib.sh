@@ -1,0 +1,130 @@
+# Shared helpers for the integration tests (bash, TAP output).
+# Source it first: . "$IPRELAY_TOP/tests/lib.sh"
+set -u
+IPRELAY_TOP=${IPRELAY_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
+IPRELAY_BIN=${IPRELAY_BIN:-$IPRELAY_TOP/bin}
+PEER="python3 $IPRELAY_TOP/tests/tools/peer.py"
+TEST_TMP=$(mktemp -d /tmp/iprelay-test.XXXXXX)
+export IPRELAY_STATE_DIR=$TEST_TMP/state
+export IPRELAY_LOG_FILE=$TEST_TMP/relay.log
+tap_count=0
+tap_failed=0
+spawned_pids=""
+
+plan() { echo "1..$1"; }
+diag() { printf '# %s\n' "$*"; }
+
+pass() { tap_count=$((tap_count + 1)); echo "ok $tap_count - $*"; }
+fail() {
+	tap_count=$((tap_count + 1)); tap_failed=$((tap_failed + 1))
+	echo "not ok $tap_count - $*"
+}
+# ok NAME CMD...: passes when CMD exits 0.
+ok() { name=$1; shift; if "$@"; then pass "$name"; else fail "$name"; fi; }
+# is GOT WANT NAME
+is() {
+	if [ "$1" = "$2" ]; then pass "$3"; else
+		fail "$3"; diag "got:  '$1'"; diag "want: '$2'"; fi
+}
+# like GOT REGEX NAME
+like() {
+	if printf '%s' "$1" | grep -Eq -- "$2"; then pass "$3"; else
+		fail "$3"; diag "got:  '$1'"; diag "want match: '$2'"; fi
+}
+# within GOT WANT PERCENT NAME: |GOT - WANT| <= WANT * PERCENT / 100
+within() {
+	if awk -v g="$1" -v w="$2" -v p="$3" 'BEGIN {
+		d = g - w; if (d < 0) d = -d; exit !(d <= w * p / 100) }'; then
+		pass "$4 ($1 vs $2, ±$3%)"
+	else
+		fail "$4"; diag "got $1, want $2 within $3%"
+	fi
+}
+
+# spawn CMD...: start in the background, remember the pid for cleanup.
+spawn() {
+	"$@" &
+	spawned_pids="$spawned_pids $!"
+	last_pid=$!
+}
+
+stop_pid() {
+	# TERM, up to 3 s, then KILL; never waits unbounded.
+	pid=$1
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for _ in $(seq 30); do
+		kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	return 0
+}
+
+cleanup() {
+	for pid in $spawned_pids; do stop_pid "$pid"; done
+	if [ "${KEEP_TMP:-}" = "" ]; then rm -rf "$TEST_TMP"; fi
+}
+trap cleanup EXIT
+
+done_testing() {
+	echo "1..$tap_count"
+	[ "$tap_failed" -eq 0 ]
+}
+
+# wait_file PATH [SECONDS]: until PATH exists and is non-empty.
+wait_file() {
+	for _ in $(seq $((${2:-10} * 20))); do
+		[ -s "$1" ] && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+# wait_port PORT [SECONDS] [HOST]: until something listens on it.
+wait_port() {
+	host=${3:-127.0.0.1}
+	for _ in $(seq $((${2:-10} * 20))); do
+		if (exec 3<>"/dev/tcp/$host/$1") 2>/dev/null; then return 0; fi
+		sleep 0.05
+	done
+	return 1
+}
+
+# free_port: a TCP port on 127.0.0.1 that was free a moment ago.
+free_port() {
+	python3 -c 'import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_origin NAME [peer server args...]: a peer server; sets
+# ORIGIN_PORT and ORIGIN_REPORT.
+start_origin() {
+	ORIGIN_REPORT=$TEST_TMP/$1.report
+	spawn $PEER server --port-file "$TEST_TMP/$1.port" --report "$ORIGIN_REPORT" "${@:2}"
+	wait_file "$TEST_TMP/$1.port" 10 || { echo "Bail out! origin $1 did not start"; exit 1; }
+	ORIGIN_PORT=$(cat "$TEST_TMP/$1.port")
+}
+
+# json FILE-OR-STRING KEY: one field of a JSON line.
+json() {
+	python3 -c 'import json, sys; v = json.loads(sys.argv[1])[sys.argv[2]]
+print(v if not isinstance(v, (list, dict)) else json.dumps(v))' "$1" "$2"
+}
+
+# steady_rate JSON FROM TO: received bytes/s between FROM and TO seconds
+# after the first byte, from the timeline.
+steady_rate() {
+	python3 - "$1" "$2" "$3" <<'PY'
+import json, sys
+timeline = json.loads(sys.argv[1])["timeline"]
+t0, t1 = float(sys.argv[2]), float(sys.argv[3])
+def at(t):
+    best = 0
+    for ts, n in timeline:
+        if ts <= t:
+            best = n
+    return best
+print(int((at(t1) - at(t0)) / (t1 - t0)))
+PY
+}

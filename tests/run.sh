@@ -1,0 +1,23 @@
+#!/bin/sh
+# Run the whole suite once per program directory given (bin, then the
+# sanitizer build) and end with one summary line over all runs.
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+for bindir in "$@"; do
+	bindir=$(cd "$bindir" && pwd)
+	echo "# suite with programs from $bindir"
+	units=$(ls "$bindir"/tests/unit-* 2>/dev/null)
+	IPRELAY_BIN=$bindir IPRELAY_TOP=$top \
+	    prove --timer $units "$top"/tests/t/*.t 2>&1 | tee -a "$log"
+done
+# prove prints "Files=F, Tests=T" per run and "Failed N/M subtests" or a
+# non-zero wait status for each failing file.
+awk '
+	/^Files=[0-9]+, Tests=[0-9]+/ { split($2, t, "="); sub(",", "", t[2]); total += t[2] }
+	/Failed [0-9]+\/[0-9]+ subtests/ { split($2, f, "/"); failed += f[1] }
+	/Wstat: [1-9]/ && !/subtests/ { died++ }
+	/No subtests run/ { died++ }
+	END { printf "check: %d passed, %d failed\n", total - failed, failed + died;
+	      exit (failed + died) ? 1 : 0 }' "$log"
