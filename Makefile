@@ -29,7 +29,7 @@ TEST_TOOLS = $(patsubst tests/tools/%.c,$(BIN)/tools/%,$(wildcard tests/tools/*.
 EXISTING = $(foreach p,$(PROGRAMS),$(if $(wildcard $(call src_of,$(p))),$(p)))
 src_of = $(if $(filter %/shaperd %/iprelay-limit,$(1)),shaperd/$(notdir $(1)).c,relay/$(notdir $(1)).c)
 
-.PHONY: all deps check check-plain check-asan test install uninstall run clean bench
+.PHONY: all build deps check check-plain check-asan test install uninstall run clean bench
 
 all: deps
 	@$(MAKE) --no-print-directory build
