@@ -1,0 +1,133 @@
+/*
+ * limitctl: sets and reads limits through the store API, for tests that
+ * must not depend on iprelay-limit.  Its "set" takes the same words as
+ * iprelay-limit's, so a test can use either.
+ *
+ *   limitctl [-S DIR] set NAME RATE [--up RATE] [--down RATE]
+ *            [--burst BYTES] [--parent NAME]
+ *   limitctl [-S DIR] total NAME	bytes ever passed: "UP DOWN"
+ *   limitctl [-S DIR] nconns NAME	live relays in the subtree
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "parse.h"
+#include "store.h"
+
+static const char usage_line[] =
+    "usage: limitctl [-S DIR] set NAME RATE [--up RATE] [--down RATE] "
+    "[--burst BYTES] [--parent NAME] | total NAME | nconns NAME";
+
+static _Noreturn void
+usage(void)
+{
+	fprintf(stderr, "%s\n", usage_line);
+	exit(EXIT_USAGE);
+}
+
+static uint64_t
+rate_or_die(const char *word)
+{
+	uint64_t rate_Bps;
+
+	if (parse_rate(word, &rate_Bps) < 0)
+		log_fatal(EXIT_USAGE, "bad rate: %s", word);
+	return rate_Bps;
+}
+
+static void
+set_limit(struct store *store, int argc, char **argv)
+{
+	struct limit_cfg cfg;
+	const char *name;
+	int i, rc;
+
+	if (argc < 2)
+		usage();
+	memset(&cfg, 0, sizeof(cfg));
+	name = argv[0];
+	if (!limit_name_valid(name))
+		log_fatal(EXIT_USAGE, "bad limit name: %s", name);
+	cfg.rate_Bps[DIR_UP] = cfg.rate_Bps[DIR_DOWN] = rate_or_die(argv[1]);
+	for (i = 2; i < argc; i += 2) {
+		if (i + 1 >= argc)
+			usage();
+		if (strcmp(argv[i], "--up") == 0)
+			cfg.rate_Bps[DIR_UP] = rate_or_die(argv[i + 1]);
+		else if (strcmp(argv[i], "--down") == 0)
+			cfg.rate_Bps[DIR_DOWN] = rate_or_die(argv[i + 1]);
+		else if (strcmp(argv[i], "--burst") == 0) {
+			if (parse_bytes(argv[i + 1], BURST_MAX, &cfg.burst_B) < 0)
+				log_fatal(EXIT_USAGE, "bad burst: %s",
+				    argv[i + 1]);
+		} else if (strcmp(argv[i], "--parent") == 0) {
+			if (!limit_name_valid(argv[i + 1]))
+				log_fatal(EXIT_USAGE, "bad parent name: %s",
+				    argv[i + 1]);
+			strcpy(cfg.parent, argv[i + 1]);
+		} else
+			log_fatal(EXIT_USAGE, "bad option: %s", argv[i]);
+	}
+	rc = store_limit_put(store, name, &cfg);
+	if (rc)
+		log_fatal(EXIT_SYSTEM, "unable to set limit %s: %s", name,
+		    store_strerror(rc));
+}
+
+static void
+show_limit(struct store *store, const char *what, const char *name)
+{
+	struct limit_info info;
+	int rc;
+
+	rc = store_limit_get(store, name, &info);
+	if (rc)
+		log_fatal(EXIT_SYSTEM, "unable to read limit %s: %s", name,
+		    store_strerror(rc));
+	if (strcmp(what, "total") == 0)
+		printf("%llu %llu\n",
+		    (unsigned long long)info.total_B[DIR_UP],
+		    (unsigned long long)info.total_B[DIR_DOWN]);
+	else
+		printf("%u\n", info.nconns);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct store *store;
+	const char *dir_option = NULL;
+	char dir[4096];
+	int rc;
+
+	log_open("limitctl", LOG_TO_STDERR);
+	if (argc >= 3 && strcmp(argv[1], "-S") == 0) {
+		dir_option = argv[2];
+		argc -= 2;
+		argv += 2;
+	}
+	if (argc < 3)
+		usage();
+	if ((rc = store_dir_resolve(dir_option, dir, sizeof(dir))))
+		log_fatal(EXIT_USAGE, "unable to find the state dir: %s",
+		    store_strerror(rc));
+	if ((rc = store_open(&store, dir, 0)))
+		log_fatal(EXIT_SYSTEM, "unable to open the store in %s: %s",
+		    dir, store_strerror(rc));
+	if (strcmp(argv[1], "set") == 0)
+		set_limit(store, argc - 2, argv + 2);
+	else if (argc == 3 && (strcmp(argv[1], "total") == 0 ||
+	    strcmp(argv[1], "nconns") == 0))
+		show_limit(store, argv[1], argv[2]);
+	else
+		usage();
+	if ((rc = store_sync(store)))
+		log_fatal(EXIT_SYSTEM, "unable to sync the store: %s",
+		    store_strerror(rc));
+	store_close(store);
+	return 0;
+}
