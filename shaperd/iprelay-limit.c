@@ -1,0 +1,934 @@
+/*
+ * iprelay-limit: create, change, show and delete limits; list and kill
+ * live relays; a refreshing view.  One store transaction per command, so
+ * it can run while relays draw and shaperd refills.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "parse.h"
+#include "refiller.h"
+#include "store.h"
+
+#define USAGE \
+"usage: iprelay-limit [-S DIR] set NAME [RATE] [--up RATE] [--down RATE]\n" \
+"                     [--burst BYTES] [--parent NAME]\n" \
+"       iprelay-limit [-S DIR] [--json] get NAME\n" \
+"       iprelay-limit [-S DIR] [--json] list\n" \
+"       iprelay-limit [-S DIR] del NAME\n" \
+"       iprelay-limit [-S DIR] [--json] conns\n" \
+"       iprelay-limit [-S DIR] kill ID | all\n" \
+"       iprelay-limit [-S DIR] [--json] top [-n COUNT] [-d SECONDS]\n"
+
+/* Rates measured longer ago than this are shown as unknown: no refiller
+ * has run lately. */
+#define STATS_STALE_NS	(3ULL * NS_PER_SEC)
+#define ARGS_MAX	16
+
+struct options {
+	const char *state_dir;
+	int json;
+	const char *command;
+	const char *words[ARGS_MAX];	/* positional words after the command */
+	int nwords;
+	const char *up, *down, *burst, *parent;
+	const char *count, *delay;
+};
+
+struct listing {
+	int json;
+	int first;
+	uint64_t now_unix_ns;
+};
+
+static _Noreturn void
+usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static _Noreturn void
+usage_error(const char *fmt, ...)
+{
+	va_list args;
+
+	fprintf(stderr, "iprelay-limit: ");
+	va_start(args, fmt);
+	vfprintf(stderr, fmt, args);
+	va_end(args);
+	fprintf(stderr, "\n%s", USAGE);
+	exit(EXIT_USAGE);
+}
+
+/* Configured values print exactly, in a form `set` reads back: the largest
+ * of G, M, K (powers of 1024) that divides the value, else plain bytes. */
+static const char *
+format_exact(uint64_t value, char *buf, size_t size)
+{
+	static const char suffix[] = "GMK";
+	unsigned shift, index;
+
+	for (index = 0, shift = 30; index < 3; index++, shift -= 10)
+		if (value && value % (1ULL << shift) == 0) {
+			snprintf(buf, size, "%" PRIu64 "%c", value >> shift,
+			    suffix[index]);
+			return buf;
+		}
+	snprintf(buf, size, "%" PRIu64, value);
+	return buf;
+}
+
+static const char *
+format_rate(uint64_t rate_Bps, char *buf, size_t size)
+{
+	if (rate_Bps == 0) {
+		snprintf(buf, size, "unlimited");
+		return buf;
+	}
+	return format_exact(rate_Bps, buf, size);
+}
+
+/* Measured values are approximate: three significant digits at most, with
+ * the same K/M/G powers of 1024 ("63.9K", "1.50M", "512"). */
+static const char *
+format_measured(uint64_t value, char *buf, size_t size)
+{
+	static const char suffix[] = "KMG";
+	double scaled = (double)value;
+	int index = -1;
+
+	while (scaled >= 1000.0 && index < 2) {
+		scaled /= 1024.0;
+		index++;
+	}
+	if (index < 0)
+		snprintf(buf, size, "%" PRIu64, value);
+	else if (scaled < 10.0)
+		snprintf(buf, size, "%.2f%c", scaled, suffix[index]);
+	else if (scaled < 100.0)
+		snprintf(buf, size, "%.1f%c", scaled, suffix[index]);
+	else
+		snprintf(buf, size, "%.0f%c", scaled, suffix[index]);
+	return buf;
+}
+
+static const char *
+format_age(uint64_t seconds, char *buf, size_t size)
+{
+	if (seconds < 60)
+		snprintf(buf, size, "%" PRIu64 "s", seconds);
+	else if (seconds < 3600)
+		snprintf(buf, size, "%" PRIu64 "m%02" PRIu64 "s",
+		    seconds / 60, seconds % 60);
+	else if (seconds < 86400)
+		snprintf(buf, size, "%" PRIu64 "h%02" PRIu64 "m",
+		    seconds / 3600, seconds % 3600 / 60);
+	else
+		snprintf(buf, size, "%" PRIu64 "d%02" PRIu64 "h",
+		    seconds / 86400, seconds % 86400 / 3600);
+	return buf;
+}
+
+static void
+json_string(const char *text)
+{
+	const unsigned char *cursor;
+
+	putchar('"');
+	for (cursor = (const unsigned char *)text; *cursor; cursor++) {
+		if (*cursor == '"' || *cursor == '\\')
+			printf("\\%c", *cursor);
+		else if (*cursor < 0x20 || *cursor >= 0x7f)
+			printf("\\u%04x", *cursor);
+		else
+			putchar(*cursor);
+	}
+	putchar('"');
+}
+
+static int
+stats_fresh(const struct limit_info *info, uint64_t now_unix_ns)
+{
+	return info->stats_unix_ns &&
+	    info->stats_unix_ns + STATS_STALE_NS >= now_unix_ns;
+}
+
+static uint64_t
+effective_burst(const struct limit_info *info, int dir)
+{
+	if (info->cfg.rate_Bps[dir] == 0)
+		return 0;
+	return info->cfg.burst_B ? info->cfg.burst_B :
+	    bucket_default_burst(info->cfg.rate_Bps[dir]);
+}
+
+/* A bad word gets one line naming it, and no usage dump. */
+static _Noreturn void
+bad_word(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static _Noreturn void
+bad_word(const char *fmt, ...)
+{
+	va_list args;
+
+	fprintf(stderr, "iprelay-limit: ");
+	va_start(args, fmt);
+	vfprintf(stderr, fmt, args);
+	va_end(args);
+	fprintf(stderr, "\n");
+	exit(EXIT_USAGE);
+}
+
+static const char *
+store_path(const struct options *options)
+{
+	static char dir[4096];
+	int rc;
+
+	if ((rc = store_dir_resolve(options->state_dir, dir, sizeof(dir))))
+		log_fatal(EXIT_USAGE, "unable to find the state dir: %s "
+		    "(give -S DIR or set IPRELAY_STATE_DIR)", strerror(rc));
+	return dir;
+}
+
+/* Open for a command that changes something: a user who may not write the
+ * state file is refused by policy (exit 1), said plainly. */
+static struct store *
+open_for_writing(const struct options *options)
+{
+	const char *dir = store_path(options);
+	struct store *store;
+	int rc;
+
+	rc = store_open(&store, dir, 0);
+	if (rc == EACCES || rc == EPERM || rc == EROFS)
+		log_fatal(EXIT_POLICY, "unable to change limits in %s: %s "
+		    "(changing limits needs write access to the state dir "
+		    "and %s)", dir, strerror(rc), STORE_FILE);
+	if (rc == STORE_EFOREIGN || rc == STORE_EVERSION ||
+	    rc == STORE_EDAMAGED)
+		log_fatal(EXIT_USAGE, "unable to open %s/%s: %s", dir,
+		    STORE_FILE, store_strerror(rc));
+	if (rc)
+		log_fatal(EXIT_SYSTEM, "unable to open %s/%s: %s", dir,
+		    STORE_FILE, store_strerror(rc));
+	return store;
+}
+
+/* Open for reading: NULL when there is no state file yet (nothing to show,
+ * and reading must not create one). */
+static struct store *
+open_for_reading(const struct options *options)
+{
+	const char *dir = store_path(options);
+	struct store *store;
+	int rc;
+
+	rc = store_open(&store, dir, STORE_RDONLY);
+	if (rc == STORE_ENOSTORE)
+		return NULL;
+	if (rc == EACCES || rc == EPERM)
+		log_fatal(EXIT_POLICY, "unable to read %s/%s: %s", dir,
+		    STORE_FILE, strerror(rc));
+	if (rc == STORE_EFOREIGN || rc == STORE_EVERSION ||
+	    rc == STORE_EDAMAGED)
+		log_fatal(EXIT_USAGE, "unable to open %s/%s: %s", dir,
+		    STORE_FILE, store_strerror(rc));
+	if (rc)
+		log_fatal(EXIT_SYSTEM, "unable to open %s/%s: %s", dir,
+		    STORE_FILE, store_strerror(rc));
+	return store;
+}
+
+static void
+check_name(const char *what, const char *name)
+{
+	if (!limit_name_valid(name))
+		bad_word("bad %s: '%s' (1-%d characters of A-Z a-z 0-9 _ . -)",
+		    what, name, LIMIT_NAME_MAX);
+}
+
+static void
+need_words(const struct options *options, int want, const char *what)
+{
+	if (options->nwords < want)
+		usage_error("%s: missing %s", options->command, what);
+	if (options->nwords > want)
+		usage_error("%s: unexpected word '%s'", options->command,
+		    options->words[want]);
+}
+
+static void
+refuse_options(const struct options *options, int allow_set, int allow_top,
+    int allow_json)
+{
+	if (!allow_set && (options->up || options->down || options->burst ||
+	    options->parent))
+		usage_error("%s: option %s is only for set", options->command,
+		    options->up ? "--up" : options->down ? "--down" :
+		    options->burst ? "--burst" : "--parent");
+	if (!allow_top && (options->count || options->delay))
+		usage_error("%s: option %s is only for top", options->command,
+		    options->count ? "-n" : "-d");
+	if (!allow_json && options->json)
+		usage_error("%s: option --json is only for the read commands",
+		    options->command);
+}
+
+static void
+print_limit_json(const struct limit_info *info, uint64_t now_unix_ns)
+{
+	int fresh = stats_fresh(info, now_unix_ns), dir;
+	static const char *dir_name[2] = { "up", "down" };
+
+	printf("{\"name\":");
+	json_string(info->name);
+	printf(",\"parent\":");
+	if (info->cfg.parent[0])
+		json_string(info->cfg.parent);
+	else
+		printf("null");
+	printf(",\"up\":%" PRIu64 ",\"down\":%" PRIu64 ",\"burst\":%" PRIu64
+	    ",\"conns\":%" PRIu32, info->cfg.rate_Bps[DIR_UP],
+	    info->cfg.rate_Bps[DIR_DOWN], info->cfg.burst_B, info->nconns);
+	for (dir = 0; dir < 2; dir++) {
+		printf(",\"%s_burst\":%" PRIu64 ",\"%s_total\":%" PRIu64
+		    ",\"%s_tokens\":%" PRId64, dir_name[dir],
+		    effective_burst(info, dir), dir_name[dir],
+		    info->total_B[dir], dir_name[dir],
+		    info->bucket[dir].tokens_B);
+		if (fresh)
+			printf(",\"%s_1s\":%" PRIu64 ",\"%s_5s\":%" PRIu64
+			    ",\"%s_60s\":%" PRIu64, dir_name[dir],
+			    info->rate_1s_Bps[dir], dir_name[dir],
+			    info->rate_5s_Bps[dir], dir_name[dir],
+			    info->rate_60s_Bps[dir]);
+		else
+			printf(",\"%s_1s\":null,\"%s_5s\":null,\"%s_60s\":null",
+			    dir_name[dir], dir_name[dir], dir_name[dir]);
+	}
+	printf("}");
+}
+
+#define LIST_HEAD "%-20s %-20s %9s %9s %9s %5s %8s %8s\n"
+
+static int
+print_list_row(void *ctx, const struct limit_info *info)
+{
+	struct listing *listing = ctx;
+	char up[32], down[32], burst[32], up_5s[32], down_5s[32];
+	int fresh = stats_fresh(info, listing->now_unix_ns);
+
+	if (listing->json) {
+		printf("%s", listing->first ? "" : ",");
+		print_limit_json(info, listing->now_unix_ns);
+		listing->first = 0;
+		return 0;
+	}
+	printf("%-20s %-20s %9s %9s %9s %5" PRIu32 " %8s %8s\n", info->name,
+	    info->cfg.parent[0] ? info->cfg.parent : "-",
+	    format_rate(info->cfg.rate_Bps[DIR_UP], up, sizeof(up)),
+	    format_rate(info->cfg.rate_Bps[DIR_DOWN], down, sizeof(down)),
+	    info->cfg.burst_B ? format_exact(info->cfg.burst_B, burst,
+	    sizeof(burst)) : "auto", info->nconns,
+	    fresh ? format_measured(info->rate_5s_Bps[DIR_UP], up_5s,
+	    sizeof(up_5s)) : "-",
+	    fresh ? format_measured(info->rate_5s_Bps[DIR_DOWN], down_5s,
+	    sizeof(down_5s)) : "-");
+	return 0;
+}
+
+static void
+show_limits(struct store *store, int json)
+{
+	struct listing listing = { json, 1, realtime_ns() };
+	int rc;
+
+	if (json)
+		printf("[");
+	else
+		printf(LIST_HEAD, "NAME", "PARENT", "UP", "DOWN", "BURST",
+		    "CONNS", "UP/5s", "DOWN/5s");
+	if (store && (rc = store_limit_foreach(store, print_list_row,
+	    &listing)))
+		log_fatal(EXIT_SYSTEM, "unable to list limits: %s",
+		    store_strerror(rc));
+	if (json)
+		printf("]");
+}
+
+static void
+print_conn_json(const struct conn_info *info, uint64_t now_unix_ns)
+{
+	printf("{\"id\":\"CONN%06" PRIu32 "\",\"pid\":%d,\"limit\":", info->id,
+	    (int)info->pid);
+	if (info->limit[0])
+		json_string(info->limit);
+	else
+		printf("null");
+	printf(",\"peer\":");
+	json_string(info->peer);
+	printf(",\"remote\":");
+	json_string(info->remote);
+	printf(",\"age\":%" PRIu64 ",\"idle\":%" PRIu64
+	    ",\"up_bytes\":%" PRIu64 ",\"down_bytes\":%" PRIu64
+	    ",\"up_5s\":%" PRIu64 ",\"down_5s\":%" PRIu64 "}",
+	    (uint64_t)(now_unix_ns > info->start_unix_ns ?
+	    (now_unix_ns - info->start_unix_ns) / NS_PER_SEC : 0),
+	    (uint64_t)(now_unix_ns > info->last_unix_ns ?
+	    (now_unix_ns - info->last_unix_ns) / NS_PER_SEC : 0),
+	    info->bytes[DIR_UP], info->bytes[DIR_DOWN],
+	    info->rate_5s_Bps[DIR_UP], info->rate_5s_Bps[DIR_DOWN]);
+}
+
+#define CONNS_HEAD "%-10s %7s %-16s %-22s %-22s %7s %8s %8s %8s %8s\n"
+
+static int
+print_conn_row(void *ctx, const struct conn_info *info)
+{
+	struct listing *listing = ctx;
+	char age[32], up[32], down[32], up_5s[32], down_5s[32], id[16];
+
+	if (listing->json) {
+		printf("%s", listing->first ? "" : ",");
+		print_conn_json(info, listing->now_unix_ns);
+		listing->first = 0;
+		return 0;
+	}
+	snprintf(id, sizeof(id), "CONN%06" PRIu32, info->id);
+	printf("%-10s %7d %-16s %-22s %-22s %7s %8s %8s %8s %8s\n", id,
+	    (int)info->pid, info->limit[0] ? info->limit : "-", info->peer,
+	    info->remote,
+	    format_age(listing->now_unix_ns > info->start_unix_ns ?
+	    (listing->now_unix_ns - info->start_unix_ns) / NS_PER_SEC : 0,
+	    age, sizeof(age)),
+	    format_measured(info->bytes[DIR_UP], up, sizeof(up)),
+	    format_measured(info->bytes[DIR_DOWN], down, sizeof(down)),
+	    format_measured(info->rate_5s_Bps[DIR_UP], up_5s, sizeof(up_5s)),
+	    format_measured(info->rate_5s_Bps[DIR_DOWN], down_5s,
+	    sizeof(down_5s)));
+	return 0;
+}
+
+static void
+show_conns(struct store *store, int json)
+{
+	struct listing listing = { json, 1, realtime_ns() };
+	int rc;
+
+	if (json)
+		printf("[");
+	else
+		printf(CONNS_HEAD, "ID", "PID", "LIMIT", "PEER", "REMOTE", "AGE",
+		    "UP", "DOWN", "UP/5s", "DOWN/5s");
+	if (store && (rc = store_conn_foreach(store, print_conn_row,
+	    &listing)))
+		log_fatal(EXIT_SYSTEM, "unable to list connections: %s",
+		    store_strerror(rc));
+	if (json)
+		printf("]");
+}
+
+static int
+command_set(const struct options *options)
+{
+	const char *name, *refusal;
+	struct store *store;
+	struct limit_info old;
+	struct limit_cfg cfg;
+	uint64_t rate_Bps, up_Bps, down_Bps, burst_B;
+	int rc, dir;
+
+	if (options->nwords < 1)
+		usage_error("set: missing NAME");
+	if (options->nwords > 2)
+		usage_error("set: unexpected word '%s'", options->words[2]);
+	name = options->words[0];
+	check_name("limit name", name);
+	if (options->nwords == 1 && !options->up && !options->down &&
+	    !options->burst && !options->parent)
+		usage_error("set: missing RATE (or --up, --down, --burst, "
+		    "--parent)");
+	/* Check every word before touching the store. */
+	if (options->nwords == 2 && parse_rate(options->words[1], &rate_Bps))
+		bad_word("bad rate: '%s' (bytes/s with optional K, M or G, "
+		    "or 0 or unlimited)", options->words[1]);
+	if (options->up && parse_rate(options->up, &up_Bps))
+		bad_word("bad rate: '%s' (bytes/s with optional K, M or G, "
+		    "or 0 or unlimited)", options->up);
+	if (options->down && parse_rate(options->down, &down_Bps))
+		bad_word("bad rate: '%s' (bytes/s with optional K, M or G, "
+		    "or 0 or unlimited)", options->down);
+	if (options->burst && strcmp(options->burst, "auto") == 0)
+		burst_B = 0;
+	else if (options->burst && parse_bytes(options->burst, BURST_MAX,
+	    &burst_B))
+		bad_word("bad burst: '%s' (bytes with optional K, M or G, "
+		    "or auto)", options->burst);
+	if (options->parent && options->parent[0] &&
+	    strcmp(options->parent, "none") != 0)
+		check_name("parent name", options->parent);
+	if (options->parent && strcmp(options->parent, name) == 0) {
+		fprintf(stderr, "iprelay-limit: refused: %s cannot be its own "
+		    "parent\n", name);
+		return EXIT_POLICY;
+	}
+
+	store = open_for_writing(options);
+	memset(&cfg, 0, sizeof(cfg));
+	rc = store_limit_get(store, name, &old);
+	if (rc == 0)
+		cfg = old.cfg;		/* fields not given are kept */
+	else if (rc != STORE_ENOLIMIT)
+		log_fatal(EXIT_SYSTEM, "unable to read limit %s: %s", name,
+		    store_strerror(rc));
+	if (options->nwords == 2)
+		for (dir = 0; dir < 2; dir++)
+			cfg.rate_Bps[dir] = rate_Bps;
+	if (options->up)
+		cfg.rate_Bps[DIR_UP] = up_Bps;
+	if (options->down)
+		cfg.rate_Bps[DIR_DOWN] = down_Bps;
+	if (options->burst)
+		cfg.burst_B = burst_B;
+	if (options->parent) {
+		if (strcmp(options->parent, "none") == 0)
+			cfg.parent[0] = '\0';
+		else
+			snprintf(cfg.parent, sizeof(cfg.parent), "%s",
+			    options->parent);
+	}
+	rc = store_limit_put(store, name, &cfg);
+	if (rc == STORE_ENOPARENT || rc == STORE_ECYCLE) {
+		refusal = rc == STORE_ENOPARENT ? "no such parent limit" :
+		    "it would make a cycle of limits";
+		fprintf(stderr, "iprelay-limit: refused: parent '%s' for %s: "
+		    "%s\n", cfg.parent, name, refusal);
+		store_close(store);
+		return EXIT_POLICY;
+	}
+	if (rc)
+		log_fatal(EXIT_SYSTEM, "unable to set limit %s: %s", name,
+		    store_strerror(rc));
+	if ((rc = store_sync(store)))
+		log_fatal(EXIT_SYSTEM, "unable to write the state file to "
+		    "disk: %s", store_strerror(rc));
+	store_close(store);
+	return 0;
+}
+
+static int
+command_get(const struct options *options)
+{
+	struct store *store;
+	struct limit_info info;
+	char up[32], down[32], burst[32], measured[2][3][32];
+	static const char *span[3] = { "1s", "5s", "60s" };
+	int rc, dir, index, fresh;
+
+	need_words(options, 1, "NAME");
+	check_name("limit name", options->words[0]);
+	store = open_for_reading(options);
+	rc = store ? store_limit_get(store, options->words[0], &info) :
+	    STORE_ENOLIMIT;
+	if (rc == STORE_ENOLIMIT) {
+		fprintf(stderr, "iprelay-limit: no such limit: %s\n",
+		    options->words[0]);
+		store_close(store);
+		return EXIT_POLICY;
+	}
+	if (rc)
+		log_fatal(EXIT_SYSTEM, "unable to read limit %s: %s",
+		    options->words[0], store_strerror(rc));
+	store_close(store);
+	if (options->json) {
+		print_limit_json(&info, realtime_ns());
+		printf("\n");
+		return 0;
+	}
+	fresh = stats_fresh(&info, realtime_ns());
+	for (dir = 0; dir < 2; dir++) {
+		const uint64_t *rates[3] = { info.rate_1s_Bps,
+		    info.rate_5s_Bps, info.rate_60s_Bps };
+
+		for (index = 0; index < 3; index++)
+			if (fresh)
+				format_measured(rates[index][dir],
+				    measured[dir][index], 32);
+			else
+				snprintf(measured[dir][index], 32, "-");
+	}
+	printf("name:    %s\n", info.name);
+	printf("parent:  %s\n", info.cfg.parent[0] ? info.cfg.parent : "-");
+	printf("up:      %s\n", format_rate(info.cfg.rate_Bps[DIR_UP], up,
+	    sizeof(up)));
+	printf("down:    %s\n", format_rate(info.cfg.rate_Bps[DIR_DOWN], down,
+	    sizeof(down)));
+	printf("burst:   %s\n", info.cfg.burst_B ? format_exact(info.cfg.burst_B,
+	    burst, sizeof(burst)) : "auto");
+	printf("conns:   %" PRIu32 "\n", info.nconns);
+	for (index = 0; index < 3; index++)
+		printf("rate %-3s up %s down %s\n", span[index],
+		    measured[DIR_UP][index], measured[DIR_DOWN][index]);
+	printf("total:   up %" PRIu64 " down %" PRIu64 "\n",
+	    info.total_B[DIR_UP], info.total_B[DIR_DOWN]);
+	return 0;
+}
+
+static int
+command_list(const struct options *options)
+{
+	struct store *store;
+
+	need_words(options, 0, "");
+	store = open_for_reading(options);
+	show_limits(store, options->json);
+	if (options->json)
+		printf("\n");
+	store_close(store);
+	return 0;
+}
+
+static int
+command_del(const struct options *options)
+{
+	struct store *store;
+	const char *name;
+	uint32_t nconns;
+	int rc;
+
+	need_words(options, 1, "NAME");
+	name = options->words[0];
+	check_name("limit name", name);
+	store = open_for_writing(options);
+	rc = store_limit_del(store, name, &nconns);
+	if (rc == STORE_ENOLIMIT || rc == STORE_EHASCHILD) {
+		fprintf(stderr, "iprelay-limit: refused: %s: %s\n", name,
+		    rc == STORE_ENOLIMIT ? "no such limit" :
+		    "it has child limits (delete or re-parent them first)");
+		store_close(store);
+		return EXIT_POLICY;
+	}
+	if (rc)
+		log_fatal(EXIT_SYSTEM, "unable to delete limit %s: %s", name,
+		    store_strerror(rc));
+	if ((rc = store_sync(store)))
+		log_fatal(EXIT_SYSTEM, "unable to write the state file to "
+		    "disk: %s", store_strerror(rc));
+	store_close(store);
+	if (nconns)
+		printf("deleted %s; its %" PRIu32 " live relay%s now run%s "
+		    "unshaped until a limit named %s exists again\n", name,
+		    nconns, nconns == 1 ? "" : "s", nconns == 1 ? "s" : "",
+		    name);
+	else
+		printf("deleted %s; relays started with it run unshaped until "
+		    "a limit named %s exists again\n", name, name);
+	return 0;
+}
+
+static int
+command_conns(const struct options *options)
+{
+	struct store *store;
+
+	need_words(options, 0, "");
+	store = open_for_reading(options);
+	show_conns(store, options->json);
+	if (options->json)
+		printf("\n");
+	store_close(store);
+	return 0;
+}
+
+struct kill_all {
+	uint32_t ids[8192];
+	size_t count;
+};
+
+static int
+collect_conn(void *ctx, const struct conn_info *info)
+{
+	struct kill_all *all = ctx;
+
+	if (all->count < sizeof(all->ids) / sizeof(all->ids[0]))
+		all->ids[all->count++] = info->id;
+	return 0;
+}
+
+/* 0 signalled, 1 gone already (the refiller will reap the record), or an
+ * errno value. */
+static int
+kill_conn(struct store *store, uint32_t id)
+{
+	struct conn_info info;
+	uint64_t start;
+	int rc;
+
+	if ((rc = store_conn_get(store, id, &info)))
+		return rc;
+	/* A recycled pid runs something else: never signal it. */
+	start = refiller_proc_start(info.pid);
+	if (info.pid <= 0 || start == 0 ||
+	    (info.pid_start && start != info.pid_start))
+		return 1;
+	if (kill(info.pid, SIGTERM) < 0)
+		return errno == ESRCH ? 1 : errno;
+	return 0;
+}
+
+static int
+parse_conn_id(const char *word, uint32_t *id)
+{
+	uint64_t value;
+
+	if (strncmp(word, "CONN", 4) == 0)
+		word += 4;
+	if (parse_uint(word, 1, 999999, &value))
+		return -1;
+	*id = (uint32_t)value;
+	return 0;
+}
+
+static int
+command_kill(const struct options *options)
+{
+	struct store *store;
+	struct kill_all *all;
+	uint32_t id = 0;
+	size_t index, killed = 0;
+	int rc, status = 0;
+
+	need_words(options, 1, "ID or all");
+	if (strcmp(options->words[0], "all") != 0 &&
+	    parse_conn_id(options->words[0], &id))
+		bad_word("bad connection id: '%s' (CONNnnnnnn, a number, or "
+		    "all)", options->words[0]);
+	store = open_for_reading(options);
+	if (strcmp(options->words[0], "all") != 0) {
+		rc = store ? kill_conn(store, id) : STORE_ENOCONN;
+		store_close(store);
+		if (rc == STORE_ENOCONN) {
+			fprintf(stderr, "iprelay-limit: no such connection: "
+			    "%s\n", options->words[0]);
+			return EXIT_POLICY;
+		}
+		if (rc == 1) {
+			printf("CONN%06" PRIu32 " is gone already\n", id);
+			return 0;
+		}
+		if (rc == EPERM) {
+			fprintf(stderr, "iprelay-limit: refused: CONN%06" PRIu32
+			    ": not allowed to signal its process\n", id);
+			return EXIT_POLICY;
+		}
+		if (rc)
+			log_fatal(EXIT_SYSTEM, "unable to kill CONN%06" PRIu32
+			    ": %s", id, store_strerror(rc));
+		printf("CONN%06" PRIu32 " terminated\n", id);
+		return 0;
+	}
+	all = calloc(1, sizeof(*all));
+	if (all == NULL)
+		log_fatal(EXIT_SYSTEM, "unable to allocate: %s",
+		    strerror(ENOMEM));
+	if (store && (rc = store_conn_foreach(store, collect_conn, all)))
+		log_fatal(EXIT_SYSTEM, "unable to list connections: %s",
+		    store_strerror(rc));
+	for (index = 0; index < all->count; index++) {
+		rc = kill_conn(store, all->ids[index]);
+		if (rc == 0)
+			killed++;
+		else if (rc != 1 && rc != STORE_ENOCONN) {
+			fprintf(stderr, "iprelay-limit: unable to kill CONN%06"
+			    PRIu32 ": %s\n", all->ids[index],
+			    store_strerror(rc));
+			status = rc == EPERM ? EXIT_POLICY : EXIT_SYSTEM;
+		}
+	}
+	store_close(store);
+	free(all);
+	printf("%zu connection%s terminated\n", killed, killed == 1 ? "" : "s");
+	return status;
+}
+
+static int
+command_top(const struct options *options)
+{
+	struct store *store = NULL;
+	uint64_t count = 0, delay_ns = NS_PER_SEC, round;
+	char who[96];
+	size_t got;
+	struct timespec pause;
+	int tty = isatty(STDOUT_FILENO);
+
+	need_words(options, 0, "");
+	if (options->count && parse_uint(options->count, 1, UINT32_MAX, &count))
+		bad_word("bad count: '%s' (a number of refreshes, 1 or more)",
+		    options->count);
+	if (options->delay && (parse_duration_ns(options->delay, &delay_ns) ||
+	    delay_ns < NS_PER_SEC / 100))
+		bad_word("bad interval: '%s' (seconds, at least 0.01)",
+		    options->delay);
+	for (round = 0; count == 0 || round < count; round++) {
+		if (round) {
+			pause.tv_sec = (time_t)(delay_ns / NS_PER_SEC);
+			pause.tv_nsec = (long)(delay_ns % NS_PER_SEC);
+			nanosleep(&pause, NULL);
+		}
+		/* Reopen while there is no state file yet, so the view comes
+		 * alive when the first limit is set. */
+		if (store == NULL)
+			store = open_for_reading(options);
+		if (store == NULL || store_meta_get(store, "refiller", who,
+		    sizeof(who) - 1, &got))
+			got = 0;
+		who[got] = '\0';
+		if (options->json) {
+			printf("{\"time\":%" PRIu64 ",\"refiller\":",
+			    (uint64_t)(realtime_ns() / NS_PER_SEC));
+			if (got)
+				json_string(who);
+			else
+				printf("null");
+			printf(",\"limits\":");
+			show_limits(store, 1);
+			printf(",\"conns\":");
+			show_conns(store, 1);
+			printf("}\n");
+		} else {
+			if (tty)
+				printf("\033[H\033[2J");
+			printf("iprelay-limit top: state dir %s, refiller %s\n\n",
+			    store_path(options), got ? who : "none yet");
+			show_limits(store, 0);
+			printf("\n");
+			show_conns(store, 0);
+			if (!tty)
+				printf("\n");
+		}
+		fflush(stdout);
+	}
+	store_close(store);
+	return 0;
+}
+
+static const char *
+option_value(int argc, char **argv, int *index, const char *option)
+{
+	const char *equals = strchr(argv[*index], '=');
+
+	if (equals && strncmp(argv[*index], "--", 2) == 0)
+		return equals + 1;
+	if (*index + 1 >= argc)
+		usage_error("option %s needs a value", option);
+	return argv[++*index];
+}
+
+static void
+parse_args(int argc, char **argv, struct options *options)
+{
+	const char *arg;
+	size_t len;
+	int index;
+
+	memset(options, 0, sizeof(*options));
+	for (index = 1; index < argc; index++) {
+		arg = argv[index];
+		len = strcspn(arg, "=");
+#define IS(name) (strlen(name) == len && strncmp(arg, name, len) == 0)
+		if (strcmp(arg, "--") == 0) {
+			for (index++; index < argc; index++) {
+				if (!options->command)
+					options->command = argv[index];
+				else if (options->nwords < ARGS_MAX)
+					options->words[options->nwords++] =
+					    argv[index];
+			}
+			break;
+		} else if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+			printf("%s", USAGE);
+			exit(0);
+		} else if (strcmp(arg, "-S") == 0) {
+			options->state_dir = option_value(argc, argv, &index,
+			    "-S");
+		} else if (strcmp(arg, "--json") == 0) {
+			options->json = 1;
+		} else if (IS("--up")) {
+			options->up = option_value(argc, argv, &index, "--up");
+		} else if (IS("--down")) {
+			options->down = option_value(argc, argv, &index,
+			    "--down");
+		} else if (IS("--burst")) {
+			options->burst = option_value(argc, argv, &index,
+			    "--burst");
+		} else if (IS("--parent")) {
+			options->parent = option_value(argc, argv, &index,
+			    "--parent");
+		} else if (strcmp(arg, "-n") == 0) {
+			options->count = option_value(argc, argv, &index, "-n");
+		} else if (strcmp(arg, "-d") == 0) {
+			options->delay = option_value(argc, argv, &index, "-d");
+		} else if (arg[0] == '-' && arg[1] != '\0' &&
+		    !(options->command && strcmp(options->command, "set") == 0 &&
+		    options->nwords == 1 && arg[1] >= '0' && arg[1] <= '9')) {
+			usage_error("unknown option: '%s'", arg);
+		} else if (!options->command) {
+			options->command = arg;
+		} else if (options->nwords < ARGS_MAX) {
+			options->words[options->nwords++] = arg;
+		} else {
+			usage_error("too many words: '%s'", arg);
+		}
+#undef IS
+	}
+	if (options->state_dir && options->state_dir[0] == '\0')
+		bad_word("bad state dir: '' (give a directory)");
+}
+
+int
+main(int argc, char **argv)
+{
+	struct options options;
+
+	log_open("iprelay-limit", LOG_TO_STDERR);
+	parse_args(argc, argv, &options);
+	if (options.parent && options.parent[0] == '\0')
+		options.parent = "none";
+	if (!options.command)
+		usage_error("missing command");
+	if (strcmp(options.command, "set") == 0) {
+		refuse_options(&options, 1, 0, 0);
+		return command_set(&options);
+	}
+	if (strcmp(options.command, "get") == 0) {
+		refuse_options(&options, 0, 0, 1);
+		return command_get(&options);
+	}
+	if (strcmp(options.command, "list") == 0) {
+		refuse_options(&options, 0, 0, 1);
+		return command_list(&options);
+	}
+	if (strcmp(options.command, "del") == 0) {
+		refuse_options(&options, 0, 0, 0);
+		return command_del(&options);
+	}
+	if (strcmp(options.command, "conns") == 0) {
+		refuse_options(&options, 0, 0, 1);
+		return command_conns(&options);
+	}
+	if (strcmp(options.command, "kill") == 0) {
+		refuse_options(&options, 0, 0, 0);
+		return command_kill(&options);
+	}
+	if (strcmp(options.command, "top") == 0) {
+		refuse_options(&options, 0, 1, 1);
+		return command_top(&options);
+	}
+	usage_error("unknown command: '%s'", options.command);
+}
