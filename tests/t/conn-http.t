@@ -1,0 +1,70 @@
+#!/bin/bash
+# End to end: curl through iprelay-conn to a local HTTP origin
+# (python3 -m http.server), the relay spawned per connection by
+# systemd-socket-activate in both of its modes: --accept (socket on fd 3)
+# and --inetd (socket on fd 0 and 1).  The file must arrive intact, and
+# when shaped, in the time the rate says.
+. "$IPRELAY_TOP/tests/lib.sh"
+
+CONN=$IPRELAY_BIN/iprelay-conn
+if [ -x "$IPRELAY_BIN/iprelay-limit" ]; then
+	LIMIT_CMD="$IPRELAY_BIN/iprelay-limit -S $IPRELAY_STATE_DIR"
+else
+	LIMIT_CMD="$IPRELAY_BIN/tools/limitctl -S $IPRELAY_STATE_DIR"
+fi
+[ -x "$CONN" ] || { echo "1..0 # SKIP $CONN not built"; exit 0; }
+mkdir -p "$IPRELAY_STATE_DIR"
+
+# 512 KiB at 128 KiB/s: 4 s, of which the idle bucket's burst (a tenth of a
+# second of traffic) may pass at once.
+SIZE=$((512 << 10))
+RATE=$((128 << 10))
+mkdir -p "$TEST_TMP/www"
+head -c "$SIZE" /dev/urandom >"$TEST_TMP/www/file.bin"
+want_sha=$(sha256sum <"$TEST_TMP/www/file.bin" | cut -d' ' -f1)
+
+http_port=$(free_port)
+spawn python3 -m http.server --bind 127.0.0.1 --directory "$TEST_TMP/www" \
+    "$http_port" >"$TEST_TMP/http.log" 2>&1
+wait_port "$http_port" 10 || { echo "Bail out! http origin did not start"; exit 1; }
+
+$LIMIT_CMD set web 0 --down "$RATE"
+
+# start_relay MODE IPRELAY-CONN-ARGS...: sets RELAY_PORT.
+start_relay() {
+	log=$TEST_TMP/activate.$1.$RANDOM.log
+	RELAY_PORT=$(free_port)
+	spawn systemd-socket-activate "--$1" -l "127.0.0.1:$RELAY_PORT" \
+	    -E IPRELAY_STATE_DIR -E IPRELAY_LOG_FILE \
+	    "$CONN" -S "$IPRELAY_STATE_DIR" "${@:2}" 2>"$log"
+	for _ in $(seq 200); do
+		grep -q '^Listening on' "$log" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	echo "Bail out! relay ($1) did not listen"
+	exit 1
+}
+
+# fetch PORT: downloads the file, prints "SECONDS SHA256".
+fetch() {
+	rm -f "$TEST_TMP/got.bin"
+	secs=$(curl -sS --max-time 30 -o "$TEST_TMP/got.bin" -w '%{time_total}' \
+	    "http://127.0.0.1:$1/file.bin") || secs=curl-failed
+	echo "$secs $(sha256sum <"$TEST_TMP/got.bin" 2>/dev/null | cut -d' ' -f1)"
+}
+
+for mode in accept inetd; do
+	start_relay "$mode" "127.0.0.1:$http_port"
+	set -- $(fetch "$RELAY_PORT")
+	is "${2:-}" "$want_sha" "curl through the relay ($mode): file intact"
+	like "$1" '^[0-9.]+$' "curl through the relay ($mode): transfer completed"
+
+	start_relay "$mode" -l web "127.0.0.1:$http_port"
+	set -- $(fetch "$RELAY_PORT")
+	is "${2:-}" "$want_sha" "curl through a shaped relay ($mode): file intact"
+	want_secs=$(awk -v s="$SIZE" -v r="$RATE" 'BEGIN { print s / r }')
+	within "$1" "$want_secs" 5 \
+	    "curl through a relay at 128 KiB/s ($mode): download time"
+done
+
+done_testing
