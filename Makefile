@@ -6,6 +6,14 @@ DESTDIR ?=
 BINDIR ?= $(PREFIX)/bin
 SBINDIR ?= $(PREFIX)/sbin
 MANDIR ?= $(PREFIX)/share/man
+DOCDIR ?= $(PREFIX)/share/doc/iprelay
+# systemd's directories.  PREFIX=/usr (packages) puts units in /lib, which
+# is systemdsystemunitdir on Debian 12; any other PREFIX puts everything
+# under PREFIX/lib, which systemd also searches (/usr/local/lib/...).
+UNITDIR ?= $(if $(filter /usr,$(PREFIX)),/lib,$(PREFIX)/lib)/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
 
 CC ?= cc
 CFLAGS ?= -O2 -g
@@ -29,7 +37,7 @@ TEST_TOOLS = $(patsubst tests/tools/%.c,$(BIN)/tools/%,$(wildcard tests/tools/*.
 EXISTING = $(foreach p,$(PROGRAMS),$(if $(wildcard $(call src_of,$(p))),$(p)))
 src_of = $(if $(filter %/shaperd %/iprelay-limit,$(1)),shaperd/$(notdir $(1)).c,relay/$(notdir $(1)).c)
 
-.PHONY: all build deps check check-plain check-asan test install uninstall run clean bench
+.PHONY: all build deps check check-plain check-asan test install uninstall run clean bench package-test
 
 all: deps
 	@$(MAKE) --no-print-directory build
@@ -77,18 +85,49 @@ check: deps
 
 test: check
 
-install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8
+# Installed units and the forwarder generator name the programs where
+# this install puts them (SBINDIR).  Forwarder units are site-specific:
+# iprelay-forwarder writes them to /etc/systemd/system; the pop3 example
+# goes to the documentation, not to UNITDIR, so nothing listens unasked.
+install: build
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
+		$(DESTDIR)$(COMPLETIONDIR) $(DESTDIR)$(DOCDIR)/examples
 	for p in iprelay iprelay-limit; do \
 		[ -x bin/$$p ] && install -m 755 bin/$$p $(DESTDIR)$(BINDIR)/$$p || true; done
 	for p in iprelay-conn shaperd; do \
 		[ -x bin/$$p ] && install -m 755 bin/$$p $(DESTDIR)$(SBINDIR)/$$p || true; done
-	for m in docs/*.1; do [ -f $$m ] && install -m 644 $$m $(DESTDIR)$(MANDIR)/man1/ || true; done
-	for m in docs/*.8 docs/*.5; do [ -f $$m ] && install -m 644 $$m $(DESTDIR)$(MANDIR)/man8/ || true; done
+	sed 's|^conn_path=.*|conn_path=$(SBINDIR)/iprelay-conn|' units/iprelay-forwarder \
+		>$(DESTDIR)$(SBINDIR)/iprelay-forwarder
+	chmod 755 $(DESTDIR)$(SBINDIR)/iprelay-forwarder
+	sed 's|/usr/sbin/|$(SBINDIR)/|' units/shaperd.service \
+		>$(DESTDIR)$(UNITDIR)/shaperd.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/shaperd.service
+	for f in iprelay-pop3.socket iprelay-pop3@.service inetd.conf.example xinetd.example; do \
+		sed 's|/usr/sbin/|$(SBINDIR)/|' units/$$f >$(DESTDIR)$(DOCDIR)/examples/$$f && \
+		chmod 644 $(DESTDIR)$(DOCDIR)/examples/$$f || exit 1; done
+	install -m 644 units/iprelay-sysusers.conf $(DESTDIR)$(SYSUSERSDIR)/iprelay.conf
+	install -m 644 units/iprelay-tmpfiles.conf $(DESTDIR)$(TMPFILESDIR)/iprelay.conf
+	install -m 644 units/iprelay-limit.bash-completion $(DESTDIR)$(COMPLETIONDIR)/iprelay-limit
+	for m in docs/*.[158]; do [ -f $$m ] || continue; \
+		section=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$section && \
+		install -m 644 $$m $(DESTDIR)$(MANDIR)/man$$section/ || exit 1; done
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/iprelay $(DESTDIR)$(BINDIR)/iprelay-limit \
-		$(DESTDIR)$(SBINDIR)/iprelay-conn $(DESTDIR)$(SBINDIR)/shaperd
+		$(DESTDIR)$(SBINDIR)/iprelay-conn $(DESTDIR)$(SBINDIR)/shaperd \
+		$(DESTDIR)$(SBINDIR)/iprelay-forwarder \
+		$(DESTDIR)$(UNITDIR)/shaperd.service \
+		$(DESTDIR)$(SYSUSERSDIR)/iprelay.conf $(DESTDIR)$(TMPFILESDIR)/iprelay.conf \
+		$(DESTDIR)$(COMPLETIONDIR)/iprelay-limit
+	rm -rf $(DESTDIR)$(DOCDIR)/examples
+	for m in docs/*.[158]; do [ -f $$m ] || continue; \
+		rm -f $(DESTDIR)$(MANDIR)/man$${m##*.}/$${m##*/}; done
+
+# Build the Debian package in a copy of the tree and check where its
+# files land (tests/package-test.sh); run by .ci/run.
+package-test:
+	@sh tests/package-test.sh
 
 run: all
 	@sh tests/demo.sh $(ARGS)
