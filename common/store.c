@@ -659,7 +659,7 @@ store_limit_put(struct store *store, const char *name,
 	struct limit_rec old;
 	struct bucket_rec bucket;
 	MDB_val key, value;
-	uint64_t now_ns = monotonic_ns();
+	uint64_t now_ns;
 	int rc, dir, reparent = 1;
 
 	if (!limit_name_valid(name) ||
@@ -670,6 +670,8 @@ store_limit_put(struct store *store, const char *name,
 	limit.cfg = *cfg;
 	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)))
 		return rc;
+	/* The clock under the write lock (see store_reserve). */
+	now_ns = monotonic_ns();
 	if (cfg->parent[0] && (rc = would_cycle(store, txn, name, cfg->parent)))
 		goto abort;
 	rc = get_limit(store, txn, name, &old);
@@ -1024,13 +1026,17 @@ store_reserve(struct store *store, uint32_t id, const char *limit, int dir,
 	struct chain *chain;
 	struct bucket *levels[CHAIN_MAX];
 	uint64_t moved_B[2] = { 0, 0 };
-	uint64_t now_ns = monotonic_ns();
+	uint64_t now_ns;
 	size_t level;
 	int rc;
 
 	chain = store->chain;
 	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)))
 		goto out;
+	/* Read the clock holding the write lock: a time read before
+	 * waiting for it could be older than a stamp another writer just
+	 * set, and settling backwards would grant that time twice. */
+	now_ns = monotonic_ns();
 	if ((rc = load_chain(store, txn, limit, chain)))
 		goto abort;
 	for (level = 0; level < chain->depth; level++)
@@ -1102,11 +1108,13 @@ store_tick(struct store *store, bucket_tick_fn bucket_tick,
 	struct limit_info info;
 	char name[LIMIT_NAME_MAX + 1];
 	MDB_val key, value;
-	uint64_t now_ns = monotonic_ns();
+	uint64_t now_ns;
 	int rc, dir;
 
 	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)))
 		return rc;
+	/* The clock under the write lock (see store_reserve). */
+	now_ns = monotonic_ns();
 	if ((rc = mdb_cursor_open(txn, store->buckets, &cursor)))
 		goto abort;
 	for (rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST); rc == 0;
@@ -1221,7 +1229,7 @@ store_boot_reset(struct store *store, int *was_reset)
 	MDB_val key = { 7, "boot_id" }, value;
 	struct bucket_rec bucket;
 	char boot_id[64] = "", stored[64];
-	uint64_t now_ns = monotonic_ns();
+	uint64_t now_ns;
 	size_t got = 0;
 	ssize_t len;
 	int fd, rc, dir;
@@ -1236,6 +1244,8 @@ store_boot_reset(struct store *store, int *was_reset)
 	}
 	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)))
 		return rc;
+	/* The clock under the write lock (see store_reserve). */
+	now_ns = monotonic_ns();
 	rc = meta_get_txn(store, txn, "boot_id", stored, sizeof(stored), &got);
 	if (rc && rc != MDB_NOTFOUND)
 		goto abort;

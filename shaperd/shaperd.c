@@ -1,0 +1,232 @@
+/*
+ * shaperd: the refiller daemon of one state dir.  Runs in the foreground
+ * (systemd Type=notify supervises it), holds the shaperd priority lock so
+ * an embedded refiller yields to it, and ticks the store: settles buckets,
+ * measures rates, reaps dead relays and stale reader slots.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "parse.h"
+#include "refiller.h"
+#include "store.h"
+
+#define USAGE	"usage: shaperd [-S DIR] [-t TICK_MS]\n"
+#define TICK_MS_MIN	10
+#define TICK_MS_MAX	10000
+/* STATUS= is sent when it changes, and at least this often. */
+#define STATUS_EVERY_NS	(5ULL * NS_PER_SEC)
+
+struct summary {
+	unsigned limits;
+	unsigned conns;
+};
+
+static int
+count_limit(void *ctx, const struct limit_info *info)
+{
+	(void)info;
+	((struct summary *)ctx)->limits++;
+	return 0;
+}
+
+static int
+count_conn(void *ctx, const struct conn_info *info)
+{
+	(void)info;
+	((struct summary *)ctx)->conns++;
+	return 0;
+}
+
+static _Noreturn void
+usage_error(const char *fmt, const char *word)
+{
+	fprintf(stderr, "shaperd: ");
+	fprintf(stderr, fmt, word);
+	fprintf(stderr, "\n%s", USAGE);
+	exit(EXIT_USAGE);
+}
+
+static int
+block_signals(void)
+{
+	sigset_t signals;
+	int fd;
+
+	sigemptyset(&signals);
+	sigaddset(&signals, SIGTERM);
+	sigaddset(&signals, SIGINT);
+	sigaddset(&signals, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &signals, NULL) < 0)
+		return -1;
+	fd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+	/* A broken pipe on the notify socket must not kill us. */
+	signal(SIGPIPE, SIG_IGN);
+	return fd;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *dir_option = NULL;
+	char dir[4096], status[256], last_status[256] = "";
+	struct store *store;
+	struct refiller *refiller;
+	struct summary summary;
+	struct signalfd_siginfo signal_info;
+	struct pollfd wait_fd;
+	uint64_t tick_ms = REFILLER_TICK_NS / 1000000, next_ns, now_ns;
+	uint64_t watchdog_usec = 0, next_watchdog_ns = 0, last_status_ns = 0;
+	uint64_t last_summary_ns = 0;
+	unsigned reaped, reaped_total = 0;
+	int opt, rc, signal_fd, active = 0, ready = 0, watchdog, timeout_ms;
+	int exit_code = 0, errors = 0, waiting = 0;
+
+	log_open("shaperd", LOG_TO_STDERR);
+	while ((opt = getopt(argc, argv, "+S:t:h")) != -1) {
+		switch (opt) {
+		case 'S':
+			if (optarg[0] == '\0')
+				usage_error("bad state dir: '%s'", optarg);
+			dir_option = optarg;
+			break;
+		case 't':
+			if (parse_uint(optarg, TICK_MS_MIN, TICK_MS_MAX,
+			    &tick_ms)) {
+				fprintf(stderr, "shaperd: bad tick: '%s' "
+				    "(milliseconds, %d to %d)\n", optarg,
+				    TICK_MS_MIN, TICK_MS_MAX);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'h':
+			printf("%s", USAGE);
+			return 0;
+		default:
+			fprintf(stderr, "%s", USAGE);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind < argc)
+		usage_error("unexpected word: '%s'", argv[optind]);
+	if ((rc = store_dir_resolve(dir_option, dir, sizeof(dir))))
+		log_fatal(EXIT_USAGE, "unable to find the state dir: %s "
+		    "(give -S DIR or set IPRELAY_STATE_DIR)", strerror(rc));
+	if ((signal_fd = block_signals()) < 0)
+		log_fatal(EXIT_SYSTEM, "unable to set up signals: %s",
+		    strerror(errno));
+	rc = store_open(&store, dir, 0);
+	if (rc == STORE_EFOREIGN || rc == STORE_EVERSION ||
+	    rc == STORE_EDAMAGED)
+		log_fatal(EXIT_USAGE, "unable to open %s/%s: %s", dir,
+		    STORE_FILE, store_strerror(rc));
+	if (rc)
+		log_fatal(EXIT_SYSTEM, "unable to open %s/%s: %s", dir,
+		    STORE_FILE, store_strerror(rc));
+	if ((rc = refiller_create(&refiller, store, dir, REFILLER_SHAPERD)))
+		log_fatal(EXIT_SYSTEM, "unable to open the locks in %s: %s",
+		    dir, strerror(rc));
+	rc = refiller_claim_priority(refiller);
+	if (rc == EBUSY)
+		log_fatal(EXIT_SYSTEM, "unable to start: another shaperd "
+		    "serves %s", dir);
+	if (rc)
+		log_fatal(EXIT_SYSTEM, "unable to lock %s/shaperd.lock: %s",
+		    dir, strerror(rc));
+	watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0;
+	log_line(LOG_INFO, "serving %s, tick %llu ms", dir,
+	    (unsigned long long)tick_ms);
+
+	next_ns = monotonic_ns();
+	for (;;) {
+		now_ns = monotonic_ns();
+		if (now_ns >= next_ns) {
+			/* An embedded refiller hands its lock back within its
+			 * own tick, so keep asking until we have it. */
+			if (!active && refiller_arbitrate(refiller)) {
+				active = 1;
+				log_line(LOG_INFO, "refilling %s", dir);
+			}
+			if (active) {
+				rc = refiller_tick(refiller, &reaped);
+				if (rc) {
+					if (errors++ % 100 == 0)
+						log_warn("unable to tick the "
+						    "store: %s",
+						    store_strerror(rc));
+				} else
+					errors = 0;
+				reaped_total += reaped;
+			}
+			if (active && !ready) {
+				sd_notify(0, "READY=1");
+				ready = 1;
+			}
+			if (active && ready &&
+			    now_ns - last_summary_ns >= NS_PER_SEC) {
+				last_summary_ns = now_ns;
+				memset(&summary, 0, sizeof(summary));
+				(void)store_limit_foreach(store, count_limit,
+				    &summary);
+				(void)store_conn_foreach(store, count_conn,
+				    &summary);
+				snprintf(status, sizeof(status),
+				    "refilling: %u limit%s, %u live relay%s, "
+				    "%u reaped", summary.limits,
+				    summary.limits == 1 ? "" : "s",
+				    summary.conns, summary.conns == 1 ? "" :
+				    "s", reaped_total);
+				if (strcmp(status, last_status) != 0 ||
+				    now_ns - last_status_ns >= STATUS_EVERY_NS) {
+					sd_notifyf(0, "STATUS=%s", status);
+					memcpy(last_status, status,
+					    sizeof(status));
+					last_status_ns = now_ns;
+				}
+			} else if (!ready && !waiting) {
+				sd_notify(0, "STATUS=waiting for the refiller "
+				    "lock");
+				waiting = 1;
+			}
+			/* Missed ticks are skipped, not made up: the buckets
+			 * settle on elapsed time anyway. */
+			next_ns += tick_ms * 1000000;
+			if (next_ns <= now_ns)
+				next_ns = now_ns + tick_ms * 1000000;
+		}
+		if (watchdog && now_ns >= next_watchdog_ns) {
+			sd_notify(0, "WATCHDOG=1");
+			next_watchdog_ns = now_ns + watchdog_usec * 1000 / 2;
+		}
+		now_ns = monotonic_ns();
+		timeout_ms = next_ns > now_ns ?
+		    (int)((next_ns - now_ns + 999999) / 1000000) : 0;
+		wait_fd.fd = signal_fd;
+		wait_fd.events = POLLIN;
+		rc = poll(&wait_fd, 1, timeout_ms);
+		if (rc < 0 && errno != EINTR)
+			log_fatal(EXIT_SYSTEM, "unable to wait: %s",
+			    strerror(errno));
+		if (rc > 0 && read(signal_fd, &signal_info,
+		    sizeof(signal_info)) == sizeof(signal_info)) {
+			if (signal_info.ssi_signo == SIGHUP)
+				continue;	/* nothing to reload */
+			log_line(LOG_INFO, "stopping on signal %u",
+			    signal_info.ssi_signo);
+			break;
+		}
+	}
+	sd_notify(0, "STOPPING=1");
+	refiller_destroy(refiller);
+	store_close(store);
+	return exit_code;
+}
