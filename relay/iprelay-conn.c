@@ -1,0 +1,1147 @@
+/*
+ * iprelay-conn: relay one accepted TCP connection to HOST:PORT, shaped by a
+ * named limit and every ancestor of it.  One process per connection,
+ * spawned by systemd (Accept=yes), inetd (nowait), a UCSPI launcher such
+ * as tcpserver, or iprelay.
+ *
+ * Each direction moves bytes socket -> pipe -> socket with splice(2).
+ * Unshaped, the pipe is kept as full as the sockets allow.  Shaped, the
+ * relay reads at most one quantum into an empty pipe, draws exactly those
+ * bytes from the store, waits for the release time and only then writes:
+ * the sender is never read further ahead than the grant covers, so
+ * back-pressure reaches it through TCP.
+ *
+ * No libsystemd: the socket-activation protocol is two environment
+ * variables and fd 3, and spawn cost is paid on every connection.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bucket.h"
+#include "log.h"
+#include "parse.h"
+#include "refiller.h"
+#include "store.h"
+
+#define PROG		"iprelay-conn"
+#define USAGE		"usage: iprelay-conn [-l LIMIT] [-S DIR] [-c SECONDS] " \
+			"[-i SECONDS] [-s ADDRESS] [-z BYTES] HOST:PORT"
+
+#define CONNECT_TIMEOUT_NS	(10ULL * NS_PER_SEC)
+#define ACCOUNT_PERIOD_NS	(50ULL * 1000 * 1000)
+#define ZERO_GRANT_RETRY_NS	(10ULL * 1000 * 1000)
+#define STORE_WARN_PERIOD_NS	(10ULL * NS_PER_SEC)
+/* Pipes count against pipe-user-pages-soft (16384 pages per user): a
+ * shaped direction needs room for one quantum only, an unshaped one
+ * starts at the kernel default and grows for bulk transfers. */
+#define PIPE_SHAPED_B		(16U * 1024U)
+#define PIPE_BULK_B		(256U * 1024U)
+#define NOTSENT_LOWAT_MIN_B	(16U * 1024U)
+
+enum end_reason {
+	END_NONE,
+	END_DONE,
+	END_RESET_CLIENT,
+	END_RESET_REMOTE,
+	END_SIGNAL,
+	END_IDLE,
+	END_ERROR,
+};
+
+static const char *const end_words[] = {
+	[END_NONE] = "still running",
+	[END_DONE] = "both sides finished",
+	[END_RESET_CLIENT] = "client reset the connection",
+	[END_RESET_REMOTE] = "remote reset the connection",
+	[END_SIGNAL] = "terminated by signal",
+	[END_IDLE] = "idle timeout",
+	[END_ERROR] = "system failure",
+};
+
+struct direction {
+	const char *label;		/* "up" (client->remote) or "down" */
+	int dir;			/* DIR_UP or DIR_DOWN */
+	int from_fd, to_fd;
+	int to_is_socket;
+	enum end_reason reset_from;	/* what a failure reading means */
+	enum end_reason reset_to;	/* what a failure writing means */
+	int pipe_fd[2];
+	size_t pipe_cap_B;		/* what the kernel gave the pipe */
+	size_t pipe_B;			/* bytes read but not yet written */
+	int pipe_full;			/* splice in said EAGAIN with data in */
+	int pipe_grown;
+	int shaped;
+	uint64_t quantum_B;		/* the next read when shaped */
+	uint64_t covered_B;		/* bytes of the pipe paid for */
+	uint64_t release_ns;		/* covered bytes go no earlier */
+	uint64_t prepaid_B;		/* counted by a draw, written unshaped */
+	int to_blocked;			/* writing said EAGAIN: wait POLLOUT */
+	int eof, shut;
+	uint64_t moved_B;		/* bytes written to the other side */
+	uint64_t unaccounted_B;		/* unshaped bytes not yet in the store */
+};
+
+struct relay {
+	/* options */
+	const char *limit;		/* "" = unshaped */
+	const char *state_option;
+	uint64_t connect_timeout_ns;	/* 0 = the kernel's */
+	uint64_t idle_ns;		/* 0 = off */
+	struct sockaddr_storage source;
+	socklen_t source_len;
+	uint64_t chunk_max_B;
+	struct hostport remote_hp;
+	const char *remote_word;
+
+	int client_in, client_out;
+	const char *launcher;
+	int remote_fd;
+	char peer[PEER_MAX + 1];
+	char remote_addr[PEER_MAX + 1];
+	char label[32];
+
+	struct store *store;
+	struct conn_info conn;
+	int registered;
+	uint64_t last_account_ns;
+	uint64_t last_store_warn_ns;
+	uint64_t start_ns;
+	uint64_t last_move_ns;
+	struct direction up, down;
+	enum end_reason end;
+};
+
+static volatile sig_atomic_t stop_signal;
+static sigset_t run_mask;	/* the mask ppoll waits with */
+static struct relay *the_relay;	/* for the exit handler */
+static int stderr_is_client;
+
+static void
+on_signal(int signo)
+{
+	stop_signal = signo;
+}
+
+/* Usage and configuration errors: the one line goes to the log, and to
+ * stderr unless stderr may be the client's socket. */
+static _Noreturn void
+refuse(int with_usage, const char *fmt, va_list args)
+{
+	char text[512];
+
+	vsnprintf(text, sizeof(text), fmt, args);
+	if (!stderr_is_client)
+		fprintf(stderr, "%s: %s\n%s%s", PROG, text,
+		    with_usage ? USAGE : "", with_usage ? "\n" : "");
+	log_line(LOG_ERR, "%s", text);
+	exit(EXIT_USAGE);
+}
+
+static _Noreturn void
+usage_error(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
+static _Noreturn void
+usage_error(const char *fmt, ...)
+{
+	va_list args;
+
+	va_start(args, fmt);
+	refuse(1, fmt, args);
+}
+
+/* How we were started is wrong: one line, no usage. */
+static _Noreturn void
+config_error(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
+static _Noreturn void
+config_error(const char *fmt, ...)
+{
+	va_list args;
+
+	va_start(args, fmt);
+	refuse(0, fmt, args);
+}
+
+static int
+fd_is_socket(int fd)
+{
+	struct stat st;
+
+	return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+/* 0: a connected stream socket; else a word saying what fd is instead. */
+static const char *
+client_socket_problem(int fd)
+{
+	struct stat st;
+	int type = 0, listening = 0;
+	socklen_t len;
+
+	if (fstat(fd, &st) < 0)
+		return "not open";
+	if (S_ISCHR(st.st_mode))
+		return isatty(fd) ? "a terminal" : "a character device";
+	if (S_ISFIFO(st.st_mode))
+		return "a pipe";
+	if (S_ISREG(st.st_mode))
+		return "a file";
+	if (!S_ISSOCK(st.st_mode))
+		return "not a socket";
+	len = sizeof(type);
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
+	    type != SOCK_STREAM)
+		return "not a stream socket";
+	len = sizeof(listening);
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 &&
+	    listening)
+		return "a listening socket";
+	return NULL;
+}
+
+static void
+format_address(const struct sockaddr *sa, char *out, size_t out_size)
+{
+	char host[INET6_ADDRSTRLEN];
+	const struct sockaddr_in6 *sin6;
+	const struct sockaddr_in *sin;
+	struct in_addr mapped;
+
+	if (sa->sa_family == AF_INET) {
+		sin = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+		snprintf(out, out_size, "%s:%u", host, ntohs(sin->sin_port));
+	} else if (sa->sa_family == AF_INET6) {
+		sin6 = (const struct sockaddr_in6 *)sa;
+		/* A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d:
+		 * show them as the IPv4 addresses they are. */
+		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+			memcpy(&mapped, &sin6->sin6_addr.s6_addr[12], 4);
+			inet_ntop(AF_INET, &mapped, host, sizeof(host));
+			snprintf(out, out_size, "%s:%u", host,
+			    ntohs(sin6->sin6_port));
+		} else {
+			inet_ntop(AF_INET6, &sin6->sin6_addr, host,
+			    sizeof(host));
+			snprintf(out, out_size, "[%s]:%u", host,
+			    ntohs(sin6->sin6_port));
+		}
+	} else if (sa->sa_family == AF_UNIX) {
+		snprintf(out, out_size, "unix");
+	} else {
+		snprintf(out, out_size, "unknown");
+	}
+}
+
+/* A peer named by the launcher's environment, checked before it is
+ * believed: it goes into logs and the store. */
+static int
+peer_from_env(const char *ip_var, const char *port_var, char *out,
+    size_t out_size)
+{
+	const char *ip = getenv(ip_var), *port = getenv(port_var);
+	unsigned char addr[sizeof(struct in6_addr)];
+	uint64_t port_number;
+
+	if (ip == NULL || port == NULL ||
+	    parse_uint(port, 0, 65535, &port_number) < 0)
+		return -1;
+	if (inet_pton(AF_INET, ip, addr) == 1)
+		snprintf(out, out_size, "%s:%u", ip, (unsigned)port_number);
+	else if (inet_pton(AF_INET6, ip, addr) == 1)
+		snprintf(out, out_size, "[%s]:%u", ip, (unsigned)port_number);
+	else
+		return -1;
+	return 0;
+}
+
+static void
+find_client(struct relay *relay)
+{
+	const char *listen_pid = getenv("LISTEN_PID");
+	const char *listen_fds = getenv("LISTEN_FDS");
+	const char *problem, *proto;
+	struct sockaddr_storage peer;
+	socklen_t peer_len = sizeof(peer);
+	uint64_t pid, nfds;
+	int found = -1;
+
+	if (listen_pid && listen_fds &&
+	    parse_uint(listen_pid, 1, INT_MAX, &pid) == 0 &&
+	    (pid_t)pid == getpid()) {
+		if (parse_uint(listen_fds, 0, INT_MAX - 3, &nfds) < 0 ||
+		    nfds < 1)
+			config_error("LISTEN_FDS=%s: no socket passed",
+			    listen_fds);
+		if ((problem = client_socket_problem(3)) != NULL)
+			config_error("socket activation: fd 3 is %s%s", problem,
+			    strcmp(problem, "a listening socket") ? "" :
+			    " (the socket unit needs Accept=yes)");
+		relay->client_in = relay->client_out = 3;
+		relay->launcher = "systemd";
+		fcntl(3, F_SETFD, FD_CLOEXEC);
+		if (peer_from_env("REMOTE_ADDR", "REMOTE_PORT", relay->peer,
+		    sizeof(relay->peer)) == 0)
+			return;
+		found = 3;
+	} else {
+		if ((problem = client_socket_problem(0)) != NULL)
+			config_error("no client socket: standard input is %s%s",
+			    problem, strcmp(problem, "a listening socket") ?
+			    " (run me from systemd with Accept=yes, inetd "
+			    "with nowait, tcpserver or iprelay)" :
+			    " (inetd.conf needs nowait)");
+		if (!fd_is_socket(1)) {
+			struct stat st;
+
+			if (fstat(1, &st) < 0 || !S_ISFIFO(st.st_mode))
+				config_error("no client socket: standard "
+				    "output is neither a socket nor a pipe");
+		}
+		relay->client_in = 0;
+		relay->client_out = 1;
+		proto = getenv("PROTO");
+		if (proto && strcmp(proto, "TCP") == 0) {
+			relay->launcher = "ucspi";
+			if (peer_from_env("TCPREMOTEIP", "TCPREMOTEPORT",
+			    relay->peer, sizeof(relay->peer)) == 0)
+				return;
+		} else if (proto && strcmp(proto, "TCP6") == 0) {
+			relay->launcher = "ucspi";
+			if (peer_from_env("TCP6REMOTEIP", "TCP6REMOTEPORT",
+			    relay->peer, sizeof(relay->peer)) == 0)
+				return;
+		} else {
+			relay->launcher = "inetd";
+		}
+		found = 0;
+	}
+	if (getpeername(found, (struct sockaddr *)&peer, &peer_len) == 0)
+		format_address((struct sockaddr *)&peer, relay->peer,
+		    sizeof(relay->peer));
+	else
+		snprintf(relay->peer, sizeof(relay->peer), "unknown");
+}
+
+static void
+parse_source(struct relay *relay, const char *word)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)&relay->source;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&relay->source;
+	char host[INET6_ADDRSTRLEN + 2];
+	size_t len = strlen(word);
+
+	memset(&relay->source, 0, sizeof(relay->source));
+	if (len >= 2 && len < sizeof(host) && word[0] == '[' &&
+	    word[len - 1] == ']') {
+		memcpy(host, word + 1, len - 2);
+		host[len - 2] = '\0';
+	} else if (len < sizeof(host)) {
+		memcpy(host, word, len + 1);
+	} else {
+		usage_error("source address '%s' is not an IP address", word);
+	}
+	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		relay->source_len = sizeof(*sin);
+	} else if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		relay->source_len = sizeof(*sin6);
+	} else {
+		usage_error("source address '%s' is not an IP address", word);
+	}
+}
+
+static void
+parse_options(struct relay *relay, int argc, char **argv)
+{
+	uint64_t value;
+	int option;
+
+	relay->limit = "";
+	relay->connect_timeout_ns = CONNECT_TIMEOUT_NS;
+	relay->chunk_max_B = CHUNK_MAX;
+	opterr = 0;
+	while ((option = getopt(argc, argv, ":l:S:c:i:s:z:")) != -1) {
+		switch (option) {
+		case 'l':
+			if (!limit_name_valid(optarg))
+				usage_error("limit name '%s' is not valid",
+				    optarg);
+			relay->limit = optarg;
+			break;
+		case 'S':
+			if (*optarg == '\0')
+				usage_error("state dir '' is not valid");
+			relay->state_option = optarg;
+			break;
+		case 'c':
+			if (parse_duration_ns(optarg,
+			    &relay->connect_timeout_ns) < 0)
+				usage_error("connect timeout '%s' is not a "
+				    "number of seconds", optarg);
+			break;
+		case 'i':
+			if (parse_duration_ns(optarg, &relay->idle_ns) < 0)
+				usage_error("idle timeout '%s' is not a "
+				    "number of seconds", optarg);
+			break;
+		case 's':
+			parse_source(relay, optarg);
+			break;
+		case 'z':
+			if (parse_bytes(optarg, CHUNK_MAX, &value) < 0 ||
+			    value == 0)
+				usage_error("chunk size '%s' is not a number "
+				    "of bytes from 1 to %u", optarg,
+				    CHUNK_MAX);
+			relay->chunk_max_B = value;
+			break;
+		case ':':
+			usage_error("option -%c needs a value", optopt);
+		default:
+			usage_error("unknown option -%c", optopt);
+		}
+	}
+	if (optind == argc)
+		usage_error("HOST:PORT is missing");
+	if (optind != argc - 1)
+		usage_error("one HOST:PORT only ('%s' is extra)",
+		    argv[argc - 1]);
+	relay->remote_word = argv[optind];
+	if (parse_hostport(relay->remote_word, &relay->remote_hp) < 0)
+		usage_error("'%s' is not HOST:PORT", relay->remote_word);
+}
+
+static void
+store_warn(struct relay *relay, const char *what, int rc)
+{
+	uint64_t now_ns = monotonic_ns();
+
+	/* A sick store must not flood the log from every relay. */
+	if (relay->last_store_warn_ns &&
+	    now_ns - relay->last_store_warn_ns < STORE_WARN_PERIOD_NS)
+		return;
+	relay->last_store_warn_ns = now_ns;
+	log_warn("%s: unable to %s: %s", relay->label, what,
+	    store_strerror(rc));
+}
+
+static void
+open_store(struct relay *relay)
+{
+	char dir[4096];
+	int rc;
+
+	relay->conn.pid = getpid();
+	relay->conn.pid_start = refiller_proc_start(getpid());
+	snprintf(relay->conn.limit, sizeof(relay->conn.limit), "%s",
+	    relay->limit);
+	snprintf(relay->conn.peer, sizeof(relay->conn.peer), "%s",
+	    relay->peer);
+	snprintf(relay->conn.remote, sizeof(relay->conn.remote), "%s",
+	    relay->remote_word);
+	rc = store_dir_resolve(relay->state_option, dir, sizeof(dir));
+	if (rc == 0)
+		rc = store_open(&relay->store, dir, 0);
+	if (rc == 0) {
+		rc = store_conn_register(relay->store, &relay->conn);
+		if (rc == 0) {
+			relay->registered = 1;
+			return;
+		}
+		store_close(relay->store);
+		relay->store = NULL;
+	}
+	if (relay->limit[0])
+		log_fatal(EXIT_SYSTEM, "peer %s: unable to use the state "
+		    "store%s%s for limit %s: %s", relay->peer, rc == ENOENT ?
+		    "" : " in ", rc == ENOENT ? "" : dir, relay->limit,
+		    store_strerror(rc));
+	log_warn("peer %s: unable to use the state store%s%s: %s; relaying "
+	    "unregistered", relay->peer, rc == ENOENT ? "" : " in ",
+	    rc == ENOENT ? "" : dir, store_strerror(rc));
+}
+
+static void
+close_store_at_exit(void)
+{
+	struct relay *relay = the_relay;
+	int rc;
+
+	if (relay == NULL || relay->store == NULL)
+		return;
+	if (relay->registered) {
+		rc = store_conn_unregister(relay->store, relay->conn.id);
+		if (rc && rc != STORE_ENOCONN)
+			log_warn("%s: unable to unregister: %s", relay->label,
+			    store_strerror(rc));
+		relay->registered = 0;
+	}
+	store_close(relay->store);
+	relay->store = NULL;
+}
+
+static void
+set_tcp_option(int fd, int option, int value)
+{
+	/* Best effort: a launcher may hand over a socket that is not TCP. */
+	(void)setsockopt(fd, IPPROTO_TCP, option, &value, sizeof(value));
+}
+
+static void
+pipe_resize(struct direction *d, size_t want_B)
+{
+	int got;
+
+	if (d->pipe_fd[0] < 0 || want_B == d->pipe_cap_B || want_B < d->pipe_B)
+		return;
+	/* Refused past pipe-user-pages-soft: keep what the kernel gave. */
+	got = fcntl(d->pipe_fd[1], F_SETPIPE_SZ, (int)want_B);
+	if (got > 0)
+		d->pipe_cap_B = (size_t)got;
+}
+
+static void
+become_shaped(struct direction *d, uint64_t quantum_B)
+{
+	size_t lowat_B;
+
+	d->shaped = 1;
+	d->quantum_B = quantum_B;
+	d->covered_B = 0;
+	d->prepaid_B = 0;
+	if (d->to_is_socket) {
+		/* Keep the kernel from queueing far ahead of the grants, and
+		 * small quanta from waiting on Nagle. */
+		lowat_B = quantum_B > NOTSENT_LOWAT_MIN_B ? quantum_B :
+		    NOTSENT_LOWAT_MIN_B;
+		set_tcp_option(d->to_fd, TCP_NODELAY, 1);
+		set_tcp_option(d->to_fd, TCP_NOTSENT_LOWAT, (int)lowat_B);
+	}
+	if (d->pipe_B == 0)
+		pipe_resize(d, quantum_B > PIPE_SHAPED_B ? quantum_B :
+		    PIPE_SHAPED_B);
+}
+
+static void
+become_unshaped(struct direction *d)
+{
+	d->shaped = 0;
+	/* Bytes already drawn were counted by the draw. */
+	d->prepaid_B = d->covered_B;
+	d->covered_B = 0;
+}
+
+/* Count unshaped bytes in the store and learn whether a limit now applies
+ * to each direction. */
+static void
+account(struct relay *relay, uint64_t now_ns)
+{
+	uint64_t moved_B[2], quantum_B[2];
+	int shaped[2] = { 0, 0 }, rc, dir;
+	struct direction *d;
+
+	relay->last_account_ns = now_ns;
+	if (relay->store == NULL)
+		return;
+	moved_B[DIR_UP] = relay->up.unaccounted_B;
+	moved_B[DIR_DOWN] = relay->down.unaccounted_B;
+	rc = store_account(relay->store, relay->conn.id, relay->limit, moved_B,
+	    shaped, quantum_B);
+	if (rc) {
+		store_warn(relay, "count bytes", rc);
+		return;
+	}
+	relay->up.unaccounted_B = relay->down.unaccounted_B = 0;
+	for (dir = 0; dir < 2; dir++) {
+		d = dir == DIR_UP ? &relay->up : &relay->down;
+		if (d->shut || !shaped[dir])
+			continue;
+		if (!d->shaped)
+			become_shaped(d, quantum_B[dir]);
+		else
+			d->quantum_B = quantum_B[dir];
+	}
+}
+
+static void
+reserve(struct relay *relay, struct direction *d, uint64_t now_ns)
+{
+	struct grant grant;
+	int rc;
+
+	rc = store_reserve(relay->store, relay->conn.id, relay->limit, d->dir,
+	    d->pipe_B, &grant);
+	if (rc) {
+		/* Never wedge on a sick store: pass the bytes on. */
+		store_warn(relay, "draw tokens", rc);
+		d->covered_B = d->pipe_B;
+		d->release_ns = now_ns;
+		return;
+	}
+	if (!grant.shaped) {
+		d->covered_B = grant.bytes;
+		become_unshaped(d);
+		return;
+	}
+	d->quantum_B = grant.quantum_B;
+	if (grant.bytes == 0) {
+		d->release_ns = now_ns + ZERO_GRANT_RETRY_NS;
+		return;
+	}
+	d->covered_B = grant.bytes;
+	d->release_ns = grant.release_ns;
+}
+
+static void
+end_relay(struct relay *relay, enum end_reason reason)
+{
+	if (relay->end == END_NONE)
+		relay->end = reason;
+}
+
+static void
+reset_socket(int fd)
+{
+	struct linger linger = { .l_onoff = 1, .l_linger = 0 };
+
+	/* The close at exit then sends RST instead of FIN. */
+	(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, sizeof(linger));
+}
+
+static void
+fail_side(struct relay *relay, enum end_reason reason)
+{
+	if (reason == END_RESET_CLIENT) {
+		reset_socket(relay->remote_fd);
+	} else {
+		reset_socket(relay->client_in);
+		if (relay->client_out != relay->client_in)
+			reset_socket(relay->client_out);
+	}
+	end_relay(relay, reason);
+}
+
+static void
+half_close(struct direction *d)
+{
+	if (d->to_is_socket) {
+		if (shutdown(d->to_fd, SHUT_WR) < 0 && errno != ENOTCONN)
+			log_warn("unable to shut down the %s side: %s",
+			    d->label, strerror(errno));
+	} else {
+		close(d->to_fd);
+		d->to_fd = -1;
+	}
+	d->shut = 1;
+	close(d->pipe_fd[0]);
+	close(d->pipe_fd[1]);
+	d->pipe_fd[0] = d->pipe_fd[1] = -1;
+}
+
+static int
+wants_read(const struct direction *d)
+{
+	if (d->eof || d->pipe_full || d->shut)
+		return 0;
+	return d->shaped ? d->pipe_B == 0 : d->pipe_B < d->pipe_cap_B;
+}
+
+static void
+splice_in(struct relay *relay, struct direction *d, uint64_t now_ns)
+{
+	size_t len;
+	ssize_t n;
+
+	if (d->shaped) {
+		len = d->quantum_B < relay->chunk_max_B ? d->quantum_B :
+		    relay->chunk_max_B;
+		if (len > d->pipe_cap_B)
+			pipe_resize(d, len);
+		if (len > d->pipe_cap_B)
+			len = d->pipe_cap_B;
+	} else {
+		len = d->pipe_cap_B - d->pipe_B;
+	}
+	n = splice(d->from_fd, NULL, d->pipe_fd[1], NULL, len,
+	    SPLICE_F_NONBLOCK);
+	if (n > 0) {
+		d->pipe_B += (size_t)n;
+		relay->last_move_ns = now_ns;
+		if (!d->shaped && d->pipe_B >= d->pipe_cap_B && !d->pipe_grown) {
+			d->pipe_grown = 1;
+			pipe_resize(d, PIPE_BULK_B);
+		}
+	} else if (n == 0) {
+		d->eof = 1;
+	} else if (errno == EAGAIN || errno == EINTR) {
+		/* Pipe slots, not bytes, ran out: wait for it to drain. */
+		if (errno == EAGAIN && d->pipe_B > 0) {
+			d->pipe_full = 1;
+			if (!d->shaped && !d->pipe_grown) {
+				d->pipe_grown = 1;
+				pipe_resize(d, PIPE_BULK_B);
+			}
+		}
+	} else {
+		log_line(LOG_INFO, "%s: reading %s: %s", relay->label, d->label,
+		    strerror(errno));
+		fail_side(relay, d->reset_from);
+	}
+}
+
+static void
+splice_out(struct relay *relay, struct direction *d, uint64_t now_ns)
+{
+	size_t len;
+	ssize_t n;
+
+	for (;;) {
+		len = d->shaped ? d->covered_B : d->pipe_B;
+		if (len == 0)
+			return;
+		n = splice(d->pipe_fd[0], NULL, d->to_fd, NULL, len,
+		    SPLICE_F_NONBLOCK);
+		if (n > 0) {
+			d->pipe_B -= (size_t)n;
+			d->pipe_full = 0;
+			d->moved_B += (uint64_t)n;
+			relay->last_move_ns = now_ns;
+			if (d->shaped) {
+				d->covered_B -= (uint64_t)n;
+			} else if (d->prepaid_B >= (uint64_t)n) {
+				d->prepaid_B -= (uint64_t)n;
+			} else {
+				d->unaccounted_B += (uint64_t)n - d->prepaid_B;
+				d->prepaid_B = 0;
+			}
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN) {
+			d->to_blocked = 1;
+			return;
+		}
+		log_line(LOG_INFO, "%s: writing %s: %s", relay->label, d->label,
+		    n < 0 ? strerror(errno) : "nothing written");
+		fail_side(relay, d->reset_to);
+		return;
+	}
+}
+
+static void
+step(struct relay *relay, struct direction *d, int readable, uint64_t now_ns)
+{
+	if (d->shut)
+		return;
+	if (readable && wants_read(d)) {
+		/* Learn a new limit before moving a pipeful unshaped. */
+		if (!d->shaped && relay->limit[0] &&
+		    now_ns - relay->last_account_ns >= ACCOUNT_PERIOD_NS)
+			account(relay, now_ns);
+		if (wants_read(d))
+			splice_in(relay, d, now_ns);
+		if (relay->end)
+			return;
+	}
+	while (d->pipe_B > 0 && !d->to_blocked && relay->end == END_NONE) {
+		if (!d->shaped) {
+			splice_out(relay, d, now_ns);
+			break;
+		}
+		/* One draw outstanding at a time, for what is in the pipe. */
+		if (d->covered_B == 0 && now_ns >= d->release_ns)
+			reserve(relay, d, now_ns);
+		if (d->shaped && (d->covered_B == 0 || now_ns < d->release_ns))
+			break;
+		splice_out(relay, d, now_ns);
+	}
+	if (relay->end)
+		return;
+	if (d->eof && d->pipe_B == 0)
+		half_close(d);
+}
+
+struct poll_set {
+	struct pollfd fds[4];
+	nfds_t count;
+};
+
+static void
+poll_want(struct poll_set *set, int fd, short events)
+{
+	nfds_t slot;
+
+	if (events == 0 || fd < 0)
+		return;
+	for (slot = 0; slot < set->count; slot++)
+		if (set->fds[slot].fd == fd) {
+			set->fds[slot].events |= events;
+			return;
+		}
+	set->fds[set->count].fd = fd;
+	set->fds[set->count].events = events;
+	set->fds[set->count].revents = 0;
+	set->count++;
+}
+
+static short
+poll_got(const struct poll_set *set, int fd)
+{
+	nfds_t slot;
+
+	for (slot = 0; slot < set->count; slot++)
+		if (set->fds[slot].fd == fd)
+			return set->fds[slot].revents;
+	return 0;
+}
+
+static uint64_t
+earlier(uint64_t a_ns, uint64_t b_ns)
+{
+	return a_ns < b_ns ? a_ns : b_ns;
+}
+
+static void
+direction_wants(const struct direction *d, struct poll_set *set,
+    uint64_t now_ns, uint64_t *deadline_ns)
+{
+	if (d->shut)
+		return;
+	if (wants_read(d))
+		poll_want(set, d->from_fd, POLLIN);
+	if (d->pipe_B == 0)
+		return;
+	if (d->shaped && now_ns < d->release_ns)
+		*deadline_ns = earlier(*deadline_ns, d->release_ns);
+	else if (d->to_blocked)
+		poll_want(set, d->to_fd, POLLOUT);
+}
+
+static void
+relay_loop(struct relay *relay)
+{
+	struct direction *const dirs[2] = { &relay->up, &relay->down };
+	struct poll_set set;
+	struct timespec timeout, *timeout_p;
+	uint64_t now_ns, deadline_ns, wait_ns;
+	short got;
+	int rc, i;
+
+	relay->last_move_ns = monotonic_ns();
+	while (relay->end == END_NONE) {
+		if (stop_signal) {
+			end_relay(relay, END_SIGNAL);
+			break;
+		}
+		if (relay->up.shut && relay->down.shut) {
+			end_relay(relay, END_DONE);
+			break;
+		}
+		now_ns = monotonic_ns();
+		if (relay->store && (relay->up.unaccounted_B ||
+		    relay->down.unaccounted_B) &&
+		    now_ns - relay->last_account_ns >= ACCOUNT_PERIOD_NS)
+			account(relay, now_ns);
+		set.count = 0;
+		deadline_ns = UINT64_MAX;
+		for (i = 0; i < 2; i++)
+			direction_wants(dirs[i], &set, now_ns, &deadline_ns);
+		if (relay->idle_ns)
+			deadline_ns = earlier(deadline_ns,
+			    relay->last_move_ns + relay->idle_ns);
+		if (relay->store && (relay->up.unaccounted_B ||
+		    relay->down.unaccounted_B))
+			deadline_ns = earlier(deadline_ns,
+			    relay->last_account_ns + ACCOUNT_PERIOD_NS);
+		timeout_p = NULL;
+		if (deadline_ns != UINT64_MAX) {
+			wait_ns = deadline_ns > now_ns ? deadline_ns - now_ns :
+			    0;
+			timeout.tv_sec = (time_t)(wait_ns / NS_PER_SEC);
+			timeout.tv_nsec = (long)(wait_ns % NS_PER_SEC);
+			timeout_p = &timeout;
+		}
+		rc = ppoll(set.fds, set.count, timeout_p, &run_mask);
+		if (rc < 0 && errno != EINTR) {
+			log_line(LOG_ERR, "%s: unable to poll: %s",
+			    relay->label, strerror(errno));
+			end_relay(relay, END_ERROR);
+			break;
+		}
+		if (rc < 0)
+			continue;
+		now_ns = monotonic_ns();
+		if (relay->idle_ns &&
+		    now_ns - relay->last_move_ns >= relay->idle_ns) {
+			end_relay(relay, END_IDLE);
+			break;
+		}
+		for (i = 0; i < 2 && relay->end == END_NONE; i++) {
+			if (dirs[i]->shut)
+				continue;
+			got = poll_got(&set, dirs[i]->to_fd);
+			if (got & (POLLOUT | POLLERR | POLLHUP))
+				dirs[i]->to_blocked = 0;
+			got = poll_got(&set, dirs[i]->from_fd);
+			step(relay, dirs[i], (got & (POLLIN | POLLERR |
+			    POLLHUP)) != 0, now_ns);
+		}
+	}
+}
+
+/* Wait for a non-blocking connect; 0 connected, else an errno value
+ * (ETIMEDOUT at the deadline, EINTR on a stop signal). */
+static int
+connect_wait(int fd, uint64_t deadline_ns)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+	struct timespec timeout, *timeout_p;
+	uint64_t now_ns, wait_ns;
+	socklen_t len;
+	int rc, err;
+
+	for (;;) {
+		if (stop_signal)
+			return EINTR;
+		timeout_p = NULL;
+		if (deadline_ns) {
+			now_ns = monotonic_ns();
+			if (now_ns >= deadline_ns)
+				return ETIMEDOUT;
+			wait_ns = deadline_ns - now_ns;
+			timeout.tv_sec = (time_t)(wait_ns / NS_PER_SEC);
+			timeout.tv_nsec = (long)(wait_ns % NS_PER_SEC);
+			timeout_p = &timeout;
+		}
+		rc = ppoll(&pfd, 1, timeout_p, &run_mask);
+		if (rc < 0 && errno == EINTR)
+			continue;
+		if (rc < 0)
+			return errno;
+		if (rc == 0)
+			continue;
+		err = 0;
+		len = sizeof(err);
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+			return errno;
+		return err;
+	}
+}
+
+/* Returns 0, or the exit code after logging why. */
+static int
+connect_remote(struct relay *relay)
+{
+	struct addrinfo hints = { 0 }, *list, *ai;
+	uint64_t deadline_ns = 0;
+	char tried[PEER_MAX + 1] = "";
+	int fd, rc, err = 0, one = 1;
+
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	hints.ai_flags = AI_NUMERICSERV;
+	hints.ai_family = relay->source_len ? relay->source.ss_family :
+	    AF_UNSPEC;
+	rc = getaddrinfo(relay->remote_hp.host, relay->remote_hp.port, &hints,
+	    &list);
+	if (rc) {
+		log_line(LOG_ERR, "%s: peer %s: unable to resolve %s: %s",
+		    relay->label, relay->peer, relay->remote_hp.host,
+		    rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+		return EXIT_SYSTEM;
+	}
+	if (relay->connect_timeout_ns)
+		deadline_ns = monotonic_ns() + relay->connect_timeout_ns;
+	for (ai = list; ai; ai = ai->ai_next) {
+		format_address(ai->ai_addr, tried, sizeof(tried));
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, ai->ai_protocol);
+		if (fd < 0) {
+			err = errno;
+			continue;
+		}
+		if (relay->source_len) {
+			/* Pick the port at connect time, by 4-tuple, so many
+			 * relays from one source address do not run out. */
+			(void)setsockopt(fd, IPPROTO_IP,
+			    IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+			if (bind(fd, (struct sockaddr *)&relay->source,
+			    relay->source_len) < 0) {
+				err = errno;
+				close(fd);
+				continue;
+			}
+		}
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+			err = 0;
+		else if (errno == EINPROGRESS)
+			err = connect_wait(fd, deadline_ns);
+		else
+			err = errno;
+		if (err == 0) {
+			relay->remote_fd = fd;
+			snprintf(relay->remote_addr,
+			    sizeof(relay->remote_addr), "%s", tried);
+			freeaddrinfo(list);
+			return 0;
+		}
+		close(fd);
+		if (err == ETIMEDOUT || err == EINTR)
+			break;
+	}
+	freeaddrinfo(list);
+	if (err == EINTR) {
+		log_line(LOG_INFO, "%s: peer %s: terminated by signal while "
+		    "connecting to %s", relay->label, relay->peer,
+		    relay->remote_word);
+		return 0;
+	}
+	log_line(LOG_ERR, "%s: peer %s: unable to connect to %s (%s): %s",
+	    relay->label, relay->peer, relay->remote_word, tried[0] ? tried :
+	    "no address", err == ETIMEDOUT ? "timed out" : strerror(err));
+	return err == ETIMEDOUT ? EXIT_TIMEOUT : EXIT_SYSTEM;
+}
+
+static void
+init_direction(struct relay *relay, struct direction *d, int dir)
+{
+	int fds[2];
+
+	d->dir = dir;
+	d->label = dir == DIR_UP ? "up" : "down";
+	if (dir == DIR_UP) {
+		d->from_fd = relay->client_in;
+		d->to_fd = relay->remote_fd;
+		d->reset_from = END_RESET_CLIENT;
+		d->reset_to = END_RESET_REMOTE;
+	} else {
+		d->from_fd = relay->remote_fd;
+		d->to_fd = relay->client_out;
+		d->reset_from = END_RESET_REMOTE;
+		d->reset_to = END_RESET_CLIENT;
+	}
+	d->to_is_socket = fd_is_socket(d->to_fd);
+	if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
+		log_fatal(EXIT_SYSTEM, "%s: unable to create a pipe: %s",
+		    relay->label, strerror(errno));
+	d->pipe_fd[0] = fds[0];
+	d->pipe_fd[1] = fds[1];
+	d->pipe_cap_B = (size_t)fcntl(fds[1], F_GETPIPE_SZ);
+	if ((ssize_t)d->pipe_cap_B <= 0)
+		d->pipe_cap_B = 4096;
+}
+
+static void
+set_nonblocking(int fd)
+{
+	int flags = fcntl(fd, F_GETFL);
+
+	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+		log_fatal(EXIT_SYSTEM, "unable to make fd %d non-blocking: %s",
+		    fd, strerror(errno));
+}
+
+static void
+setup_signals(void)
+{
+	struct sigaction action = { .sa_handler = on_signal };
+	sigset_t stop_set;
+
+	sigemptyset(&action.sa_mask);
+	sigaction(SIGTERM, &action, NULL);
+	sigaction(SIGINT, &action, NULL);
+	sigaction(SIGHUP, &action, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	/* Delivered only inside ppoll: no check-then-sleep race. */
+	sigemptyset(&stop_set);
+	sigaddset(&stop_set, SIGTERM);
+	sigaddset(&stop_set, SIGINT);
+	sigaddset(&stop_set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &stop_set, &run_mask);
+	sigdelset(&run_mask, SIGTERM);
+	sigdelset(&run_mask, SIGINT);
+	sigdelset(&run_mask, SIGHUP);
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct relay relay = { .remote_fd = -1 };
+	uint64_t duration_ns;
+	int code;
+
+	stderr_is_client = fd_is_socket(2);
+	log_open(PROG, LOG_TO_SYSTEM);
+	parse_options(&relay, argc, argv);
+	find_client(&relay);
+	setup_signals();
+	relay.start_ns = monotonic_ns();
+	the_relay = &relay;
+	atexit(close_store_at_exit);
+	open_store(&relay);
+	if (relay.registered)
+		snprintf(relay.label, sizeof(relay.label), "CONN%06u",
+		    relay.conn.id);
+	else
+		snprintf(relay.label, sizeof(relay.label), "pid %d",
+		    (int)getpid());
+	code = connect_remote(&relay);
+	if (relay.remote_fd < 0)
+		exit(code);
+	set_nonblocking(relay.client_in);
+	set_nonblocking(relay.client_out);
+	init_direction(&relay, &relay.up, DIR_UP);
+	init_direction(&relay, &relay.down, DIR_DOWN);
+	log_line(LOG_INFO, "%s open: peer %s via %s, remote %s (%s), limit %s",
+	    relay.label, relay.peer, relay.launcher, relay.remote_word,
+	    relay.remote_addr, relay.limit[0] ? relay.limit : "none");
+	if (relay.limit[0])
+		account(&relay, monotonic_ns());
+	relay_loop(&relay);
+	if (relay.end == END_SIGNAL || relay.end == END_IDLE) {
+		/* A clean close: FIN both ways, whatever was in flight. */
+		if (!relay.up.shut)
+			shutdown(relay.remote_fd, SHUT_WR);
+		if (!relay.down.shut && relay.down.to_fd >= 0 &&
+		    relay.down.to_is_socket)
+			shutdown(relay.client_out, SHUT_WR);
+	}
+	if (relay.up.unaccounted_B || relay.down.unaccounted_B)
+		account(&relay, monotonic_ns());
+	duration_ns = monotonic_ns() - relay.start_ns;
+	log_line(LOG_INFO, "%s close: up %llu B, down %llu B, %llu.%03llu s, "
+	    "%s", relay.label, (unsigned long long)relay.up.moved_B,
+	    (unsigned long long)relay.down.moved_B,
+	    (unsigned long long)(duration_ns / NS_PER_SEC),
+	    (unsigned long long)(duration_ns % NS_PER_SEC / 1000000),
+	    end_words[relay.end]);
+	switch (relay.end) {
+	case END_IDLE:
+		return EXIT_TIMEOUT;
+	case END_ERROR:
+		return EXIT_SYSTEM;
+	default:
+		return 0;
+	}
+}
