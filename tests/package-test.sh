@@ -1,0 +1,86 @@
+#!/bin/sh
+# make package-test: build the Debian package from a copy of the tree
+# (dpkg-buildpackage cleans, which must not touch the work tree's bin/),
+# run lintian, unpack it with dpkg -x and check every file sits where the
+# units, the generator and the examples say it does.
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+tmp=$(mktemp -d /tmp/iprelay-package.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+failed=0
+check() {
+	# check NAME CMD...: one line per check, remember failures.
+	name=$1; shift
+	if "$@"; then echo "ok - $name"; else echo "not ok - $name"; failed=1; fi
+}
+
+mkdir "$tmp/src"
+(cd "$top" && tar -c --exclude=./.git --exclude=./bin --exclude=./build .) |
+	(cd "$tmp/src" && tar -x) || { echo "package-test: unable to copy the tree" >&2; exit 111; }
+start=$(date +%s)
+if ! (cd "$tmp/src" && dpkg-buildpackage -us -uc -b >"$tmp/build.log" 2>&1); then
+	tail -40 "$tmp/build.log"
+	echo "package-test: dpkg-buildpackage failed" >&2
+	exit 1
+fi
+echo "# built in $(($(date +%s) - start)) s"
+deb=$(ls "$tmp"/iprelay_*.deb 2>/dev/null | head -1)
+check "a .deb was built" test -n "$deb"
+[ -n "$deb" ] || exit 1
+
+# lintian: every tag above "info" fails, unless overridden with a reason
+# (debian/iprelay.lintian-overrides, debian/source/lintian-overrides).
+lintian --fail-on error,warning --suppress-tags-from-file /dev/null "$deb" \
+	>"$tmp/lintian.log" 2>&1
+lintian_rc=$?
+cat "$tmp/lintian.log" | sed 's/^/# /'
+check "lintian reports no error or warning" test "$lintian_rc" = 0
+
+root=$tmp/root
+dpkg -x "$deb" "$root"
+for file in /usr/bin/iprelay /usr/bin/iprelay-limit /usr/sbin/iprelay-conn \
+    /usr/sbin/shaperd /usr/sbin/iprelay-forwarder; do
+	check "$file is an executable" test -x "$root$file"
+done
+for file in /lib/systemd/system/shaperd.service \
+    /usr/lib/sysusers.d/iprelay.conf /usr/lib/tmpfiles.d/iprelay.conf \
+    /usr/share/bash-completion/completions/iprelay-limit \
+    /usr/share/doc/iprelay/examples/iprelay-pop3.socket \
+    /usr/share/doc/iprelay/examples/iprelay-pop3@.service \
+    /usr/share/doc/iprelay/examples/inetd.conf.example \
+    /usr/share/doc/iprelay/examples/xinetd.example; do
+	check "$file is there" test -f "$root$file"
+done
+
+# Every program a unit, an example or the generator names is in the package.
+for file in "$root"/lib/systemd/system/* "$root"/usr/share/doc/iprelay/examples/* \
+    "$root"/usr/sbin/iprelay-forwarder; do
+	for program in $(grep -o '/usr/s\{0,1\}bin/[A-Za-z0-9_-]\{1,\}' "$file" | sort -u); do
+		check "${file#$root}: $program is in the package" test -x "$root$program"
+	done
+done
+
+# Every man page in docs/ is installed in its section, and every program
+# has one.
+for page in "$top"/docs/*.[158]; do
+	[ -f "$page" ] || continue
+	name=${page##*/}
+	check "man page $name installed" test -f "$root/usr/share/man/man${name##*.}/$name.gz"
+done
+for program in "$root"/usr/bin/* "$root"/usr/sbin/*; do
+	name=${program##*/}
+	check "$name has a man page" sh -c "ls '$root'/usr/share/man/man[18]/'$name'.[18].gz >/dev/null 2>&1"
+done
+
+# The maintainer scripts create the user before shaperd starts.
+postinst=$tmp/control/postinst
+dpkg -e "$deb" "$tmp/control"
+check "postinst runs systemd-sysusers" grep -q systemd-sysusers "$postinst"
+check "postinst creates the state dir" grep -q 'systemd-tmpfiles.*iprelay.conf' "$postinst"
+check "the user exists before shaperd starts" awk '
+	/systemd-sysusers/ && !user { user = NR }
+	/deb-systemd-invoke.*start|deb-systemd-helper.*enable/ && !start { start = NR }
+	END { exit !(user && start && user < start) }' "$postinst"
+
+[ "$failed" = 0 ] && echo "package-test: ok" || echo "package-test: FAILED"
+exit $failed
