@@ -101,6 +101,10 @@ bucket_ready_ns(const struct bucket *bucket)
 	deficit_nB = (u128)(uint64_t)-bucket->tokens_B * NS_PER_SEC -
 	    bucket->frac_nB;
 	wait_ns = (deficit_nB + bucket->rate_Bps - 1) / bucket->rate_Bps;
+	/* A terabyte owed at 1 B/s is 35,000 years away: say "never" rather
+	 * than wrap around to an early release. */
+	if (wait_ns > UINT64_MAX - bucket->stamp_ns)
+		return UINT64_MAX;
 	return bucket->stamp_ns + (uint64_t)wait_ns;
 }
 
@@ -129,12 +133,49 @@ bucket_quantum(uint64_t rate_Bps, uint64_t burst_B, uint32_t nconns)
 	return quantum_B;
 }
 
+/*
+ * A level below the draw's bottleneck (the highest level whose ready time
+ * is the release time) sees the bytes leave only at release_ns: account
+ * them there, as if the level had been settled at release_ns (tokens
+ * capped at the burst then) and drawn from at that moment.  Otherwise a
+ * child held back by a busy parent would bank its own refill meanwhile and
+ * let it all out at once when the parent frees the queue.  This costs the
+ * level nothing: every later draw on it passes the bottleneck, whose ready
+ * time only grows, so none could leave before release_ns anyway.
+ */
+static void
+hold_until(struct bucket *bucket, uint64_t want_B, uint64_t now_ns,
+    uint64_t release_ns)
+{
+	__int128 tokens_nB, ceiling_nB, floor_nB;
+
+	tokens_nB = (__int128)bucket->tokens_B * NS_PER_SEC +
+	    bucket->frac_nB;
+	ceiling_nB = ((__int128)bucket->burst_B - (__int128)want_B) *
+	    NS_PER_SEC - (__int128)bucket->rate_Bps * (release_ns - now_ns);
+	if (tokens_nB <= ceiling_nB)
+		return;
+	/* Stay inside what a stored bucket may hold; past it the level is
+	 * so much faster than its bottleneck that it cannot overrun. */
+	floor_nB = -(__int128)BURST_MAX * NS_PER_SEC;
+	if (ceiling_nB < floor_nB)
+		ceiling_nB = floor_nB;
+	if (tokens_nB <= ceiling_nB)
+		return;
+	/* Floor division: frac stays in [0, 1e9) for negative tokens. */
+	bucket->tokens_B = (int64_t)(ceiling_nB / (__int128)NS_PER_SEC);
+	if (ceiling_nB % (__int128)NS_PER_SEC < 0)
+		bucket->tokens_B--;
+	bucket->frac_nB = (uint64_t)(ceiling_nB -
+	    (__int128)bucket->tokens_B * NS_PER_SEC);
+}
+
 uint64_t
 bucket_draw(struct bucket *const levels[], size_t nlevels, uint64_t want_B,
     uint64_t now_ns, uint64_t *release_ns)
 {
 	uint64_t ready_ns;
-	size_t level;
+	size_t level, bottleneck = 0;
 
 	*release_ns = now_ns;
 	for (level = 0; level < nlevels; level++) {
@@ -152,8 +193,13 @@ bucket_draw(struct bucket *const levels[], size_t nlevels, uint64_t want_B,
 			continue;
 		levels[level]->tokens_B -= (int64_t)want_B;
 		ready_ns = bucket_ready_ns(levels[level]);
-		if (ready_ns > *release_ns)
+		if (ready_ns >= *release_ns) {
 			*release_ns = ready_ns;
+			bottleneck = level;
+		}
 	}
+	for (level = 0; level < bottleneck; level++)
+		if (levels[level]->rate_Bps != 0)
+			hold_until(levels[level], want_B, now_ns, *release_ns);
 	return want_B;
 }
