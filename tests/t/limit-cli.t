@@ -1,0 +1,239 @@
+#!/bin/bash
+# iprelay-limit: every command's output and exit code, including bad input.
+. "$IPRELAY_TOP/tests/lib.sh"
+
+L="$IPRELAY_BIN/iprelay-limit"
+OUT=$TEST_TMP/out
+ERR=$TEST_TMP/err
+
+# run ARGS...: sets rc, out (stdout) and err (stderr).
+run() {
+	"$L" "$@" >"$OUT" 2>"$ERR"
+	rc=$?
+	out=$(cat "$OUT")
+	err=$(cat "$ERR")
+}
+
+valid_json() { python3 -m json.tool "$OUT" >/dev/null 2>&1; }
+
+# Reading before any state file exists: empty, and creates nothing.
+run list
+is "$rc" 0 "list without a state file exits 0"
+like "$out" '^NAME +PARENT +UP +DOWN +BURST +CONNS' "list prints the header"
+ok "reading created no state file" test ! -e "$IPRELAY_STATE_DIR/iprelay.mdb"
+run --json list
+is "$out" "[]" "--json list without a state file is []"
+
+# set NAME RATE: both directions; the user's own words.
+run set pop3 1024
+is "$rc" 0 "set pop3 1024 exits 0"
+is "$out" "" "set prints nothing"
+run get pop3
+is "$rc" 0 "get exits 0"
+like "$out" '^name: +pop3$' "get shows the name"
+like "$out" 'up: +1K' "1024 prints as 1K"
+like "$out" 'down: +1K' "set RATE sets both directions"
+like "$out" 'burst: +auto' "burst defaults to auto"
+like "$out" 'parent: +-' "no parent"
+ok "state dir is not world-accessible" \
+	test "$(stat -c %a "$IPRELAY_STATE_DIR")" = 770
+mode=$(stat -c %a "$IPRELAY_STATE_DIR/iprelay.mdb")
+is "$mode" 660 "state file is mode 660"
+
+# Options, after the name too; fields not given are kept.
+run set pop3 --up 64K --burst 16K
+is "$rc" 0 "set with options exits 0"
+run --json get pop3
+ok "get --json is valid JSON" valid_json
+is "$(json "$out" up)" 65536 "--up 64K is 65536"
+is "$(json "$out" down)" 1024 "down kept"
+is "$(json "$out" burst)" 16384 "--burst 16K"
+is "$(json "$out" parent)" None "parent null"
+run set pop3 1.5M
+is "$rc" 100 "a decimal rate is refused"
+run set big 3M --down unlimited
+run --json get big
+is "$(json "$out" up)/$(json "$out" down)" "3145728/0" "--down unlimited is 0"
+run set big 1536
+run get big
+like "$out" 'up: +1536$' "a rate that is no whole K prints in bytes"
+run set newup --up 5K
+run --json get newup
+is "$(json "$out" up)/$(json "$out" down)" "5120/0" "new limit given only --up gets down=0"
+
+# Parents: nesting, cycles refused, clearing.
+run set total 1M
+run set pop3 --parent total
+is "$rc" 0 "set --parent exits 0"
+run --json get pop3
+is "$(json "$out" parent)" total "parent set"
+is "$(json "$out" up)" 65536 "re-parenting keeps the rates"
+run set total --parent pop3
+is "$rc" 1 "a cycle is refused with exit 1"
+like "$err" "cycle" "the refusal says cycle"
+is "$(echo "$err" | wc -l)" 1 "the refusal is one line"
+run set pop3 --parent pop3
+is "$rc" 1 "own parent is refused"
+run set pop3 --parent nosuch
+is "$rc" 1 "a missing parent is refused"
+like "$err" "nosuch" "the refusal names the parent"
+run set sub --parent pop3
+run set sub2 --parent sub
+run set total --parent sub2
+is "$rc" 1 "a longer cycle is refused"
+
+# del: refused while it has children; says what becomes of relays.
+run del total
+is "$rc" 1 "del of a limit with children is refused"
+like "$err" "child" "the refusal says why"
+run del sub2
+is "$rc" 0 "del of a leaf exits 0"
+like "$out" "unshaped until a limit named sub2 exists again" \
+	"del says what becomes of relays on it"
+run get sub2
+is "$rc" 1 "get of a deleted limit exits 1"
+like "$err" "no such limit: sub2" "and names it"
+run del sub2
+is "$rc" 1 "del of a missing limit exits 1"
+run set pop3 --parent ''
+run --json get pop3
+is "$(json "$out" parent)" None "--parent '' clears the parent"
+run set sub --parent none
+run --json get sub
+is "$(json "$out" parent)" None "--parent none clears the parent"
+
+# list: the table and --json.
+run list
+is "$rc" 0 "list exits 0"
+like "$out" '^pop3 +- +64K +1K +16K +0 +- +-' "list row of pop3"
+like "$out" '^total +- +1M +1M +auto +0' "list row of total"
+run --json list
+ok "list --json is valid JSON" valid_json
+is "$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))))' "$OUT")" \
+	"$(run list; echo "$out" | tail -n +2 | wc -l)" "list --json has every limit"
+
+# conns and kill with no relay.
+run conns
+is "$rc" 0 "conns exits 0"
+like "$out" '^ID +PID +LIMIT +PEER +REMOTE +AGE +UP +DOWN' "conns header"
+run --json conns
+is "$out" "[]" "conns --json with no relay is []"
+run kill CONN000042
+is "$rc" 1 "kill of a missing connection exits 1"
+like "$err" "no such connection: CONN000042" "and names it"
+run kill all
+is "$rc" 0 "kill all with none exits 0"
+like "$out" "^0 connections terminated" "kill all says how many"
+
+# conns and kill with a live relay-like process (drawer on an unlimited limit).
+"$IPRELAY_BIN/iprelay-limit" set free 0
+spawn "$IPRELAY_BIN/tools/drawer" -l free -t 30
+drawer_pid=$last_pid
+for _ in $(seq 100); do
+	run --json conns
+	[ "$out" != "[]" ] && break
+	sleep 0.05
+done
+ok "conns --json is valid JSON" valid_json
+id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["id"])' "$OUT")
+like "$id" '^CONN[0-9]{6}$' "a relay is listed with its id"
+is "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["pid"])' "$OUT")" \
+	"$drawer_pid" "with its pid"
+run conns
+like "$out" "^$id +$drawer_pid +free " "conns table row"
+run list
+like "$out" '^free +- +unlimited +unlimited +auto +1 ' "list counts the live relay"
+run kill "$id"
+is "$rc" 0 "kill ID exits 0"
+like "$out" "$id terminated" "kill says so"
+gone=no
+for _ in $(seq 60); do
+	kill -0 "$drawer_pid" 2>/dev/null || { gone=yes; break; }
+	sleep 0.05
+done
+is "$gone" yes "kill sent SIGTERM to the relay's process"
+
+# top: refreshes COUNT times.
+run top -n 2 -d 0.1
+is "$rc" 0 "top -n 2 exits 0"
+is "$(grep -c '^iprelay-limit top' "$OUT")" 2 "top refreshed twice"
+run --json top -n 3 -d 0.05
+is "$(wc -l <"$OUT")" 3 "top --json prints one line per refresh"
+ok "each top --json line is JSON" python3 -c '
+import json, sys
+for line in open(sys.argv[1]):
+    v = json.loads(line); assert "limits" in v and "conns" in v' "$OUT"
+
+# Bad input: one line naming the bad word, exit 100.
+bad() {
+	word=$1; shift
+	run "$@"
+	is "$rc" 100 "bad input exits 100: $*"
+	like "$err" "$word" "the message names '$word'"
+}
+bad "12Q" set x 12Q
+bad "-5" set x -5
+bad "fast" set x --up fast
+bad "1X" set x --down 1X
+bad "lots" set x 1K --burst lots
+bad "b@d" set 'b@d' 1K
+bad "b@d" get 'b@d'
+bad "p!" set x 1K --parent 'p!'
+bad "frob" frob
+bad "--bogus" list --bogus
+bad "CONNxyz" kill CONNxyz
+bad "zero" top -n zero
+bad "missing NAME" get
+bad "missing NAME" set
+bad "missing RATE" set x
+bad "missing command"
+bad "missing ID" kill
+bad "unexpected word 'extra'" get pop3 extra
+bad "needs a value" set x --up
+bad "only for set" list --up 1K
+long=$(printf 'n%.0s' $(seq 65))
+bad "$long" set "$long" 1K
+run set x 12Q
+is "$(wc -l <"$ERR")" 1 "a bad word gets exactly one line"
+run frob
+like "$(head -1 "$ERR")" "unknown command: 'frob'" "a usage error comes first"
+like "$err" "usage: iprelay-limit" "then the usage"
+run get x
+is "$rc" 1 "nothing was created by refused commands"
+
+# A foreign state file is refused, never read as garbage.
+mkdir -p "$TEST_TMP/foreign"
+head -c 65536 /dev/urandom >"$TEST_TMP/foreign/iprelay.mdb"
+run -S "$TEST_TMP/foreign" list
+ok "a foreign state file is refused" test "$rc" -ne 0
+is "$(wc -l <"$ERR")" 1 "in one line"
+
+# Without write permission: refused by policy, said plainly.
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+	chmod 755 "$IPRELAY_STATE_DIR"
+	chmod 644 "$IPRELAY_STATE_DIR"/iprelay.mdb*
+	setpriv --reuid=65534 --regid=65534 --clear-groups \
+		"$L" set pop3 2K >"$OUT" 2>"$ERR"
+	rc=$?
+	is "$rc" 1 "set without write access exits 1"
+	like "$(cat "$ERR")" "write access" "and says it needs write access"
+	chmod 770 "$IPRELAY_STATE_DIR"
+	chmod 660 "$IPRELAY_STATE_DIR"/iprelay.mdb*
+elif [ "$(id -u)" != 0 ]; then
+	ro=$TEST_TMP/ro
+	"$L" -S "$ro" set a 1K
+	chmod 500 "$ro"; chmod 400 "$ro"/iprelay.mdb*
+	run -S "$ro" set a 2K
+	is "$rc" 1 "set without write access exits 1"
+	like "$err" "write access" "and says it needs write access"
+	chmod 700 "$ro"; chmod 600 "$ro"/iprelay.mdb*
+fi
+
+# -S DIR is honoured over IPRELAY_STATE_DIR.
+run -S "$TEST_TMP/other" set only 1K
+run -S "$TEST_TMP/other" list
+like "$out" '^only ' "-S DIR uses that dir"
+run get only
+is "$rc" 1 "and not IPRELAY_STATE_DIR"
+
+done_testing

@@ -1,0 +1,127 @@
+#!/bin/bash
+# Many processes drawing through the real store: the total released in a
+# window obeys the bucket contract (burst + rate * t), the share of each is
+# fair, nesting binds at the tighter level, and kill -9 leaves nothing stuck.
+. "$IPRELAY_TOP/tests/lib.sh"
+
+L="$IPRELAY_BIN/iprelay-limit"
+DRAWER="$IPRELAY_BIN/tools/drawer"
+NPROC=64
+SECONDS_T=3
+
+mono_ns_in() { python3 -c "import time; print(time.monotonic_ns() + int($1 * 1e9))"; }
+
+# draw_round NAME LIMIT REPORT: NPROC drawers on LIMIT for SECONDS_T, all
+# starting at one instant; waits for them (bounded).
+draw_round() {
+	local start pids="" pid deadline
+	rm -f "$3"
+	start=$(mono_ns_in 1.5)
+	for _ in $(seq $NPROC); do
+		"$DRAWER" -l "$2" -a "$start" -t "$SECONDS_T" -o "$3" &
+		pids="$pids $!"
+	done
+	spawned_pids="$spawned_pids $pids"
+	deadline=$((SECONDS + SECONDS_T + 20))
+	for pid in $pids; do
+		while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
+			sleep 0.1
+		done
+		kill -0 "$pid" 2>/dev/null && { fail "$1: drawer $pid hangs"; kill -KILL "$pid"; }
+		wait "$pid" 2>/dev/null
+	done
+	is "$(wc -l <"$3")" "$NPROC" "$1: every drawer reported"
+}
+
+# check_round NAME REPORT RATE BURST: total released in the window within
+# 1% of burst + rate * t; nobody under half of the fair share.
+check_round() {
+	local verdict
+	verdict=$(python3 - "$2" "$3" "$4" "$SECONDS_T" <<'PY'
+import json, sys
+reports = [json.loads(l) for l in open(sys.argv[1])]
+rate, burst, t = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+window = [r["window"] for r in reports]
+total = sum(window)
+want = burst + rate * t
+fair = total / len(window)
+print(total, int(want), "%.3f" % (min(window) / fair), "%.3f" % (max(window) / fair))
+PY
+)
+	set -- "$1" $verdict
+	within "$2" "$3" 1 "$1: released in the window is burst + rate * t"
+	ok "$1: nobody under half its fair share (min $4, max $5 of fair)" \
+		awk -v m="$4" 'BEGIN { exit !(m >= 0.5) }'
+}
+
+spawn "$IPRELAY_BIN/shaperd" 2>>"$TEST_TMP/shaperd.err"
+shaperd_pid=$last_pid
+
+# One limit.  Created well before the start, it is full (burst) at start.
+RATE=1048576
+BURST=$((RATE / 10))
+"$L" set one $RATE --burst $BURST
+draw_round "one limit" one "$TEST_TMP/one.report"
+check_round "one limit" "$TEST_TMP/one.report" $RATE $BURST
+
+# A child inside a parent: the parent binds (child is faster).
+"$L" set parent 1M --burst 64K
+"$L" set child 4M --burst 256K --parent parent
+draw_round "parent binds" child "$TEST_TMP/nest1.report"
+check_round "parent binds" "$TEST_TMP/nest1.report" 1048576 65536
+
+# The child binds (parent is faster), and the parent counted every byte.
+"$L" set parent2 4M --burst 256K
+"$L" set child2 512K --burst 32K --parent parent2
+draw_round "child binds" child2 "$TEST_TMP/nest2.report"
+check_round "child binds" "$TEST_TMP/nest2.report" 524288 32768
+child_total=$("$L" --json get child2 | python3 -c 'import json,sys; print(json.load(sys.stdin)["down_total"])')
+parent_total=$("$L" --json get parent2 | python3 -c 'import json,sys; print(json.load(sys.stdin)["down_total"])')
+is "$parent_total" "$child_total" "the parent counted every byte drawn on the child"
+
+# kill -9 in a loop while others go on, spinning so kills land inside
+# transactions: nobody hangs, and shaperd reaps the dead within 2 s.
+"$L" set spin 0
+"$L" set paced 256K
+survivors=""
+for _ in $(seq 8); do
+	spawn "$DRAWER" -l paced -t 8 -o "$TEST_TMP/survivors.report"
+	survivors="$survivors $last_pid"
+done
+killed=0
+for round in $(seq 20); do
+	victims=""
+	for _ in $(seq 6); do
+		spawn "$DRAWER" -s -l spin -t 30
+		victims="$victims $last_pid"
+	done
+	sleep 0.1
+	for pid in $victims; do kill -KILL "$pid"; wait "$pid" 2>/dev/null; done
+	killed=$((killed + 6))
+done
+t0=$(date +%s.%N)
+"$L" get spin >/dev/null
+is "$?" 0 "the store still answers after $killed kill -9s"
+reaped_at=""
+for _ in $(seq 60); do
+	live=$("$L" --json get spin | python3 -c 'import json,sys; print(json.load(sys.stdin)["conns"])')
+	[ "$live" = 0 ] && { reaped_at=$(date +%s.%N); break; }
+	sleep 0.05
+done
+ok "shaperd reaped the dead drawers (conns on spin is ${live:-?})" test -n "$reaped_at"
+[ -n "$reaped_at" ] && ok "within 2 s ($(awk -v a="$t0" -v b="$reaped_at" 'BEGIN{printf "%.2f", b-a}') s)" \
+	awk -v a="$t0" -v b="$reaped_at" 'BEGIN { exit !(b - a <= 2.0) }'
+is "$("$L" --json conns | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" 8 \
+	"only the 8 paced drawers are still listed"
+for pid in $survivors; do
+	for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+	wait "$pid" 2>/dev/null
+done
+is "$(wc -l <"$TEST_TMP/survivors.report" 2>/dev/null)" 8 "every paced drawer finished on time"
+total=$(python3 -c 'import json,sys; print(sum(json.loads(l)["window"] for l in open(sys.argv[1])))' "$TEST_TMP/survivors.report")
+ok "the paced drawers kept drawing ($total bytes in 8 s at 256K/s)" \
+	awk -v g="$total" 'BEGIN { exit !(g >= 0.9 * 262144 * 8 && g <= 262144 * 8.2) }'
+ok "shaperd is still running" kill -0 "$shaperd_pid"
+
+done_testing
