@@ -12,11 +12,18 @@
  * and releases the bytes at  R = max(t, max over levels of ready(level)),
  * where ready is the first time at which that level's k would be >= 0.
  *
+ * A level below the draw's bottleneck (the highest level whose ready time
+ * is R) is charged as of R: its tokens become min(k, b - r * (R - t)) - q,
+ * so refill it could not use while held back is not let out later.
+ *
  * Contract: for any interval [t0, t1] the bytes released on a bucket are
- *     released(t0, t1) <= b + r * (t1 - t0)
- * and, with a drawer always waiting with q <= b bytes, the bucket starting
- * empty,
- *     released(t0, t1) >= r * (t1 - t0) - q.
+ *     released(t0, t1) <= b + r * (t1 - t0 + 1 ns)
+ * (the 1 ns: release times are whole nanoseconds, rounded up).  On a level
+ * above a slower level of the chain, add held(t0): the bytes it granted
+ * before t0 that a slower level below holds back past t0 (at most one
+ * draw per relay waiting there).  With a drawer always waiting with q <= b
+ * bytes, the bucket starting empty and b >= r * 1 ns,
+ *     released(t0, t1) >= r * (t1 - t0 - 1 ns) - q.
  * Tokens never exceed b however long the bucket idles: no catch-up burst.
  * r <= RATE_MAX and b <= BURST_MAX keep r * dt inside 128 bits for any dt
  * and k inside int64_t.

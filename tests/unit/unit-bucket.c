@@ -545,6 +545,250 @@ test_lower_bound(uint64_t first_seed, unsigned nseeds, size_t ndraws,
 	}
 }
 
+/* ---- the edges, one by one -------------------------------------------- */
+
+/* Tokens and fraction as one number of nanobytes. */
+static i128
+held_nB(const struct bucket *bucket)
+{
+	return (i128)bucket->tokens_B * NS_PER_SEC + bucket->frac_nB;
+}
+
+static void
+test_no_catch_up(void)
+{
+	static const uint64_t rates[] = { 1, 1000, 1048576, 40 * GBps,
+	    RATE_MAX };
+	uint64_t start_ns = 123456789, now_ns, release_ns, got_B;
+	struct bucket bucket, *levels[1] = { &bucket };
+	size_t i;
+	int good = 1;
+
+	for (i = 0; i < sizeof(rates) / sizeof(rates[0]); i++) {
+		bucket_init(&bucket, rates[i], 0, start_ns);
+		/* Ten hours idle: one burst, not ten hours of traffic. */
+		now_ns = start_ns + 10ULL * 3600 * NS_PER_SEC;
+		got_B = bucket_draw(levels, 1, BURST_MAX, now_ns, &release_ns);
+		if (got_B != bucket_default_burst(rates[i]) ||
+		    release_ns != now_ns || bucket.tokens_B != 0 ||
+		    bucket.frac_nB != 0) {
+			diag("rate %" PRIu64 ": after 10 h idle drew %" PRIu64
+			    " released at +%" PRIu64 " ns", rates[i], got_B,
+			    release_ns - now_ns);
+			good = 0;
+		}
+		/* The next byte waits its own refill time. */
+		bucket_draw(levels, 1, 1, now_ns, &release_ns);
+		if (release_ns != now_ns + (NS_PER_SEC + rates[i] - 1) /
+		    rates[i]) {
+			diag("rate %" PRIu64 ": next byte at +%" PRIu64 " ns",
+			    rates[i], release_ns - now_ns);
+			good = 0;
+		}
+	}
+	ok(good, "no catch-up burst after 10 hours idle: one burst, then "
+	    "the rate");
+}
+
+static void
+test_settle_exact(void)
+{
+	struct bucket bucket;
+	uint64_t rate_Bps, burst_B, start_ns, dt_ns;
+	i128 want_nB, cap_nB;
+	unsigned n, bad = 0;
+
+	rng_state = 42;
+	for (n = 0; n < 100000; n++) {
+		rate_Bps = rng_log(1, RATE_MAX);
+		burst_B = rng_log(1, BURST_MAX);
+		start_ns = rng_log(1, 1ULL << 60);
+		dt_ns = rng_log(1, UINT64_MAX - start_ns);
+		bucket_init(&bucket, rate_Bps, burst_B, start_ns);
+		bucket.tokens_B = -(int64_t)rng_below(burst_B);
+		want_nB = held_nB(&bucket) + (i128)rate_Bps * dt_ns;
+		cap_nB = (i128)burst_B * NS_PER_SEC;
+		if (want_nB > cap_nB)
+			want_nB = cap_nB;
+		bucket_settle(&bucket, start_ns + dt_ns);
+		if (held_nB(&bucket) != want_nB || bucket.frac_nB >= NS_PER_SEC
+		    || bucket.stamp_ns != start_ns + dt_ns) {
+			if (bad++ < 3)
+				diag("rate %" PRIu64 " burst %" PRIu64 " dt %"
+				    PRIu64 ": tokens %" PRId64 " frac %" PRIu64,
+				    rate_Bps, burst_B, dt_ns, bucket.tokens_B,
+				    bucket.frac_nB);
+		}
+	}
+	ok(bad == 0, "settle is exact to the nanobyte for random rates, "
+	    "bursts, debts and gaps up to centuries (%u wrong)", bad);
+}
+
+static void
+test_overflow(void)
+{
+	struct bucket bucket, *levels[1] = { &bucket };
+	uint64_t release_ns, got_B;
+	const uint64_t years500_ns = 500ULL * 365 * 24 * 3600 * NS_PER_SEC;
+
+	bucket_init(&bucket, RATE_MAX, BURST_MAX, 0);
+	bucket_settle(&bucket, years500_ns);
+	ok(bucket.tokens_B == (int64_t)BURST_MAX && bucket.frac_nB == 0,
+	    "RATE_MAX for 500 years fills exactly BURST_MAX");
+	bucket_init(&bucket, RATE_MAX, BURST_MAX, 7);
+	bucket_settle(&bucket, 8);
+	ok(bucket.tokens_B == 1099 && bucket.frac_nB == 511627776,
+	    "RATE_MAX for 1 ns is 1099.511627776 bytes");
+	bucket_init(&bucket, RATE_MAX, BURST_MAX, 1000);
+	got_B = bucket_draw(levels, 1, BURST_MAX, 1000, &release_ns);
+	ok(got_B == BURST_MAX && release_ns == 1000 + NS_PER_SEC,
+	    "BURST_MAX drawn empty at RATE_MAX is released exactly 1 s later");
+	bucket_init(&bucket, 1, BURST_MAX, 1000);
+	got_B = bucket_draw(levels, 1, BURST_MAX, 1000, &release_ns);
+	ok(got_B == BURST_MAX && release_ns == UINT64_MAX,
+	    "BURST_MAX owed at 1 B/s (35,000 years) saturates, never wraps");
+	bucket_init(&bucket, 1, BURST_MAX, 0);
+	bucket.tokens_B = -(int64_t)BURST_MAX;
+	bucket_settle(&bucket, years500_ns);
+	ok(bucket.tokens_B == -(int64_t)BURST_MAX +
+	    (int64_t)(years500_ns / NS_PER_SEC) && bucket.frac_nB == 0,
+	    "a BURST_MAX debt at 1 B/s is repaid exactly over 500 years");
+	bucket_init(&bucket, 1000, 100, 5000);
+	bucket.tokens_B = 40;
+	bucket_settle(&bucket, 4000);
+	ok(bucket.tokens_B == 40 && bucket.stamp_ns == 4000,
+	    "a clock behind the stamp grants nothing and restarts there");
+}
+
+static void
+test_reconfigure(void)
+{
+	struct bucket bucket, *levels[1] = { &bucket };
+	uint64_t release_ns, got_B;
+
+	/* Raise: the time before the change is paid at the old rate. */
+	bucket_init(&bucket, 1000, 1000000, 0);
+	bucket_reconfigure(&bucket, 5000, 1000000, 1500000000);
+	ok(bucket.tokens_B == 1500 && bucket.rate_Bps == 5000,
+	    "raise: 1.5 s at the old 1000 B/s settled before the change");
+	bucket_settle(&bucket, 2500000000);
+	ok(bucket.tokens_B == 6500, "raise: then 1 s at the new 5000 B/s");
+	/* Lower the burst: tokens clamp at once. */
+	bucket_reconfigure(&bucket, 5000, 100, 2500000000);
+	ok(bucket.tokens_B == 100 && bucket.frac_nB == 0,
+	    "lower the burst: tokens clamp to it at once");
+	/* Lower the rate with a debt: the debt is repaid at the new rate. */
+	bucket_init(&bucket, 1000, 1000, 0);
+	bucket_draw(levels, 1, 1000, 0, &release_ns);
+	bucket_reconfigure(&bucket, 100, 1000, 500000000);
+	ok(bucket.tokens_B == -500, "lower: half the debt repaid at the "
+	    "old rate");
+	ok(bucket_ready_ns(&bucket) == 500000000 + 5 * NS_PER_SEC,
+	    "lower: the rest at the new rate (ready 5 s later)");
+	/* To unlimited: no tokens kept, no waiting, no clamp to a burst. */
+	bucket_reconfigure(&bucket, 0, 0, 600000000);
+	got_B = bucket_draw(levels, 1, 12345678, 600000000, &release_ns);
+	ok(bucket.tokens_B == 0 && got_B == 12345678 &&
+	    release_ns == 600000000, "to unlimited: the debt is forgiven, "
+	    "draws pass whole and at once");
+	/* From unlimited: starts empty at the change, like a new bucket. */
+	bucket_reconfigure(&bucket, 2000, 0, 700000000);
+	ok(bucket.tokens_B == 0 && bucket.burst_B == 200 &&
+	    bucket.stamp_ns == 700000000, "from unlimited: starts empty, "
+	    "default burst a tenth of the rate");
+	got_B = bucket_draw(levels, 1, 200, 700000000, &release_ns);
+	ok(got_B == 200 && release_ns == 800000000,
+	    "from unlimited: the first 200 bytes wait 100 ms");
+	ok(bucket_default_burst(1) == 1 && bucket_default_burst(9) == 1 &&
+	    bucket_default_burst(10240) == 1024,
+	    "default burst: a tenth of the rate, at least 1 byte");
+}
+
+static void
+test_quantum(void)
+{
+	ok(bucket_quantum(0, 0, 5) == CHUNK_MAX, "quantum: unlimited is "
+	    "CHUNK_MAX");
+	ok(bucket_quantum(1048576, 0, 1) == 20971,
+	    "quantum: 1 MiB/s, 1 relay: 20 ms worth");
+	ok(bucket_quantum(1048576, 0, 0) == 20971,
+	    "quantum: 0 relays counts as 1");
+	ok(bucket_quantum(1048576, 0, 30) == 2097,
+	    "quantum: 30 relays: a 60 ms round split 30 ways");
+	ok(bucket_quantum(1048576, 0, 200) == 524,
+	    "quantum: 200 relays: the round stops growing at 100 ms");
+	ok(bucket_quantum(1, 0, 1000) == 1, "quantum: at least 1 byte");
+	ok(bucket_quantum(1048576, 100, 1) == 100,
+	    "quantum: at most the burst");
+	ok(bucket_quantum(RATE_MAX, BURST_MAX, 1) == CHUNK_MAX,
+	    "quantum: at most CHUNK_MAX");
+}
+
+static void
+test_ready_exact(void)
+{
+	struct bucket bucket, later;
+	uint64_t ready_ns;
+	unsigned n, bad = 0;
+
+	rng_state = 7;
+	for (n = 0; n < 100000; n++) {
+		bucket_init(&bucket, rng_log(1, RATE_MAX), BURST_MAX,
+		    rng_log(1, 1ULL << 50));
+		bucket.tokens_B = -(int64_t)rng_log(1, 1ULL << 30);
+		bucket.frac_nB = rng_below(NS_PER_SEC);
+		ready_ns = bucket_ready_ns(&bucket);
+		later = bucket;
+		bucket_settle(&later, ready_ns);
+		if (later.tokens_B < 0)
+			bad++;
+		later = bucket;
+		bucket_settle(&later, ready_ns - 1);
+		if (ready_ns - 1 > bucket.stamp_ns && later.tokens_B >= 0)
+			bad++;
+	}
+	ok(bad == 0, "ready time is the first nanosecond with tokens >= 0, "
+	    "exactly (%u wrong)", bad);
+	bucket_init(&bucket, 1000, 100, 77);
+	bucket.tokens_B = 5;
+	ok(bucket_ready_ns(&bucket) == 77, "ready now when no debt");
+	bucket_init(&bucket, 0, 100, 77);
+	bucket.tokens_B = -5;
+	ok(bucket_ready_ns(&bucket) == 77, "ready now when unlimited");
+}
+
+static void
+test_chain_draw(void)
+{
+	struct bucket child, parent, free_level, *levels[3];
+	uint64_t release_ns, got_B;
+
+	bucket_init(&child, 1000, 500, 0);
+	bucket_init(&parent, 100, 50, 0);
+	bucket_init(&free_level, 0, 0, 0);
+	levels[0] = &child;
+	levels[1] = &free_level;
+	levels[2] = &parent;
+	got_B = bucket_draw(levels, 3, 1000, 10 * NS_PER_SEC, &release_ns);
+	ok(got_B == 50, "chain: a draw is clamped to the smallest burst");
+	ok(parent.tokens_B == 0 && child.tokens_B == 450 &&
+	    free_level.tokens_B == 0, "chain: taken from every rated level, "
+	    "an unlimited level skipped");
+	got_B = bucket_draw(levels, 3, 50, 10 * NS_PER_SEC, &release_ns);
+	ok(got_B == 50 && release_ns == 10 * NS_PER_SEC + NS_PER_SEC / 2,
+	    "chain: released when the slowest level is ready");
+	/* The child was held 0.5 s by its parent: charged as of the
+	 * release it reads 450 then; had it banked that half second of its
+	 * own refill it would read 500 and let 550 out at once. */
+	bucket_settle(&child, release_ns);
+	ok(child.tokens_B == 450, "chain: the held child is charged as of "
+	    "the release (full at 500, minus 50)");
+	levels[0] = &free_level;
+	got_B = bucket_draw(levels, 1, 777, 11 * NS_PER_SEC, &release_ns);
+	ok(got_B == 777 && release_ns == 11 * NS_PER_SEC,
+	    "chain: all levels unlimited: the whole draw, at once");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -561,6 +805,15 @@ main(int argc, char **argv)
 	test_upper_bound(seed, nseeds, 3000, 1, verbose);
 	test_upper_bound(seed, nseeds, 3000, 0, verbose);
 	test_lower_bound(seed, nseeds, 3000, verbose);
+	if (!replay) {
+		test_no_catch_up();
+		test_settle_exact();
+		test_overflow();
+		test_reconfigure();
+		test_quantum();
+		test_ready_exact();
+		test_chain_draw();
+	}
 	printf("1..%d\n", tests_run);
 	return tests_failed ? 1 : 0;
 }
