@@ -4,7 +4,7 @@
 PACKAGES="gcc make libc6-dev pkg-config liblmdb-dev lmdb-utils libsystemd-dev
 systemd openbsd-inetd ucspi-tcp iperf3 curl python3 perl mandoc util-linux
 iproute2 procps psmisc clang tmux
-xinetd bash-completion debhelper dpkg-dev fakeroot lintian"
+bash-completion debhelper dpkg-dev fakeroot lintian"
 missing=
 for package in $PACKAGES; do
 	status=$(dpkg-query -W -f '${db:Status-Status}' "$package" 2>/dev/null)
