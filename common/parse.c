@@ -8,7 +8,7 @@
 int
 parse_uint(const char *word, uint64_t min, uint64_t max, uint64_t *value)
 {
-	uint64_t accum = 0;
+	uint64_t accum = 0, digit;
 	const char *cursor;
 
 	if (word == NULL || *word == '\0')
@@ -16,9 +16,10 @@ parse_uint(const char *word, uint64_t min, uint64_t max, uint64_t *value)
 	for (cursor = word; *cursor; cursor++) {
 		if (!isdigit((unsigned char)*cursor))
 			return -1;
-		if (accum > (UINT64_MAX - 9) / 10)
+		digit = (uint64_t)(*cursor - '0');
+		if (accum > (UINT64_MAX - digit) / 10)
 			return -1;
-		accum = accum * 10 + (uint64_t)(*cursor - '0');
+		accum = accum * 10 + digit;
 	}
 	if (accum < min || accum > max)
 		return -1;
@@ -138,9 +139,10 @@ parse_hostport(const char *word, struct hostport *hostport)
 		host = word + 1;
 		host_len = (size_t)(close - host);
 		colon = close + 1;
-		/* A bracketed host must hold an IPv6 address, not a name. */
+		/* A bracketed host must hold an IPv6 address, not a name
+		 * nor a bare IPv4 address. */
 		if (host_len == 0 || strspn(host, "0123456789abcdefABCDEF:.") <
-		    host_len)
+		    host_len || memchr(host, ':', host_len) == NULL)
 			return -1;
 	} else {
 		colon = strrchr(word, ':');
