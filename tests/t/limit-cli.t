@@ -125,8 +125,8 @@ run kill all
 is "$rc" 0 "kill all with none exits 0"
 like "$out" "^0 connections terminated" "kill all says how many"
 
-# conns and kill with a live relay-like process (drawer on an unlimited limit).
-"$IPRELAY_BIN/iprelay-limit" set free 0
+# conns and kill with a live relay-like process (a drawer on a slow limit).
+"$IPRELAY_BIN/iprelay-limit" set free 1K
 spawn "$IPRELAY_BIN/tools/drawer" -l free -t 30
 drawer_pid=$last_pid
 for _ in $(seq 100); do
@@ -142,7 +142,7 @@ is "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["pid"])
 run conns
 like "$out" "^$id +$drawer_pid +free " "conns table row"
 run list
-like "$out" '^free +- +unlimited +unlimited +auto +1 ' "list counts the live relay"
+like "$out" '^free +- +1K +1K +auto +1 ' "list counts the live relay"
 run kill "$id"
 is "$rc" 0 "kill ID exits 0"
 like "$out" "$id terminated" "kill says so"

@@ -1,0 +1,139 @@
+#!/bin/bash
+# shaperd: sd_notify READY/STATUS/WATCHDOG, one per state dir, reaps a
+# killed relay within 2 s, limits survive a restart, TERM/INT exit 0, and
+# relays keep their rate with no refiller at all.
+. "$IPRELAY_TOP/tests/lib.sh"
+
+L="$IPRELAY_BIN/iprelay-limit"
+SHAPERD="$IPRELAY_BIN/shaperd"
+DRAWER="$IPRELAY_BIN/tools/drawer"
+NOTIFY=$TEST_TMP/notify.sock
+MESSAGES=$TEST_TMP/notify.log
+
+# A notify socket: every datagram appended to MESSAGES, one per line.
+cat >"$TEST_TMP/notify.py" <<'PY'
+import socket, sys, time
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+sock.bind(sys.argv[1])
+sock.settimeout(1)
+end = time.monotonic() + 120
+with open(sys.argv[2], "a") as log:
+    while time.monotonic() < end:
+        try:
+            data = sock.recv(4096)
+        except socket.timeout:
+            continue
+        for line in data.decode().split("\n"):
+            if line:
+                log.write(line + "\n")
+        log.flush()
+PY
+spawn python3 "$TEST_TMP/notify.py" "$NOTIFY" "$MESSAGES"
+for _ in $(seq 100); do [ -S "$NOTIFY" ] && break; sleep 0.05; done
+
+# wait_for REGEX [SECONDS]: until a notify line matches.
+wait_for() {
+	for _ in $(seq $((${2:-5} * 20))); do
+		grep -Eq -- "$1" "$MESSAGES" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+# Usage errors.
+"$SHAPERD" -t fast 2>"$TEST_TMP/err"
+is "$?" 100 "a bad tick exits 100"
+like "$(cat "$TEST_TMP/err")" "bad tick: 'fast'" "and names the word"
+"$SHAPERD" extra 2>"$TEST_TMP/err"
+is "$?" 100 "an extra word exits 100"
+like "$(cat "$TEST_TMP/err")" "usage: shaperd \[-S DIR\] \[-t TICK_MS\]" "with the usage line"
+
+"$L" set kept 64K --down 1M --burst 8K
+"$L" set slow 1K
+
+NOTIFY_SOCKET=$NOTIFY WATCHDOG_USEC=400000 spawn "$SHAPERD" 2>>"$TEST_TMP/shaperd.err"
+shaperd_pid=$last_pid
+ok "READY=1 sent" wait_for '^READY=1$'
+ok "STATUS= with a summary" wait_for '^STATUS=refilling: 2 limits, 0 live relays, 0 reaped$'
+ok "WATCHDOG=1 sent when WATCHDOG_USEC is set" wait_for '^WATCHDOG=1$'
+sleep 1
+ok "WATCHDOG=1 repeats (at least 3 in a second)" \
+	test "$(grep -c '^WATCHDOG=1$' "$MESSAGES")" -ge 3
+refiller=$("$L" --json top -n 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["refiller"])')
+is "$refiller" "$shaperd_pid shaperd" "shaperd published itself as the refiller"
+rate_5s=$("$L" --json get kept | python3 -c 'import json,sys; print(json.load(sys.stdin)["up_5s"])')
+is "$rate_5s" 0 "measured rates are published (fresh, 0 with no traffic)"
+
+# A second shaperd on the same dir is refused in one line.
+"$SHAPERD" 2>"$TEST_TMP/second.err"
+is "$?" 111 "a second shaperd exits 111"
+is "$(wc -l <"$TEST_TMP/second.err")" 1 "with one line"
+like "$(cat "$TEST_TMP/second.err")" "another shaperd" "saying another shaperd runs"
+
+# A relay-like process killed with -9 is reaped within 2 s.
+spawn "$DRAWER" -l slow -t 60
+victim=$last_pid
+for _ in $(seq 100); do
+	n=$("$L" --json conns | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+	[ "$n" = 1 ] && break
+	sleep 0.05
+done
+is "$n" 1 "the relay is registered"
+ok "STATUS= counts the live relay" wait_for 'STATUS=refilling: 2 limits, 1 live relay, 0 reaped'
+kill -KILL "$victim"; wait "$victim" 2>/dev/null
+t0=$(date +%s.%N)
+reaped=no
+for _ in $(seq 60); do
+	n=$("$L" --json conns | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+	[ "$n" = 0 ] && { reaped=yes; break; }
+	sleep 0.05
+done
+t1=$(date +%s.%N)
+is "$reaped" yes "the killed relay's record is removed"
+ok "within 2 s ($(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') s)" \
+	awk -v a="$t0" -v b="$t1" 'BEGIN { exit !(b - a <= 2.0) }'
+ok "STATUS= counts the reaped relay" wait_for 'STATUS=refilling: 2 limits, 0 live relays, 1 reaped' 3
+is "$("$L" --json get slow | python3 -c 'import json,sys; print(json.load(sys.stdin)["conns"])')" 0 \
+	"the limit's relay count is back to 0"
+
+# TERM: clean exit 0, STOPPING=1.
+kill -TERM "$shaperd_pid"
+status=timeout
+for _ in $(seq 60); do
+	kill -0 "$shaperd_pid" 2>/dev/null || { wait "$shaperd_pid"; status=$?; break; }
+	sleep 0.05
+done
+is "$status" 0 "TERM: exit 0"
+ok "STOPPING=1 sent" wait_for '^STOPPING=1$' 1
+
+# Limits survive a restart; INT exits 0 too.
+spawn "$SHAPERD" 2>>"$TEST_TMP/shaperd.err"
+shaperd_pid=$last_pid
+"$L" --json get kept >"$TEST_TMP/kept.json"
+is "$?" 0 "the limit is still there after a restart"
+is "$(json "$(cat "$TEST_TMP/kept.json")" up)/$(json "$(cat "$TEST_TMP/kept.json")" down)/$(json "$(cat "$TEST_TMP/kept.json")" burst)" \
+	"65536/1048576/8192" "with its rates and burst"
+sleep 0.5
+kill -INT "$shaperd_pid"
+status=timeout
+for _ in $(seq 60); do
+	kill -0 "$shaperd_pid" 2>/dev/null || { wait "$shaperd_pid"; status=$?; break; }
+	sleep 0.05
+done
+is "$status" 0 "INT: exit 0"
+
+# No refiller at all: a relay is not wedged, it gets its rate (draws settle
+# the buckets themselves).
+"$L" set norefill 64K --burst 4K
+sleep 0.2
+start=$(python3 -c 'import time; print(time.monotonic_ns() + 300000000)')
+"$DRAWER" -l norefill -a "$start" -t 2 -o "$TEST_TMP/norefill.report" &
+drawer=$!
+spawned_pids="$spawned_pids $drawer"
+for _ in $(seq 100); do kill -0 "$drawer" 2>/dev/null || break; sleep 0.1; done
+wait "$drawer"
+is "$?" 0 "without a refiller the relay finishes"
+got=$(json "$(cat "$TEST_TMP/norefill.report")" window)
+within "$got" $((4096 + 65536 * 2)) 2 "and gets burst + rate * t"
+
+done_testing
