@@ -836,6 +836,11 @@ direction_wants(const struct direction *d, struct poll_set *set,
 		*deadline_ns = earlier(*deadline_ns, d->release_ns);
 	else if (d->to_blocked)
 		poll_want(set, d->to_fd, POLLOUT);
+	else if (d->shaped)
+		/* The release passed after step() looked (the store reads
+		 * its own, later clock): step again at once rather than
+		 * wait on nothing. */
+		*deadline_ns = now_ns;
 }
 
 static void
