@@ -12,6 +12,8 @@
  *   -a   CLOCK_MONOTONIC ns to start at (default now)
  *   -s   spin: draw again at once without sleeping (many transactions, so a
  *        kill -9 often lands inside one)
+ * drawer -p SECONDS prints CLOCK_MONOTONIC ns SECONDS from now (a common
+ * start time for -a; shells cannot read that clock) and exits.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -54,8 +56,14 @@ main(int argc, char **argv)
 	int opt, rc, dir_index = DIR_DOWN, spin = 0, shaped[2], fd, len;
 
 	log_open("drawer", LOG_TO_STDERR);
-	while ((opt = getopt(argc, argv, "S:l:d:a:t:o:s")) != -1) {
+	while ((opt = getopt(argc, argv, "S:l:d:a:t:o:sp:")) != -1) {
 		switch (opt) {
+		case 'p':
+			if (parse_duration_ns(optarg, &start_ns))
+				log_fatal(EXIT_USAGE, "bad seconds: '%s'",
+				    optarg);
+			printf("%" PRIu64 "\n", monotonic_ns() + start_ns);
+			return 0;
 		case 'S': dir_option = optarg; break;
 		case 'l': limit = optarg; break;
 		case 'd':
