@@ -1,0 +1,783 @@
+/*
+ * The store API in a temporary state dir: limits and their tree, live
+ * connections, draws on a chain, and every way a state file can be wrong
+ * (foreign, another format version, random bytes, missing, damaged
+ * records).  One process; children only to have a pid that is dead.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <lmdb.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "store.h"
+
+static int tests_run, tests_failed;
+static char top_dir[] = "/tmp/unit-store.XXXXXX";
+
+static void
+ok(int passed, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+ok(int passed, const char *fmt, ...)
+{
+	va_list ap;
+
+	tests_run++;
+	if (!passed)
+		tests_failed++;
+	printf("%s %d - ", passed ? "ok" : "not ok", tests_run);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+}
+
+/* is_rc: the call gave the result wanted; shows both by name if not. */
+static void
+is_rc(int got, int want, const char *what)
+{
+	ok(got == want, "%s", what);
+	if (got != want)
+		printf("# got %d (%s), want %d (%s)\n", got,
+		    store_strerror(got), want, store_strerror(want));
+}
+
+static void
+bail(const char *what, int rc)
+{
+	printf("Bail out! %s: %s\n", what, store_strerror(rc));
+	exit(1);
+}
+
+static char *
+dir_for(const char *name)
+{
+	static char path[4][512];
+	static int next;
+	char *out = path[next++ % 4];
+
+	snprintf(out, sizeof(path[0]), "%s/%s", top_dir, name);
+	return out;
+}
+
+static struct limit_cfg
+cfg_of(uint64_t up_Bps, uint64_t down_Bps, uint64_t burst_B,
+    const char *parent)
+{
+	struct limit_cfg cfg;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.rate_Bps[DIR_UP] = up_Bps;
+	cfg.rate_Bps[DIR_DOWN] = down_Bps;
+	cfg.burst_B = burst_B;
+	snprintf(cfg.parent, sizeof(cfg.parent), "%s", parent);
+	return cfg;
+}
+
+static int
+put(struct store *store, const char *name, uint64_t rate_Bps,
+    const char *parent)
+{
+	struct limit_cfg cfg = cfg_of(rate_Bps, rate_Bps, 0, parent);
+
+	return store_limit_put(store, name, &cfg);
+}
+
+static uint32_t
+nconns_of(struct store *store, const char *name)
+{
+	struct limit_info info;
+
+	if (store_limit_get(store, name, &info))
+		return 0xffffffff;
+	return info.nconns;
+}
+
+static uint32_t
+register_conn(struct store *store, const char *limit, pid_t pid)
+{
+	struct conn_info info;
+	int rc;
+
+	memset(&info, 0, sizeof(info));
+	info.pid = pid;
+	snprintf(info.limit, sizeof(info.limit), "%s", limit);
+	snprintf(info.peer, sizeof(info.peer), "127.0.0.1:40000");
+	snprintf(info.remote, sizeof(info.remote), "127.0.0.1:80");
+	if ((rc = store_conn_register(store, &info)))
+		bail("register", rc);
+	return info.id;
+}
+
+struct names {
+	char list[8][LIMIT_NAME_MAX + 1];
+	int count;
+};
+
+static int
+collect_name(void *ctx, const struct limit_info *info)
+{
+	struct names *names = ctx;
+
+	if (names->count < 8)
+		strcpy(names->list[names->count], info->name);
+	names->count++;
+	return 0;
+}
+
+static void
+test_limits(void)
+{
+	struct store *store;
+	struct limit_info info;
+	struct limit_cfg cfg;
+	struct names names = { .count = 0 };
+	struct stat st;
+	uint32_t nconns;
+	int rc;
+
+	if ((rc = store_open(&store, dir_for("limits"), 0)))
+		bail("store_open", rc);
+	ok(stat(dir_for("limits"), &st) == 0 && (st.st_mode & 07777) == 0770,
+	    "state dir created 0770 (mode %o)", st.st_mode & 07777);
+	ok(stat(dir_for("limits/" STORE_FILE), &st) == 0 &&
+	    (st.st_mode & 0002) == 0 && (st.st_mode & 0600) == 0600,
+	    "state file owner read-write, not world-writable (mode %o)",
+	    st.st_mode & 07777);
+
+	cfg = cfg_of(3072, 2048, 500, "");
+	is_rc(store_limit_put(store, "total", &cfg), 0, "put total");
+	rc = store_limit_get(store, "total", &info);
+	ok(rc == 0 && info.cfg.rate_Bps[DIR_UP] == 3072 &&
+	    info.cfg.rate_Bps[DIR_DOWN] == 2048 && info.cfg.burst_B == 500 &&
+	    info.cfg.parent[0] == '\0' && strcmp(info.name, "total") == 0,
+	    "get total: both rates, burst, no parent");
+	ok(rc == 0 && info.bucket[DIR_UP].tokens_B == 0 &&
+	    info.bucket[DIR_UP].rate_Bps == 3072 &&
+	    info.bucket[DIR_DOWN].burst_B == 500,
+	    "a new limit's buckets start empty with its rate and burst");
+	is_rc(put(store, "pop3", 1024, "total"), 0, "put pop3 inside total");
+	is_rc(put(store, "orphan", 1024, "nosuch"), STORE_ENOPARENT,
+	    "put with a parent that does not exist refused");
+	is_rc(store_limit_get(store, "orphan", &info), STORE_ENOLIMIT,
+	    "the refused limit was not created");
+	is_rc(put(store, "bad name", 1, ""), EINVAL, "put a bad name refused");
+	is_rc(put(store, "x", RATE_MAX + 1, ""), EINVAL,
+	    "put a rate past RATE_MAX refused");
+	cfg = cfg_of(1, 1, BURST_MAX + 1, "");
+	is_rc(store_limit_put(store, "x", &cfg), EINVAL,
+	    "put a burst past BURST_MAX refused");
+	is_rc(store_limit_get(store, "nosuch", &info), STORE_ENOLIMIT,
+	    "get a missing limit");
+	is_rc(store_limit_get(store, "bad/name", &info), STORE_ENOLIMIT,
+	    "get a bad name");
+	is_rc(store_limit_foreach(store, collect_name, &names), 0, "list");
+	ok(names.count == 2 && strcmp(names.list[0], "pop3") == 0 &&
+	    strcmp(names.list[1], "total") == 0,
+	    "list gives pop3 and total, in name order");
+
+	/* Cycles, direct and long. */
+	is_rc(put(store, "total", 3072, "total"), STORE_ECYCLE,
+	    "a limit as its own parent refused");
+	is_rc(put(store, "total", 3072, "pop3"), STORE_ECYCLE,
+	    "total inside its own child refused");
+	is_rc(put(store, "l1", 100, "pop3"), 0, "l1 inside pop3");
+	is_rc(put(store, "l2", 100, "l1"), 0, "l2 inside l1");
+	is_rc(put(store, "l3", 100, "l2"), 0, "l3 inside l2");
+	is_rc(put(store, "l4", 100, "l3"), 0, "l4 inside l3");
+	is_rc(put(store, "total", 3072, "l4"), STORE_ECYCLE,
+	    "total inside its great-great-great-grandchild refused");
+	rc = store_limit_get(store, "total", &info);
+	ok(rc == 0 && info.cfg.parent[0] == '\0',
+	    "after the refusals total is still top level");
+
+	/* Deleting. */
+	is_rc(store_limit_del(store, "l3", &nconns), STORE_EHASCHILD,
+	    "del of a limit with a child refused");
+	is_rc(store_limit_del(store, "l4", &nconns), 0, "del a leaf");
+	is_rc(store_limit_get(store, "l4", &info), STORE_ENOLIMIT,
+	    "the deleted leaf is gone");
+	is_rc(store_limit_del(store, "l4", &nconns), STORE_ENOLIMIT,
+	    "del of a missing limit");
+	is_rc(store_limit_del(store, "l3", &nconns), 0,
+	    "del its parent once childless");
+	store_close(store);
+
+	/* Reopen keeps limits. */
+	if ((rc = store_open(&store, dir_for("limits"), STORE_RDONLY)))
+		bail("store_open again", rc);
+	rc = store_limit_get(store, "pop3", &info);
+	ok(rc == 0 && info.cfg.rate_Bps[DIR_UP] == 1024 &&
+	    strcmp(info.cfg.parent, "total") == 0,
+	    "reopened read-only: pop3 still inside total at 1024");
+	store_close(store);
+}
+
+static void
+test_chain_depth(void)
+{
+	struct store *store;
+	char name[16], parent[16] = "";
+	int rc, depth, refused_at = 0, refused_rc = 0;
+
+	if ((rc = store_open(&store, dir_for("depth"), 0)))
+		bail("store_open", rc);
+	/* A chain as deep as a draw follows (CHAIN_MAX 64) is accepted. */
+	for (depth = 1; depth <= 70 && !refused_at; depth++) {
+		snprintf(name, sizeof(name), "d%d", depth);
+		if ((refused_rc = put(store, name, 1000, parent)))
+			refused_at = depth;
+		snprintf(parent, sizeof(parent), "%s", name);
+	}
+	ok(refused_at > 64, "a chain 64 levels deep accepted (the %dth "
+	    "level refused: %s)", refused_at, store_strerror(refused_rc));
+	store_close(store);
+}
+
+static void
+test_conns(void)
+{
+	struct store *store;
+	struct conn_info info;
+	uint32_t first, second, third, fourth, wrapped, next, nconns;
+	uint32_t at_max = 999999;
+	int rc;
+
+	if ((rc = store_open(&store, dir_for("conns"), 0)))
+		bail("store_open", rc);
+	put(store, "total", 3072, "");
+	put(store, "pop3", 1024, "total");
+	put(store, "other", 1024, "total");
+	first = register_conn(store, "pop3", getpid());
+	second = register_conn(store, "pop3", getpid());
+	third = register_conn(store, "", getpid());
+	ok(first == 1 && second == 2 && third == 3,
+	    "conn ids count from 1 (%u %u %u)", first, second, third);
+	ok(nconns_of(store, "pop3") == 2 && nconns_of(store, "total") == 2 &&
+	    nconns_of(store, "other") == 0,
+	    "nconns counted on the limit and each ancestor, not siblings");
+	rc = store_conn_get(store, second, &info);
+	ok(rc == 0 && info.id == second && info.pid == getpid() &&
+	    strcmp(info.limit, "pop3") == 0 && info.start_unix_ns > 0 &&
+	    strcmp(info.peer, "127.0.0.1:40000") == 0,
+	    "conn_get gives the registered record");
+	is_rc(store_conn_unregister(store, second), 0, "unregister");
+	is_rc(store_conn_get(store, second, &info), STORE_ENOCONN,
+	    "an unregistered conn is gone");
+	is_rc(store_conn_unregister(store, second), STORE_ENOCONN,
+	    "unregister twice");
+	ok(nconns_of(store, "pop3") == 1 && nconns_of(store, "total") == 1,
+	    "nconns down again on the whole chain");
+	fourth = register_conn(store, "pop3", getpid());
+	ok(fourth == 4, "ids are not reused at once (got %u)", fourth);
+
+	/* Moving a limit to another parent moves its relays' counts. */
+	put(store, "total2", 5000, "");
+	is_rc(put(store, "pop3", 1024, "total2"), 0, "reparent pop3");
+	ok(nconns_of(store, "total") == 0 && nconns_of(store, "total2") == 2,
+	    "reparenting recounts: total 0, total2 2");
+
+	/* Ids wrap after CONN999999 to the first free one. */
+	is_rc(store_meta_put(store, "next_conn", &at_max, sizeof(at_max)), 0,
+	    "next id set to 999999");
+	wrapped = register_conn(store, "", getpid());
+	next = register_conn(store, "", getpid());
+	ok(wrapped == 999999 && next == 2,
+	    "CONN999999, then the first free id from 1 (2; got %u, %u)",
+	    wrapped, next);
+
+	/* A limit deleted under live relays: they run unshaped. */
+	is_rc(store_limit_del(store, "other", &nconns), 0, "del other");
+	store_close(store);
+}
+
+static void
+test_reserve(void)
+{
+	struct store *store;
+	struct limit_info parent_info, child_info;
+	struct grant grant;
+	uint64_t before_ns, after_ns;
+	uint32_t id;
+	struct limit_cfg cfg;
+	int rc;
+
+	if ((rc = store_open(&store, dir_for("reserve"), 0)))
+		bail("store_open", rc);
+	cfg = cfg_of(1000, 0, 1000, "");
+	store_limit_put(store, "parent", &cfg);
+	cfg = cfg_of(1000000, 0, 100000, "parent");
+	store_limit_put(store, "child", &cfg);
+	id = register_conn(store, "child", getpid());
+
+	before_ns = monotonic_ns();
+	rc = store_reserve(store, id, "child", DIR_UP, 500, &grant);
+	after_ns = monotonic_ns();
+	ok(rc == 0 && grant.shaped && grant.bytes == 500,
+	    "reserve 500 up on child: granted 500, shaped");
+	/* Both buckets started empty moments ago: the parent's 1000 B/s
+	 * makes the 500 bytes wait half a second. */
+	ok(grant.release_ns >= before_ns + 490000000 &&
+	    grant.release_ns <= after_ns + 500000000,
+	    "released half a second later, by the parent's rate");
+	store_limit_get(store, "parent", &parent_info);
+	store_limit_get(store, "child", &child_info);
+	ok(parent_info.bucket[DIR_UP].tokens_B < 0 &&
+	    parent_info.bucket[DIR_UP].tokens_B >= -500 &&
+	    child_info.bucket[DIR_UP].tokens_B < 0,
+	    "taken from both levels in the one transaction (%" PRId64 ", %"
+	    PRId64 ")", parent_info.bucket[DIR_UP].tokens_B,
+	    child_info.bucket[DIR_UP].tokens_B);
+	ok(parent_info.total_B[DIR_UP] == 500 &&
+	    child_info.total_B[DIR_UP] == 500 &&
+	    parent_info.total_B[DIR_DOWN] == 0,
+	    "500 bytes counted up on both levels, none down");
+	ok(grant.quantum_B > 0 && grant.quantum_B <= 1000,
+	    "the quantum fits the smallest burst (%" PRIu64 ")",
+	    grant.quantum_B);
+	rc = store_reserve(store, id, "child", DIR_UP, 5000, &grant);
+	ok(rc == 0 && grant.bytes == 1000,
+	    "a draw past the smallest burst is cut to it");
+
+	rc = store_reserve(store, id, "child", DIR_DOWN, 70000, &grant);
+	ok(rc == 0 && grant.bytes == 70000 && !grant.shaped &&
+	    grant.release_ns <= monotonic_ns(),
+	    "down has no rate on any level: unshaped, whole, at once");
+
+	rc = store_reserve(store, id, "gone", DIR_UP, 4000, &grant);
+	ok(rc == 0 && !grant.shaped && grant.bytes == 4000,
+	    "a missing (deleted) limit reads as unshaped");
+	{
+		struct conn_info info;
+
+		store_conn_get(store, id, &info);
+		ok(info.bytes[DIR_UP] == 500 + 1000 + 4000 &&
+		    info.bytes[DIR_DOWN] == 70000,
+		    "the connection counts every granted byte (%" PRIu64
+		    " up, %" PRIu64 " down)", info.bytes[DIR_UP],
+		    info.bytes[DIR_DOWN]);
+	}
+	{
+		uint64_t moved_B[2] = { 10, 20 }, quantum_B[2];
+		int shaped[2];
+
+		rc = store_account(store, id, "child", moved_B, shaped,
+		    quantum_B);
+		store_limit_get(store, "parent", &parent_info);
+		ok(rc == 0 && shaped[DIR_UP] && !shaped[DIR_DOWN] &&
+		    parent_info.total_B[DIR_DOWN] == 70000 + 20,
+		    "account: says which way is shaped, counts on the chain");
+	}
+	store_close(store);
+}
+
+static int
+make_foreign(const char *dir, int with_meta)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_val key = { 5, "hello" }, value = { 5, "world" };
+	char path[600];
+	int rc;
+
+	mkdir(dir, 0700);
+	snprintf(path, sizeof(path), "%s/%s", dir, STORE_FILE);
+	if ((rc = mdb_env_create(&env)))
+		return rc;
+	mdb_env_set_maxdbs(env, 4);
+	if ((rc = mdb_env_open(env, path, MDB_NOSUBDIR, 0600)))
+		goto close;
+	if ((rc = mdb_txn_begin(env, NULL, 0, &txn)))
+		goto close;
+	/* Someone else's named databases, one called "meta" too. */
+	if ((rc = mdb_dbi_open(txn, with_meta ? "meta" : "accounts",
+	    MDB_CREATE, &dbi)) ||
+	    (rc = mdb_put(txn, dbi, &key, &value, 0))) {
+		mdb_txn_abort(txn);
+		goto close;
+	}
+	rc = mdb_txn_commit(txn);
+close:
+	mdb_env_close(env);
+	return rc;
+}
+
+static int
+make_plain_lmdb(const char *dir)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_val key = { 3, "key" }, value = { 5, "value" };
+	char path[600];
+	int rc;
+
+	mkdir(dir, 0700);
+	snprintf(path, sizeof(path), "%s/%s", dir, STORE_FILE);
+	if ((rc = mdb_env_create(&env)))
+		return rc;
+	if ((rc = mdb_env_open(env, path, MDB_NOSUBDIR, 0600)))
+		goto close;
+	if ((rc = mdb_txn_begin(env, NULL, 0, &txn)))
+		goto close;
+	if ((rc = mdb_dbi_open(txn, NULL, 0, &dbi)) ||
+	    (rc = mdb_put(txn, dbi, &key, &value, 0))) {
+		mdb_txn_abort(txn);
+		goto close;
+	}
+	rc = mdb_txn_commit(txn);
+close:
+	mdb_env_close(env);
+	return rc;
+}
+
+static void
+test_bad_files(void)
+{
+	struct store *store = NULL;
+	unsigned char noise[65536];
+	char path[600];
+	const char tag[] = "iprelay-store 2";
+	size_t i;
+	int rc, fd;
+
+	is_rc(store_open(&store, dir_for("missing"), STORE_RDONLY),
+	    STORE_ENOSTORE, "read-only open of a missing store");
+	ok(access(dir_for("missing"), F_OK) < 0,
+	    "... which creates nothing");
+
+	is_rc(make_foreign(dir_for("foreign"), 0), 0,
+	    "made an LMDB file with other named databases");
+	is_rc(store_open(&store, dir_for("foreign"), 0), STORE_EFOREIGN,
+	    "foreign LMDB file refused");
+	is_rc(store_open(&store, dir_for("foreign"), STORE_RDONLY),
+	    STORE_EFOREIGN, "foreign LMDB file refused read-only too");
+	is_rc(make_foreign(dir_for("foreign-meta"), 1), 0,
+	    "made an LMDB file with a \"meta\" of its own");
+	is_rc(store_open(&store, dir_for("foreign-meta"), 0), STORE_EFOREIGN,
+	    "a \"meta\" without our format refused");
+	is_rc(make_plain_lmdb(dir_for("plain")), 0,
+	    "made an LMDB file with keys in its main database");
+	is_rc(store_open(&store, dir_for("plain"), 0), STORE_EFOREIGN,
+	    "LMDB file with plain keys refused");
+
+	/* Another format version: rewrite the meta "format" value. */
+	if ((rc = store_open(&store, dir_for("version"), 0)))
+		bail("store_open", rc);
+	put(store, "kept", 1000, "");
+	is_rc(store_meta_put(store, "format", tag, strlen(tag)), 0,
+	    "format rewritten to version 2");
+	store_close(store);
+	store = NULL;
+	is_rc(store_open(&store, dir_for("version"), 0), STORE_EVERSION,
+	    "a store of another format version refused");
+	is_rc(store_open(&store, dir_for("version"), STORE_RDONLY),
+	    STORE_EVERSION, "... read-only too");
+
+	/* Random bytes where the file should be. */
+	mkdir(dir_for("noise"), 0700);
+	snprintf(path, sizeof(path), "%s/%s", dir_for("noise"), STORE_FILE);
+	srandom(12345);
+	for (i = 0; i < sizeof(noise); i++)
+		noise[i] = (unsigned char)random();
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || write(fd, noise, sizeof(noise)) !=
+	    (ssize_t)sizeof(noise))
+		bail("write noise", errno);
+	close(fd);
+	rc = store_open(&store, dir_for("noise"), 0);
+	ok(rc != 0 && store == NULL, "a file of random bytes refused "
+	    "without a crash (%s)", store_strerror(rc));
+	rc = store_open(&store, dir_for("noise"), STORE_RDONLY);
+	ok(rc != 0 && store == NULL, "... read-only too (%s)",
+	    store_strerror(rc));
+	/* A file cut short after a valid header. */
+	mkdir(dir_for("short"), 0700);
+	if ((rc = store_open(&store, dir_for("short"), 0)))
+		bail("store_open", rc);
+	put(store, "a", 1000, "");
+	store_close(store);
+	store = NULL;
+	snprintf(path, sizeof(path), "%s/%s", dir_for("short"), STORE_FILE);
+	ok(truncate(path, 4096) == 0, "cut the state file to one page");
+	rc = store_open(&store, dir_for("short"), 0);
+	if (rc == 0) {
+		struct limit_info info;
+
+		rc = store_limit_get(store, "a", &info);
+		store_close(store);
+		store = NULL;
+	}
+	ok(rc != 0, "a truncated state file is refused (%s)",
+	    store_strerror(rc));
+}
+
+/* Copies of the record layouts in store.c, to build damaged records; the
+ * valid-record checks below fail first if store.c changes them. */
+struct test_limit_rec {
+	uint32_t magic, reserved;
+	struct limit_cfg cfg;
+};
+
+struct test_bucket_rec {
+	uint32_t magic, nconns;
+	char parent[LIMIT_NAME_MAX + 1];
+	struct bucket bucket[2];
+	uint64_t total_B[2];
+	uint64_t rate_1s_Bps[2], rate_5s_Bps[2], rate_60s_Bps[2];
+	uint64_t stats_unix_ns;
+};
+
+struct test_conn_rec {
+	uint32_t magic, reserved;
+	struct conn_info info;
+};
+
+static void
+test_decode(void)
+{
+	struct test_limit_rec limit, bad_limit;
+	struct test_bucket_rec bucket, bad_bucket;
+	struct test_conn_rec conn, bad_conn;
+	unsigned char big[sizeof(bucket) + 16];
+
+	memset(&limit, 0, sizeof(limit));
+	limit.magic = 0x4c505249U;
+	limit.cfg = cfg_of(1000, 2000, 100, "parent");
+	memset(&bucket, 0, sizeof(bucket));
+	bucket.magic = 0x42505249U;
+	strcpy(bucket.parent, "parent");
+	bucket_init(&bucket.bucket[0], 1000, 100, 5);
+	bucket_init(&bucket.bucket[1], 0, 0, 5);
+	memset(&conn, 0, sizeof(conn));
+	conn.magic = 0x43505249U;
+	conn.info.id = 7;
+	strcpy(conn.info.limit, "pop3");
+
+	is_rc(store_decode_record(0, &limit, sizeof(limit)), 0,
+	    "decode: a valid limit record");
+	is_rc(store_decode_record(1, &bucket, sizeof(bucket)), 0,
+	    "decode: a valid bucket record");
+	is_rc(store_decode_record(2, &conn, sizeof(conn)), 0,
+	    "decode: a valid conn record");
+
+	is_rc(store_decode_record(0, &limit, sizeof(limit) - 1),
+	    STORE_EDAMAGED, "decode: limit one byte short");
+	memset(big, 0, sizeof(big));
+	memcpy(big, &limit, sizeof(limit));
+	is_rc(store_decode_record(0, big, sizeof(limit) + 1),
+	    STORE_EDAMAGED, "decode: limit one byte long");
+	is_rc(store_decode_record(0, &limit, 0), STORE_EDAMAGED,
+	    "decode: empty limit");
+	bad_limit = limit;
+	bad_limit.magic ^= 1;
+	is_rc(store_decode_record(0, &bad_limit, sizeof(bad_limit)),
+	    STORE_EDAMAGED, "decode: limit with a wrong magic");
+	is_rc(store_decode_record(1, &limit, sizeof(limit)), STORE_EDAMAGED,
+	    "decode: a limit record read as a bucket");
+	bad_limit = limit;
+	memset(bad_limit.cfg.parent, 'p', sizeof(bad_limit.cfg.parent));
+	is_rc(store_decode_record(0, &bad_limit, sizeof(bad_limit)),
+	    STORE_EDAMAGED, "decode: limit parent without its NUL");
+	bad_limit = limit;
+	strcpy(bad_limit.cfg.parent, "bad name");
+	is_rc(store_decode_record(0, &bad_limit, sizeof(bad_limit)),
+	    STORE_EDAMAGED, "decode: limit parent with a bad name");
+	bad_limit = limit;
+	bad_limit.cfg.rate_Bps[1] = RATE_MAX + 1;
+	is_rc(store_decode_record(0, &bad_limit, sizeof(bad_limit)),
+	    STORE_EDAMAGED, "decode: limit rate past RATE_MAX");
+	bad_limit = limit;
+	bad_limit.cfg.burst_B = BURST_MAX + 1;
+	is_rc(store_decode_record(0, &bad_limit, sizeof(bad_limit)),
+	    STORE_EDAMAGED, "decode: limit burst past BURST_MAX");
+
+	is_rc(store_decode_record(1, &bucket, sizeof(bucket) - 8),
+	    STORE_EDAMAGED, "decode: bucket 8 bytes short");
+	bad_bucket = bucket;
+	bad_bucket.magic = 0;
+	is_rc(store_decode_record(1, &bad_bucket, sizeof(bad_bucket)),
+	    STORE_EDAMAGED, "decode: bucket with a wrong magic");
+	bad_bucket = bucket;
+	strcpy(bad_bucket.parent, "a/b");
+	is_rc(store_decode_record(1, &bad_bucket, sizeof(bad_bucket)),
+	    STORE_EDAMAGED, "decode: bucket parent with a bad name");
+	bad_bucket = bucket;
+	bad_bucket.bucket[0].frac_nB = NS_PER_SEC;
+	is_rc(store_decode_record(1, &bad_bucket, sizeof(bad_bucket)),
+	    STORE_EDAMAGED, "decode: bucket fraction of a whole byte");
+	bad_bucket = bucket;
+	bad_bucket.bucket[1].tokens_B = (int64_t)BURST_MAX + 1;
+	is_rc(store_decode_record(1, &bad_bucket, sizeof(bad_bucket)),
+	    STORE_EDAMAGED, "decode: bucket tokens past BURST_MAX");
+	bad_bucket = bucket;
+	bad_bucket.bucket[0].tokens_B = -(int64_t)BURST_MAX - 1;
+	is_rc(store_decode_record(1, &bad_bucket, sizeof(bad_bucket)),
+	    STORE_EDAMAGED, "decode: bucket debt past BURST_MAX");
+	bad_bucket = bucket;
+	bad_bucket.bucket[0].rate_Bps = RATE_MAX + 1;
+	is_rc(store_decode_record(1, &bad_bucket, sizeof(bad_bucket)),
+	    STORE_EDAMAGED, "decode: bucket rate past RATE_MAX");
+
+	is_rc(store_decode_record(2, &conn, sizeof(conn) + 0 - 4),
+	    STORE_EDAMAGED, "decode: conn 4 bytes short");
+	bad_conn = conn;
+	bad_conn.magic = 0x4c505249U;
+	is_rc(store_decode_record(2, &bad_conn, sizeof(bad_conn)),
+	    STORE_EDAMAGED, "decode: conn with a limit's magic");
+	bad_conn = conn;
+	bad_conn.info.id = 0;
+	is_rc(store_decode_record(2, &bad_conn, sizeof(bad_conn)),
+	    STORE_EDAMAGED, "decode: conn id 0");
+	bad_conn = conn;
+	bad_conn.info.id = 1000000;
+	is_rc(store_decode_record(2, &bad_conn, sizeof(bad_conn)),
+	    STORE_EDAMAGED, "decode: conn id past 999999");
+	bad_conn = conn;
+	strcpy(bad_conn.info.limit, "x y");
+	is_rc(store_decode_record(2, &bad_conn, sizeof(bad_conn)),
+	    STORE_EDAMAGED, "decode: conn limit with a bad name");
+	bad_conn = conn;
+	memset(bad_conn.info.peer, 'x', sizeof(bad_conn.info.peer));
+	is_rc(store_decode_record(2, &bad_conn, sizeof(bad_conn)),
+	    STORE_EDAMAGED, "decode: conn peer without its NUL");
+	bad_conn = conn;
+	memset(bad_conn.info.remote, 'x', sizeof(bad_conn.info.remote));
+	is_rc(store_decode_record(2, &bad_conn, sizeof(bad_conn)),
+	    STORE_EDAMAGED, "decode: conn remote without its NUL");
+	is_rc(store_decode_record(3, &conn, sizeof(conn)), EINVAL,
+	    "decode: an unknown kind");
+}
+
+static int
+alive_by_kill(void *ctx, const struct conn_info *info)
+{
+	(void)ctx;
+	return kill(info->pid, 0) == 0 || errno == EPERM;
+}
+
+static void
+test_reap_and_boot(void)
+{
+	struct store *store;
+	struct conn_info info;
+	struct limit_info limit_info;
+	struct grant grant;
+	uint32_t dead_id, live_id;
+	unsigned reaped;
+	pid_t child;
+	int rc, was_reset, cleared;
+
+	/* A pid that is surely dead: a child that exited and was waited
+	 * for, before the store is opened (never use one across fork). */
+	child = fork();
+	if (child < 0)
+		bail("fork", errno);
+	if (child == 0)
+		_exit(0);
+	waitpid(child, NULL, 0);
+
+	if ((rc = store_open(&store, dir_for("reap"), 0)))
+		bail("store_open", rc);
+	put(store, "total", 1000, "");
+	dead_id = register_conn(store, "total", child);
+	live_id = register_conn(store, "total", getpid());
+	ok(nconns_of(store, "total") == 2, "two relays registered");
+	rc = store_reap(store, alive_by_kill, NULL, &reaped);
+	ok(rc == 0 && reaped == 1, "reap removes the one whose pid is gone "
+	    "(%u)", reaped);
+	ok(store_conn_get(store, dead_id, &info) == STORE_ENOCONN &&
+	    store_conn_get(store, live_id, &info) == 0,
+	    "the dead relay's record is gone, the live one stays");
+	ok(nconns_of(store, "total") == 1, "nconns recounted after the reap");
+	rc = store_reap(store, alive_by_kill, NULL, &reaped);
+	ok(rc == 0 && reaped == 0, "a second reap finds nothing");
+	is_rc(store_reader_check(store, &cleared), 0, "reader check runs");
+
+	/* Boot reset: first call ever records the boot and resets. */
+	store_reserve(store, live_id, "total", DIR_UP, 100, &grant);
+	rc = store_boot_reset(store, &was_reset);
+	ok(rc == 0 && was_reset == 1, "first boot reset resets");
+	ok(store_conn_get(store, live_id, &info) == STORE_ENOCONN &&
+	    nconns_of(store, "total") == 0,
+	    "boot reset clears every connection and count");
+	store_limit_get(store, "total", &limit_info);
+	ok(limit_info.bucket[DIR_UP].tokens_B == 0 &&
+	    limit_info.bucket[DIR_UP].rate_Bps == 1000 &&
+	    limit_info.cfg.rate_Bps[DIR_UP] == 1000,
+	    "boot reset empties the buckets and keeps the limit");
+	rc = store_boot_reset(store, &was_reset);
+	ok(rc == 0 && was_reset == 0, "same boot: no second reset");
+	register_conn(store, "total", getpid());
+	is_rc(store_meta_put(store, "boot_id", "another-boot", 12), 0,
+	    "pretend the store was last used in another boot");
+	rc = store_boot_reset(store, &was_reset);
+	ok(rc == 0 && was_reset == 1 && nconns_of(store, "total") == 0,
+	    "another boot: reset again, connections dropped");
+	store_close(store);
+}
+
+static void
+test_dir_resolve(void)
+{
+	char dir[256];
+
+	ok(store_dir_resolve("/x/y", dir, sizeof(dir)) == 0 &&
+	    strcmp(dir, "/x/y") == 0, "dir: -S wins");
+	setenv("IPRELAY_STATE_DIR", "/from/env", 1);
+	ok(store_dir_resolve(NULL, dir, sizeof(dir)) == 0 &&
+	    strcmp(dir, "/from/env") == 0, "dir: then IPRELAY_STATE_DIR");
+	unsetenv("IPRELAY_STATE_DIR");
+	setenv("XDG_STATE_HOME", "/xdg", 1);
+	setenv("HOME", "/home/u", 1);
+	store_dir_resolve(NULL, dir, sizeof(dir));
+	ok(strcmp(dir, geteuid() == 0 ? "/var/lib/iprelay" :
+	    "/xdg/iprelay") == 0, "dir: then /var/lib/iprelay for root, "
+	    "$XDG_STATE_HOME/iprelay for others (%s)", dir);
+	unsetenv("XDG_STATE_HOME");
+	store_dir_resolve(NULL, dir, sizeof(dir));
+	ok(strcmp(dir, geteuid() == 0 ? "/var/lib/iprelay" :
+	    "/home/u/.local/state/iprelay") == 0,
+	    "dir: ~/.local/state/iprelay without XDG_STATE_HOME (%s)", dir);
+	ok(store_dir_resolve("/a/very/long/dir/name", dir, 8) ==
+	    ENAMETOOLONG, "dir: too long for the buffer");
+}
+
+static void
+remove_tree(void)
+{
+	char command[600];
+
+	/* The temp dir is ours alone: mkdtemp made it. */
+	snprintf(command, sizeof(command), "rm -rf '%s'", top_dir);
+	if (system(command) != 0)
+		printf("# could not remove %s\n", top_dir);
+}
+
+int
+main(void)
+{
+	if (mkdtemp(top_dir) == NULL)
+		bail("mkdtemp", errno);
+	unsetenv("IPRELAY_STATE_DIR");
+	test_limits();
+	test_chain_depth();
+	test_conns();
+	test_reserve();
+	test_bad_files();
+	test_decode();
+	test_reap_and_boot();
+	test_dir_resolve();
+	remove_tree();
+	printf("1..%d\n", tests_run);
+	return tests_failed ? 1 : 0;
+}
