@@ -128,6 +128,7 @@ struct relay {
 };
 
 static volatile sig_atomic_t stop_signal;
+static int stdin_was_closed;
 static sigset_t run_mask;	/* the mask ppoll waits with */
 static struct relay *the_relay;	/* for the exit handler */
 static int stderr_is_client;
@@ -136,6 +137,24 @@ static void
 on_signal(int signo)
 {
 	stop_signal = signo;
+}
+
+/* A closed fd 0, 1 or 2 would be taken by the next open (the log file,
+ * the store): fill it with /dev/null first, remembering that stdin was
+ * not there. */
+static void
+fill_standard_fds(void)
+{
+	int fd;
+
+	for (fd = 0; fd < 3; fd++) {
+		if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+			continue;
+		if (fd == 0)
+			stdin_was_closed = 1;
+		if (open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY) != fd)
+			exit(EXIT_SYSTEM);
+	}
 }
 
 /* Usage and configuration errors: the one line goes to the log, and to
@@ -196,7 +215,7 @@ client_socket_problem(int fd)
 	int type = 0, listening = 0;
 	socklen_t len;
 
-	if (fstat(fd, &st) < 0)
+	if ((fd == 0 && stdin_was_closed) || fstat(fd, &st) < 0)
 		return "not open";
 	if (S_ISCHR(st.st_mode))
 		return isatty(fd) ? "a terminal" : "a character device";
@@ -1096,6 +1115,7 @@ main(int argc, char **argv)
 	uint64_t duration_ns;
 	int code;
 
+	fill_standard_fds();
 	stderr_is_client = fd_is_socket(2);
 	log_open(PROG, LOG_TO_SYSTEM);
 	parse_options(&relay, argc, argv);
