@@ -75,6 +75,16 @@ $(BIN)/tools/%: $(OBJ)/tests/tools/%.o $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_STORE) -lm
 
+# Benchmarks print figures (bench/README.md); they are not tests.
+BENCHES = $(patsubst bench/%.c,$(BIN)/bench/%,$(wildcard bench/*.c))
+
+bench: build $(BENCHES)
+	@for b in $(BENCHES); do echo "## $$b"; $$b || exit 1; done
+
+$(BIN)/bench/%: $(OBJ)/bench/%.o $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_STORE) -lm
+
 ASAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=undefined
 
