@@ -6,7 +6,7 @@
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d /tmp/iprelay-package.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
+trap '[ -n "${KEEP_TMP:-}" ] || rm -rf "$tmp"' EXIT
 failed=0
 check() {
 	# check NAME CMD...: one line per check, remember failures.
@@ -60,9 +60,29 @@ for file in "$root"/lib/systemd/system/* "$root"/usr/share/doc/iprelay/examples/
 	done
 done
 
+# The units verify against the unpacked package (the programs they name
+# are where they say), and the postinst steps work on it as on a system:
+# sysusers makes the user, tmpfiles the state dir the units share.
+cp /lib/systemd/system/*.target /lib/systemd/system/*.slice "$root/lib/systemd/system/"
+mkdir -p "$root/etc/systemd/system"
+"$root/usr/sbin/iprelay-forwarder" -q -d "$root/etc/systemd/system" \
+	10110:pop3.example.net:110 pop3
+check "the packaged generator writes a pair" test -f "$root/etc/systemd/system/iprelay-pop3@.service"
+for unit in shaperd.service iprelay-pop3.socket iprelay-pop3@.service; do
+	out=$(systemd-analyze verify --man=no --root="$root" "$unit" 2>&1)
+	check "systemd-analyze verify $unit in the package" test $? = 0 -a -z "$out"
+	[ -z "$out" ] || echo "$out" | sed 's/^/# /'
+done
+systemd-sysusers --root="$root" iprelay.conf >/dev/null 2>&1
+check "systemd-sysusers makes user iprelay" grep -q '^iprelay:' "$root/etc/passwd"
+systemd-tmpfiles --root="$root" --create iprelay.conf >/dev/null 2>&1
+uid=$(awk -F: '$1 == "iprelay" { print $3 }' "$root/etc/passwd")
+check "systemd-tmpfiles makes /var/lib/iprelay 2770 owned by iprelay" \
+	test "$(stat -c '%a %u' "$root/var/lib/iprelay" 2>/dev/null)" = "2770 $uid"
+
 # Every man page in docs/ is installed in its section, and every program
 # has one.
-for page in "$top"/docs/*.[158]; do
+for page in "$tmp"/src/docs/*.[158]; do
 	[ -f "$page" ] || continue
 	name=${page##*/}
 	check "man page $name installed" test -f "$root/usr/share/man/man${name##*.}/$name.gz"
