@@ -1401,10 +1401,10 @@ editor_enter(void)
 	memcpy(line, editor->line, editor->len);
 	line[editor->len] = '\0';
 	editor->len = editor->cursor = 0;
-	editor->browse = editor->nhistory;
 	if (write(STDOUT_FILENO, "\r\n", 2) < 0)
 		return;
 	history_add(line);
+	editor->browse = editor->nhistory;
 	run_command(line);
 	fflush(stdout);
 }
@@ -1470,8 +1470,6 @@ editor_key(unsigned char key)
 	switch (key) {
 	case '\r': case '\n':
 		editor_enter();
-		if (!relay.stopping && relay.prompt)
-			editor_redraw();
 		return;
 	case 27:
 		editor->escape_len = 1;
@@ -1525,7 +1523,6 @@ editor_key(unsigned char key)
 		editor->len++;
 		break;
 	}
-	editor_redraw();
 }
 
 static void
@@ -1547,9 +1544,12 @@ read_input(void)
 		return;
 	}
 	if (relay.editor.active) {
+		/* One redraw for what arrived together (a paste, a test). */
 		for (index = 0; index < got && relay.prompt && !relay.stopping;
 		    index++)
 			editor_key((unsigned char)buf[index]);
+		if (relay.prompt && !relay.stopping)
+			editor_redraw();
 		return;
 	}
 	for (index = 0; index < got; index++) {

@@ -40,3 +40,10 @@ pty_wait() {
 	PTY_EXIT=${PTY_REPLY#exit }
 	[ "${PTY_REPLY%% *}" = exit ]
 }
+
+# pty_stop: end the driver (it stops the program, TERM then KILL).
+pty_stop() {
+	exec {PTY_IN}>&- 2>/dev/null
+	wait "$PTYDRIVE_PID" 2>/dev/null
+	return 0
+}
