@@ -86,7 +86,7 @@ main(int argc, char **argv)
 	struct pollfd wait_fd;
 	uint64_t tick_ms = REFILLER_TICK_NS / 1000000, next_ns, now_ns;
 	uint64_t watchdog_usec = 0, next_watchdog_ns = 0, last_status_ns = 0;
-	uint64_t last_summary_ns = 0;
+	uint64_t last_summary_ns = 0, wake_ns;
 	unsigned reaped, reaped_total = 0;
 	int opt, rc, signal_fd, active = 0, ready = 0, watchdog, timeout_ms;
 	int exit_code = 0, errors = 0, waiting = 0;
@@ -208,8 +208,11 @@ main(int argc, char **argv)
 			next_watchdog_ns = now_ns + watchdog_usec * 1000 / 2;
 		}
 		now_ns = monotonic_ns();
-		timeout_ms = next_ns > now_ns ?
-		    (int)((next_ns - now_ns + 999999) / 1000000) : 0;
+		wake_ns = next_ns;
+		if (watchdog && next_watchdog_ns < wake_ns)
+			wake_ns = next_watchdog_ns;
+		timeout_ms = wake_ns > now_ns ?
+		    (int)((wake_ns - now_ns + 999999) / 1000000) : 0;
 		wait_fd.fd = signal_fd;
 		wait_fd.events = POLLIN;
 		rc = poll(&wait_fd, 1, timeout_ms);
