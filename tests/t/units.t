@@ -44,6 +44,16 @@ ok "pop3 socket is the generator's output" \
 ok "pop3 service is the generator's output" \
 	cmp "$TEST_TMP/gen/iprelay-pop3@.service" units/iprelay-pop3@.service
 
+# The socket bounds what one forwarder can start.
+for setting in Accept=yes MaxConnections=256 MaxConnectionsPerSource=32 ReceiveBuffer=64K; do
+	grep -qx "$setting" units/iprelay-pop3.socket
+	ok "pop3 socket: $setting" test $? = 0
+done
+for setting in Type=notify WatchdogSec=10s Restart=on-failure StateDirectory=iprelay User=iprelay; do
+	grep -qx "$setting" units/shaperd.service
+	ok "shaperd.service: $setting" test $? = 0
+done
+
 # Every unit in units/, and more generated ones, in the root's /etc.
 cp units/*.socket units/*.service "$units_etc/"
 rm -f "$units_etc/shaperd.service"	# installed in /lib, checked there
