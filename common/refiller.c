@@ -8,15 +8,19 @@
 
 #include "refiller.h"
 
-#define SAMPLES_PER_SEC	10
-#define LIMIT_RING	(60 * SAMPLES_PER_SEC + 1)	/* 60 s of ticks */
-#define CONN_RING	6				/* 5 s of seconds */
+#define LIMIT_RING	601	/* 60 s of 100 ms ticks, and the newest */
+#define CONN_RING	6	/* 5 s of whole seconds, and the newest */
+#define HOUSEKEEP_NS	NS_PER_SEC	/* reap, reader check, conn rates */
 
-/* Cumulative byte counters sampled on every tick; a rate over N seconds is
- * the difference between the newest sample and the one N seconds older. */
+/* Cumulative byte counters sampled on every tick with the time of the
+ * sample; a rate over N seconds is the difference between the newest
+ * sample and the newest one at least N seconds older, divided by the time
+ * between them, so late or uneven ticks (a loaded machine, shaperd -t)
+ * measure right.  A short history uses what it has. */
 struct limit_history {
 	char name[LIMIT_NAME_MAX + 1];
 	uint64_t total_B[LIMIT_RING][2];
+	uint64_t at_ns[LIMIT_RING];
 	unsigned filled;	/* samples taken, up to LIMIT_RING */
 	unsigned head;		/* index of the newest */
 	int seen;		/* still in the store at the last tick */
@@ -25,6 +29,7 @@ struct limit_history {
 struct conn_history {
 	uint32_t id;
 	uint64_t bytes[CONN_RING][2];
+	uint64_t at_ns[CONN_RING];
 	unsigned filled, head;
 	int seen;
 };
@@ -35,7 +40,8 @@ struct refiller {
 	int refill_fd;		/* refiller.lock */
 	int priority_fd;	/* shaperd.lock */
 	int active;		/* we hold refiller.lock */
-	unsigned ticks;
+	uint64_t tick_ns;	/* CLOCK_MONOTONIC of the tick under way */
+	uint64_t housekept_ns;	/* of the last reap; 0 = never */
 	struct limit_history *limits;
 	size_t nlimits, limits_cap;
 	struct conn_history *conns;
@@ -144,7 +150,7 @@ refiller_arbitrate(struct refiller *refiller)
 	if (ofd_lock(refiller->refill_fd, F_WRLCK) < 0)
 		return 0;
 	refiller->active = 1;
-	refiller->ticks = 0;
+	refiller->housekept_ns = 0;
 	(void)store_boot_reset(refiller->store, &was_reset);
 	publish_refiller(refiller);
 	return 1;
@@ -157,19 +163,25 @@ refiller_is_active(const struct refiller *refiller)
 }
 
 static uint64_t
-ring_rate(const uint64_t (*ring)[2], unsigned ring_size, unsigned filled,
-    unsigned head, unsigned span, unsigned per_sec, int dir)
+ring_rate(const uint64_t (*ring)[2], const uint64_t *at_ns,
+    unsigned ring_size, unsigned filled, unsigned head, uint64_t span_ns,
+    int dir)
 {
-	/* Bytes between the newest sample and the one `span` samples
-	 * older, scaled to a second; a short history uses what it has. */
-	unsigned older;
+	unsigned back, older = head;
+	uint64_t elapsed_ns;
 
 	if (filled < 2)
 		return 0;
-	if (span > filled - 1)
-		span = filled - 1;
-	older = (head + ring_size - span) % ring_size;
-	return (ring[head][dir] - ring[older][dir]) * per_sec / span;
+	for (back = 1; back < filled; back++) {
+		older = (head + ring_size - back) % ring_size;
+		if (at_ns[head] - at_ns[older] >= span_ns)
+			break;
+	}
+	elapsed_ns = at_ns[head] - at_ns[older];
+	if (elapsed_ns == 0 || ring[head][dir] < ring[older][dir])
+		return 0;
+	return (uint64_t)((unsigned __int128)(ring[head][dir] -
+	    ring[older][dir]) * NS_PER_SEC / elapsed_ns);
 }
 
 static struct limit_history *
@@ -211,17 +223,18 @@ bucket_tick(void *ctx, struct limit_info *info)
 		history->head = (history->head + 1) % LIMIT_RING;
 	if (history->filled < LIMIT_RING)
 		history->filled++;
+	history->at_ns[history->head] = refiller->tick_ns;
 	for (dir = 0; dir < 2; dir++) {
 		history->total_B[history->head][dir] = info->total_B[dir];
-		info->rate_1s_Bps[dir] = ring_rate(history->total_B, LIMIT_RING,
-		    history->filled, history->head, SAMPLES_PER_SEC,
-		    SAMPLES_PER_SEC, dir);
-		info->rate_5s_Bps[dir] = ring_rate(history->total_B, LIMIT_RING,
-		    history->filled, history->head, 5 * SAMPLES_PER_SEC,
-		    SAMPLES_PER_SEC, dir);
+		info->rate_1s_Bps[dir] = ring_rate(history->total_B,
+		    history->at_ns, LIMIT_RING, history->filled, history->head,
+		    NS_PER_SEC, dir);
+		info->rate_5s_Bps[dir] = ring_rate(history->total_B,
+		    history->at_ns, LIMIT_RING, history->filled, history->head,
+		    5 * NS_PER_SEC, dir);
 		info->rate_60s_Bps[dir] = ring_rate(history->total_B,
-		    LIMIT_RING, history->filled, history->head,
-		    60 * SAMPLES_PER_SEC, SAMPLES_PER_SEC, dir);
+		    history->at_ns, LIMIT_RING, history->filled, history->head,
+		    60 * NS_PER_SEC, dir);
 	}
 	info->stats_unix_ns = realtime_ns();
 }
@@ -265,20 +278,26 @@ conn_tick(void *ctx, struct conn_info *info)
 		history->head = (history->head + 1) % CONN_RING;
 	if (history->filled < CONN_RING)
 		history->filled++;
+	history->at_ns[history->head] = refiller->tick_ns;
 	for (dir = 0; dir < 2; dir++) {
 		history->bytes[history->head][dir] = info->bytes[dir];
-		info->rate_5s_Bps[dir] = ring_rate(history->bytes, CONN_RING,
-		    history->filled, history->head, 5, 1, dir);
+		info->rate_5s_Bps[dir] = ring_rate(history->bytes,
+		    history->at_ns, CONN_RING, history->filled, history->head,
+		    5 * NS_PER_SEC, dir);
 	}
 }
 
+/* /proc/PID/stat starttime; 0 if unknown.  *state gets the state letter
+ * (Z for a zombie: dead, only not yet waited for by its parent). */
 static unsigned long long
-proc_start_ticks(pid_t pid)
+proc_stat(pid_t pid, char *state)
 {
 	char path[64], stat_line[1024], *field;
 	unsigned long long start = 0;
 	ssize_t len;
 	int fd, index;
+
+	*state = '?';
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -293,6 +312,8 @@ proc_start_ticks(pid_t pid)
 	field = strrchr(stat_line, ')');
 	if (field == NULL)
 		return 0;
+	if (field[1] == ' ' && field[2])
+		*state = field[2];
 	for (index = 2; index < 22 && field; index++)
 		field = strchr(field + 1, ' ');
 	if (field)
@@ -304,18 +325,20 @@ static int
 conn_alive(void *ctx, const struct conn_info *info)
 {
 	unsigned long long start;
+	char state;
 
 	(void)ctx;
 	if (info->pid <= 0)
 		return 0;
 	if (kill(info->pid, 0) < 0 && errno == ESRCH)
 		return 0;
+	start = proc_stat(info->pid, &state);
+	/* A zombie relay is dead; its launcher has not waited for it yet. */
+	if (state == 'Z' || state == 'X')
+		return 0;
 	/* A recycled pid runs something else: its start time differs. */
-	if (info->pid_start) {
-		start = proc_start_ticks(info->pid);
-		if (start && start != info->pid_start)
-			return 0;
-	}
+	if (info->pid_start && start && start != info->pid_start)
+		return 0;
 	return 1;
 }
 
@@ -342,17 +365,22 @@ forget_unseen(struct refiller *refiller)
 int
 refiller_tick(struct refiller *refiller, unsigned *reaped)
 {
-	int whole_second = refiller->ticks % SAMPLES_PER_SEC == 0;
+	/* Housekeeping goes by the clock, not by counting ticks, so a dead
+	 * relay is reaped within 2 s whatever the tick and however late. */
+	uint64_t now_ns = monotonic_ns();
+	int housekeep = refiller->housekept_ns == 0 ||
+	    now_ns - refiller->housekept_ns >= HOUSEKEEP_NS;
 	int cleared, rc;
 
 	*reaped = 0;
-	refiller->ticks++;
+	refiller->tick_ns = now_ns;
 	rc = store_tick(refiller->store, bucket_tick,
-	    whole_second ? conn_tick : NULL, refiller);
+	    housekeep ? conn_tick : NULL, refiller);
 	if (rc)
 		return rc;
-	if (!whole_second)
+	if (!housekeep)
 		return 0;
+	refiller->housekept_ns = now_ns;
 	forget_unseen(refiller);
 	if ((rc = store_reap(refiller->store, conn_alive, NULL, reaped)))
 		return rc;
@@ -362,5 +390,7 @@ refiller_tick(struct refiller *refiller, unsigned *reaped)
 uint64_t
 refiller_proc_start(pid_t pid)
 {
-	return proc_start_ticks(pid);
+	char state;
+
+	return proc_stat(pid, &state);
 }

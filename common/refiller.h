@@ -44,7 +44,8 @@ int
 refiller_arbitrate(struct refiller *refiller);
 
 /* One tick of work; call every REFILLER_TICK_NS while arbitrate says 1.
- * Reaping and reader checks run on every tenth tick. */
+ * Reaping, reader checks and connection rates run once a second by the
+ * clock, whatever the tick. */
 int
 refiller_tick(struct refiller *refiller, unsigned *reaped);
 

@@ -96,6 +96,31 @@ ok "STATUS= counts the reaped relay" wait_for 'STATUS=refilling: 2 limits, 0 liv
 is "$("$L" get slow | awk '/^conns:/ { print $2 }')" 0 \
 	"the limit's relay count is back to 0"
 
+# A relay whose launcher does not wait for it stays a zombie when killed:
+# dead all the same, reaped.
+(exec "$DRAWER" -l slow -t 60 & exec sleep 20) &
+launcher=$!
+spawned_pids="$spawned_pids $launcher"
+zombie=""
+for _ in $(seq 100); do
+	zombie=$(pgrep -P "$launcher" drawer) && break
+	sleep 0.05
+done
+for _ in $(seq 100); do
+	[ "$("$L" conns | tail -n +2 | wc -l)" = 1 ] && break
+	sleep 0.05
+done
+kill -KILL "$zombie"
+sleep 0.2
+like "$(cat /proc/"$zombie"/stat 2>/dev/null)" '\) Z ' "the killed relay is a zombie"
+reaped=no
+for _ in $(seq 50); do
+	[ "$("$L" conns | tail -n +2 | wc -l)" = 0 ] && { reaped=yes; break; }
+	sleep 0.05
+done
+is "$reaped" yes "a zombie relay is reaped within 2.5 s"
+stop_pid "$launcher"
+
 # TERM: clean exit 0, STOPPING=1.
 kill -TERM "$shaperd_pid"
 status=timeout
