@@ -11,7 +11,8 @@ byte (so every connection is running during any window after t0).  With
 --send-up N, also sends N random bytes on each connection (then half-closes)
 while receiving, at whatever pace the relay accepts them.
 
-Prints one JSON line:
+Prints one JSON line (with --shell, NAME=VALUE lines without the timeline,
+lists as NAME="A B" and NAME0=A, NAME1=B):
   recv       bytes received per connection in total
   rates      bytes/s per connection over the window [A, B] seconds after t0
   total      the sum of rates
@@ -42,6 +43,7 @@ def main():
     p.add_argument("--after", type=float, default=2.0)
     p.add_argument("--send-up", type=int, default=0)
     p.add_argument("--start-timeout", type=float, default=10.0)
+    p.add_argument("--shell", action="store_true")
     args = p.parse_args()
 
     socks = [connect(a) for a in args.addrs]
@@ -63,7 +65,7 @@ def main():
         now = time.monotonic()
         if t0 is None and now - begun > args.start_timeout:
             print(json.dumps({"error": "not every connection received",
-                              "recv": counts}))
+                              "recv": counts}), file=sys.stderr)
             return 1
         if t0 is not None and now - t0 >= args.duration:
             break
@@ -117,7 +119,7 @@ def main():
         s.close()
     if t0 is None:
         print(json.dumps({"error": "not every connection received",
-                          "recv": counts}))
+                          "recv": counts}), file=sys.stderr)
         return 1
 
     times = [[ts for ts, _ in ev] for ev in events]
@@ -156,8 +158,25 @@ def main():
         timeline.append([round(t, 2), total_at(t)])
         t += 0.01
     result["timeline"] = timeline
-    print(json.dumps(result))
+    if args.shell:
+        emit_shell(result)
+    else:
+        print(json.dumps(result))
     return 0
+
+
+def emit_shell(result):
+    """NAME=VALUE lines for a shell's eval (starting python is slow on a
+    loaded machine, so one run should give a test everything)."""
+    for key, value in result.items():
+        if key == "timeline":
+            continue
+        if isinstance(value, list):
+            print('%s="%s"' % (key, " ".join(str(v) for v in value)))
+            for i, v in enumerate(value):
+                print("%s%d=%s" % (key, i, v))
+        else:
+            print("%s=%s" % (key, "" if value is None else value))
 
 
 if __name__ == "__main__":
