@@ -32,17 +32,21 @@ COMMON_OBJ = $(patsubst %,$(OBJ)/common/%.o,$(COMMON))
 PROGRAMS = $(BIN)/shaperd $(BIN)/iprelay-limit $(BIN)/iprelay-conn $(BIN)/iprelay
 UNIT_TESTS = $(patsubst tests/unit/%.c,$(BIN)/tests/%,$(wildcard tests/unit/unit-*.c))
 TEST_TOOLS = $(patsubst tests/tools/%.c,$(BIN)/tools/%,$(wildcard tests/tools/*.c))
+# Fuzz targets (tests/fuzz): built here with a replay driver for the
+# tests (tests/t/fuzz-corpus.t), and with libFuzzer by `make fuzz`.
+FUZZ_TARGETS = $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz-*.c))
+FUZZ_REPLAYS = $(patsubst %,$(BIN)/fuzz/%,$(FUZZ_TARGETS))
 
 # Only programs whose source exists yet.
 EXISTING = $(foreach p,$(PROGRAMS),$(if $(wildcard $(call src_of,$(p))),$(p)))
 src_of = $(if $(filter %/shaperd %/iprelay-limit,$(1)),shaperd/$(notdir $(1)).c,relay/$(notdir $(1)).c)
 
-.PHONY: all build deps check check-plain check-asan test install uninstall run clean bench package-test
+.PHONY: all build deps check check-plain check-asan test install uninstall run clean bench fuzz package-test
 
 all: deps
 	@$(MAKE) --no-print-directory build
 
-build: $(EXISTING) $(UNIT_TESTS) $(TEST_TOOLS)
+build: $(EXISTING) $(UNIT_TESTS) $(TEST_TOOLS) $(FUZZ_REPLAYS)
 
 deps:
 	@sh tests/deps.sh
@@ -74,6 +78,43 @@ $(BIN)/tests/%: $(OBJ)/tests/unit/%.o $(COMMON_OBJ)
 $(BIN)/tools/%: $(OBJ)/tests/tools/%.o $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_STORE) -lm
+
+$(BIN)/fuzz/%: $(OBJ)/tests/fuzz/%.o $(OBJ)/tests/fuzz/replay.o $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_STORE)
+
+$(patsubst %,$(OBJ)/tests/fuzz/%.o,$(FUZZ_TARGETS) replay): tests/fuzz/fuzz.h
+
+# `make fuzz`: each target under libFuzzer for FUZZ_SECONDS, starting from
+# its seed corpus; new inputs go to build/fuzz/corpus, a crash or a broken
+# invariant stops with the input in build/fuzz/crashes (copy it to
+# tests/fuzz/regress/TARGET/ so the tests replay it from then on).
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang
+FUZZ_FLAGS = -O1 -g -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_DIR = build/fuzz
+
+fuzz:
+	@mkdir -p $(FUZZ_DIR)/crashes
+	@for t in $(FUZZ_TARGETS); do \
+		$(FUZZ_CC) $(WARNFLAGS) $(FUZZ_FLAGS) -o $(FUZZ_DIR)/$$t \
+			tests/fuzz/$$t.c $(patsubst %,common/%.c,$(COMMON)) \
+			$(LDLIBS_STORE) || exit 1; \
+		mkdir -p $(FUZZ_DIR)/corpus/$$t; seeds=tests/fuzz/corpus/$$t; \
+		[ -d $$seeds ] || seeds=; \
+		echo "## $$t: $(FUZZ_SECONDS) s (log: $(FUZZ_DIR)/$$t.log)"; \
+		$(FUZZ_DIR)/$$t -max_total_time=$(FUZZ_SECONDS) \
+			-print_final_stats=1 \
+			-artifact_prefix=$(FUZZ_DIR)/crashes/$$t- \
+			$(FUZZ_DIR)/corpus/$$t $$seeds \
+			>$(FUZZ_DIR)/$$t.log 2>&1; rc=$$?; \
+		grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss)' \
+			$(FUZZ_DIR)/$$t.log; \
+		if [ $$rc -ne 0 ]; then tail -n 40 $(FUZZ_DIR)/$$t.log; \
+			echo "fuzz: $$t failed (exit $$rc); input in $(FUZZ_DIR)/crashes"; \
+			exit 1; fi; \
+	done
 
 # Benchmarks print figures (bench/README.md); they are not tests.
 BENCHES = $(patsubst bench/%.c,$(BIN)/bench/%,$(wildcard bench/*.c))
