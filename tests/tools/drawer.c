@@ -12,10 +12,15 @@
  *   -a   CLOCK_MONOTONIC ns to start at (default now)
  *   -s   spin: draw again at once without sleeping (many transactions, so a
  *        kill -9 often lands inside one)
+ *   -w FILE  wait until FILE holds the start (CLOCK_MONOTONIC ns), so a
+ *        test can set it once every drawer has registered
+ * SIGTERM ends the window early: the report is written all the same, with
+ * the window's length in "seconds".
  * drawer -p SECONDS prints CLOCK_MONOTONIC ns SECONDS from now (a common
  * start time for -a; shells cannot read that clock) and exits.
  */
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -29,6 +34,15 @@
 #include "refiller.h"
 #include "store.h"
 
+static volatile sig_atomic_t stopping;
+
+static void
+on_term(int signo)
+{
+	(void)signo;
+	stopping = 1;
+}
+
 static void
 sleep_until(uint64_t when_ns)
 {
@@ -37,15 +51,43 @@ sleep_until(uint64_t when_ns)
 		.tv_nsec = (long)(when_ns % NS_PER_SEC),
 	};
 
-	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) ==
-	    EINTR)
+	while (!stopping && clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME,
+	    &until, NULL) == EINTR)
 		;
+}
+
+static uint64_t
+wait_start_file(const char *path)
+{
+	char text[32];
+	uint64_t start_ns;
+	ssize_t len;
+	int fd;
+
+	for (;;) {
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			len = read(fd, text, sizeof(text) - 1);
+			close(fd);
+			if (len > 0) {
+				text[len] = '\0';
+				text[strcspn(text, "\n")] = '\0';
+				if (parse_uint(text, 1, UINT64_MAX, &start_ns) == 0)
+					return start_ns;
+			}
+		}
+		if (stopping)
+			return monotonic_ns();
+		usleep(10000);
+	}
 }
 
 int
 main(int argc, char **argv)
 {
 	const char *dir_option = NULL, *limit = "", *report = NULL;
+	const char *start_file = NULL;
+	struct sigaction action = { .sa_handler = on_term };
 	char dir[4096], line[512];
 	struct store *store;
 	struct conn_info conn;
@@ -56,7 +98,7 @@ main(int argc, char **argv)
 	int opt, rc, dir_index = DIR_DOWN, spin = 0, shaped[2], fd, len;
 
 	log_open("drawer", LOG_TO_STDERR);
-	while ((opt = getopt(argc, argv, "S:l:d:a:t:o:sp:")) != -1) {
+	while ((opt = getopt(argc, argv, "S:l:d:a:t:o:sp:w:")) != -1) {
 		switch (opt) {
 		case 'p':
 			if (parse_duration_ns(optarg, &start_ns))
@@ -86,6 +128,7 @@ main(int argc, char **argv)
 			break;
 		case 'o': report = optarg; break;
 		case 's': spin = 1; break;
+		case 'w': start_file = optarg; break;
 		default:
 			fprintf(stderr, "usage: drawer [-S DIR] [-l LIMIT] "
 			    "[-d up|down] [-a START_NS] [-t SECONDS] "
@@ -93,6 +136,7 @@ main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
+	sigaction(SIGTERM, &action, NULL);
 	if ((rc = store_dir_resolve(dir_option, dir, sizeof(dir))))
 		log_fatal(EXIT_USAGE, "unable to find the state dir: %s",
 		    strerror(rc));
@@ -108,6 +152,8 @@ main(int argc, char **argv)
 	if ((rc = store_conn_register(store, &conn)))
 		log_fatal(EXIT_SYSTEM, "unable to register: %s",
 		    store_strerror(rc));
+	if (start_file)
+		start_ns = wait_start_file(start_file);
 	if (start_ns == 0)
 		start_ns = monotonic_ns();
 	end_ns = start_ns + duration_ns;
@@ -134,14 +180,22 @@ main(int argc, char **argv)
 			sleep_until(grant.release_ns);
 		else if (monotonic_ns() >= end_ns)
 			break;
+		if (stopping) {
+			/* Bytes released after now are not in the window. */
+			end_ns = monotonic_ns();
+			if (grant.release_ns > end_ns)
+				window_B -= grant.bytes;
+			break;
+		}
 		want_B = grant.quantum_B;
 	}
 	store_conn_unregister(store, conn.id);
 	store_close(store);
 	len = snprintf(line, sizeof(line), "{\"pid\":%d,\"id\":%" PRIu32
 	    ",\"granted\":%" PRIu64 ",\"window\":%" PRIu64 ",\"draws\":%"
-	    PRIu64 ",\"last_quantum\":%" PRIu64 "}\n", (int)conn.pid, conn.id,
-	    granted_B, window_B, draws, want_B);
+	    PRIu64 ",\"last_quantum\":%" PRIu64 ",\"seconds\":%.3f}\n",
+	    (int)conn.pid, conn.id, granted_B, window_B, draws, want_B,
+	    (double)(end_ns - start_ns) / NS_PER_SEC);
 	if (report == NULL) {
 		fputs(line, stdout);
 		return 0;
