@@ -73,7 +73,7 @@ ok "each of eight relays gets at least 70% of its fair share" \
 # 3. A change from 64 KiB/s to 256 KiB/s mid-transfer.
 limit_set change 64K
 start_relay change -l change "$ORIGIN"
-measure --duration 4.5 --window 0.5 1.9 --run-at 2 \
+measure --duration 5 --window 0.5 1.9 --run-at 2 \
     --run "$LIMIT_CMD set change 256K" --after 2 "127.0.0.1:$RELAY_PORT"
 within "$total" 65536 3 "before the change: 64 KiB/s"
 within "$after_rate" 262144 3 "the 2 s after the change: 256 KiB/s"

@@ -61,6 +61,7 @@ def main():
     t0 = None
     begun = time.monotonic()
     run_start = run_end = None
+    proc = None
     while True:
         now = time.monotonic()
         if t0 is None and now - begun > args.start_timeout:
@@ -71,10 +72,12 @@ def main():
             break
         if (args.run and run_start is None and t0 is not None
                 and now - t0 >= args.run_at):
+            # Keep receiving while CMD runs: a receiver blocked on it would
+            # see the bytes sent meanwhile arrive late, all at once.
             run_start = time.monotonic() - t0
-            subprocess.run(args.run, shell=True, check=False)
+            proc = subprocess.Popen(args.run, shell=True, stdout=sys.stderr)
+        if proc is not None and run_end is None and proc.poll() is not None:
             run_end = time.monotonic() - t0
-            continue
         for i, s in enumerate(socks):
             want = selectors.EVENT_READ if open_[i] else 0
             if up_left[i] > 0:
@@ -85,7 +88,8 @@ def main():
                 sel.unregister(s)
         if not sel.get_map():
             break
-        for key, mask in sel.select(timeout=0.05):
+        waiting = proc is not None and run_end is None
+        for key, mask in sel.select(timeout=0.002 if waiting else 0.05):
             i = key.data
             s = socks[i]
             if mask & selectors.EVENT_WRITE and up_left[i] > 0:
@@ -136,6 +140,9 @@ def main():
     rates = [(at(i, b) - at(i, a)) / (b - a) for i in range(n)]
     result = {"recv": counts, "rates": [int(r) for r in rates],
               "total": int(sum(rates))}
+    if proc is not None and run_end is None:
+        proc.wait()
+        run_end = time.monotonic() - t0
     if run_start is not None:
         result["run_start"] = round(run_start, 4)
         result["run_end"] = round(run_end, 4)
