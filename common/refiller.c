@@ -374,6 +374,13 @@ refiller_tick(struct refiller *refiller, unsigned *reaped)
 
 	*reaped = 0;
 	refiller->tick_ns = now_ns;
+	/* A reader killed inside its transaction pins the pages of its
+	 * snapshot: every draw until its slot is cleared takes fresh pages,
+	 * and at tens of thousands of draws a second that fills the map in
+	 * seconds.  So clear stale slots on every tick (cheap: one lock test
+	 * per reader process). */
+	if ((rc = store_reader_check(refiller->store, &cleared)))
+		return rc;
 	rc = store_tick(refiller->store, bucket_tick,
 	    housekeep ? conn_tick : NULL, refiller);
 	if (rc)
@@ -382,9 +389,7 @@ refiller_tick(struct refiller *refiller, unsigned *reaped)
 		return 0;
 	refiller->housekept_ns = now_ns;
 	forget_unseen(refiller);
-	if ((rc = store_reap(refiller->store, conn_alive, NULL, reaped)))
-		return rc;
-	return store_reader_check(refiller->store, &cleared);
+	return store_reap(refiller->store, conn_alive, NULL, reaped);
 }
 
 uint64_t

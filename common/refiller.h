@@ -44,8 +44,8 @@ int
 refiller_arbitrate(struct refiller *refiller);
 
 /* One tick of work; call every REFILLER_TICK_NS while arbitrate says 1.
- * Reaping, reader checks and connection rates run once a second by the
- * clock, whatever the tick. */
+ * Stale reader slots are cleared on every tick; reaping and connection
+ * rates run once a second by the clock, whatever the tick. */
 int
 refiller_tick(struct refiller *refiller, unsigned *reaped);
 
