@@ -1,0 +1,143 @@
+#!/bin/bash
+# A damaged state file: truncated, random bytes, pages overwritten,
+# another program's LMDB file, another format version, zero length.  Every
+# program that opens the store must say what is wrong in one line naming
+# the state dir or file, exit 100 or 111, never die of a signal, and leave
+# the damaged file as it was.
+. "$IPRELAY_TOP/tests/lib.sh"
+
+LIMIT=$IPRELAY_BIN/iprelay-limit
+LAUNCH="python3 $IPRELAY_TOP/tests/fuzz/launch-inetd.py"
+CASES=$TEST_TMP/cases
+RUN_SECONDS=2	# a program that opened the store runs on: stop it then
+
+# Known failures, reported as TAP TODO (prove -v shows them) until the
+# store guards against them: see docs/reliability.md, "Damaged state".
+#   truncated-meta, truncated-half, pages: SIGBUS inside liblmdb (the map
+#     reaches past the end of the file: a page or node beyond EOF).
+#   zero-length: LMDB takes an empty file for a new one; the programs
+#     start afresh with no limits instead of refusing.
+TODO_CASES=" truncated-meta truncated-half pages zero-length "
+
+# --- the damaged files ----------------------------------------------------
+command -v mdb_load >/dev/null || { echo "Bail out! mdb_load missing (lmdb-utils)"; exit 1; }
+mkdir -p "$CASES/good"
+"$LIMIT" -S "$CASES/good" set top 1M || { echo "Bail out! cannot make a store"; exit 1; }
+"$LIMIT" -S "$CASES/good" set child 10K --parent top
+good=$CASES/good/iprelay.mdb
+size=$(stat -c %s "$good")
+
+make_case() {
+	mkdir -p "$CASES/$1"
+	CASE_FILE=$CASES/$1/iprelay.mdb
+}
+# seeded_bytes FILE OFFSET COUNT SEED: overwrite (or append) COUNT bytes.
+seeded_bytes() {
+	python3 - "$@" <<'PY'
+import random, sys
+path, offset, count, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+rng = random.Random(seed)
+with open(path, "r+b" if offset else "wb") as f:
+    f.seek(offset)
+    f.write(bytes(rng.getrandbits(8) for _ in range(count)))
+PY
+}
+
+make_case truncated-page;  head -c 4096 "$good" >"$CASE_FILE"
+make_case truncated-meta;  head -c 8192 "$good" >"$CASE_FILE"
+make_case truncated-half;  head -c $((size / 8192 * 4096)) "$good" >"$CASE_FILE"
+make_case random;          seeded_bytes "$CASE_FILE" 0 65536 1
+make_case pages;           cp "$good" "$CASE_FILE"
+			   seeded_bytes "$CASE_FILE" 8192 $((size - 8192)) 2
+make_case foreign
+printf 'VERSION=3\nformat=print\ntype=btree\nHEADER=END\n hello\n world\nDATA=END\n' |
+	mdb_load -n -f /dev/stdin "$CASE_FILE"
+make_case foreign-meta
+printf 'VERSION=3\nformat=print\ndatabase=meta\ntype=btree\nHEADER=END\n format\n someone-else 1\nDATA=END\n' |
+	mdb_load -n -f /dev/stdin "$CASE_FILE"
+make_case version
+mdb_dump -n -a -p "$good" | sed 's/^ iprelay-store 1$/ iprelay-store 2/' |
+	mdb_load -n -f /dev/stdin "$CASE_FILE" 2>/dev/null
+make_case zero-length;     : >"$CASE_FILE"
+
+ok "the future version file says format 2" \
+	grep -qx ' iprelay-store 2' <(mdb_dump -n -s meta -p "$CASES/version/iprelay.mdb")
+ok "the foreign files were made" \
+	test -s "$CASES/foreign/iprelay.mdb" -a -s "$CASES/foreign-meta/iprelay.mdb"
+
+# --- running every program on a copy ------------------------------------
+# run_on CASE PROGRAM: sets rc, msg (its stderr, or its log lines for a
+# relay) and dir (the copy it ran on).
+run_on() {
+	dir=$TEST_TMP/run/$1-$2
+	rm -rf "$dir"; mkdir -p "$TEST_TMP/run"; cp -r "$CASES/$1" "$dir"
+	export IPRELAY_LOG_FILE=$dir.log
+	: >"$IPRELAY_LOG_FILE"
+	case $2 in
+	limit-list) "$LIMIT" -S "$dir" list >/dev/null 2>"$dir.err"; rc=$? ;;
+	limit-set) "$LIMIT" -S "$dir" set new 1K >/dev/null 2>"$dir.err"; rc=$? ;;
+	shaperd) timeout -s TERM -k 2 $RUN_SECONDS "$IPRELAY_BIN/shaperd" -S "$dir" \
+		>/dev/null 2>"$dir.err"; rc=$?
+		[ $rc = 124 ] && rc=timeout ;;
+	iprelay-conn) rc=$($LAUNCH $RUN_SECONDS "$IPRELAY_BIN/iprelay-conn" -l top \
+		-S "$dir" REMOTE 2>"$dir.err") ;;
+	iprelay) timeout -s TERM -k 2 $RUN_SECONDS "$IPRELAY_BIN/iprelay" -S "$dir" \
+		</dev/null >/dev/null 2>"$dir.err"; rc=$?
+		[ $rc = 124 ] && rc=timeout ;;
+	esac
+	msg=$(cat "$dir.err" "$IPRELAY_LOG_FILE")
+}
+
+# verdict CASE PROGRAM: "" when the run refused the file as it should,
+# else why not.
+verdict() {
+	case $rc in
+	100|111) ;;
+	timeout) echo "it ran on as if the file were fine"; return ;;
+	*) echo "exit $rc"; return ;;
+	esac
+	fatal=$(printf '%s\n' "$msg" | grep -c 'fatal')
+	[ "$fatal" = 1 ] || { echo "$fatal fatal lines"; return; }
+	printf '%s\n' "$msg" | grep 'fatal' | grep -qF -- "$dir" ||
+		{ echo "the message does not name $dir"; return; }
+	cmp -s "$CASES/$1/iprelay.mdb" "$dir/iprelay.mdb" ||
+		{ echo "the file was changed"; return; }
+}
+
+report() {
+	local case=$1 program=$2 why=$3 name todo=
+	name="$case: $program refuses it ($rc)"
+	[[ $TODO_CASES == *" $case "* ]] && todo=" # TODO known: see docs/reliability.md"
+	tap_count=$((tap_count + 1))
+	if [ -z "$why" ]; then
+		echo "ok $tap_count - $name$todo"
+	else
+		echo "not ok $tap_count - $name$todo"
+		[ -z "$todo" ] && tap_failed=$((tap_failed + 1))
+		diag "$why"
+		printf '%s\n' "$msg" | grep -v '^$' | tail -n 3 | sed 's/^/#   /'
+	fi
+}
+
+PROGRAMS="limit-list limit-set shaperd iprelay-conn iprelay"
+for case in truncated-page truncated-meta truncated-half random pages \
+    foreign foreign-meta version zero-length; do
+	for program in $PROGRAMS; do
+		run_on "$case" "$program"
+		report "$case" "$program" "$(verdict "$case" "$program")"
+	done
+done
+
+# Control: on the good file the same runs succeed (so the checks above
+# can tell a refusal from a run).
+run_on good limit-list
+is "$rc" 0 "good: iprelay-limit list works"
+is "$(cat "$dir.err")" "" "good: and says nothing on stderr"
+run_on good shaperd
+is "$rc" timeout "good: shaperd serves it"
+run_on good iprelay-conn
+is "$rc" timeout "good: iprelay-conn relays with it"
+run_on good iprelay
+is "$rc" timeout "good: iprelay serves it"
+
+done_testing
