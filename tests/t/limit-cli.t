@@ -153,6 +153,26 @@ for _ in $(seq 60); do
 done
 is "$gone" yes "kill sent SIGTERM to the relay's process"
 
+# del with a live relay on it: says how many now run unshaped; the relay
+# goes on drawing (unshaped) and is counted again when the name returns.
+"$L" set doomed 1K
+spawn "$IPRELAY_BIN/tools/drawer" -l doomed -t 30
+doomed_pid=$last_pid
+for _ in $(seq 100); do
+	run get doomed
+	[[ $out == *"conns:   1"* ]] && break
+	sleep 0.05
+done
+run del doomed
+is "$rc" 0 "del of a limit in use exits 0"
+like "$out" "its 1 live relay now runs unshaped until a limit named doomed exists again" \
+	"del says how many relays now run unshaped"
+run set doomed 2K
+run get doomed
+like "$out" "conns: +1$" "a limit set again under that name counts the relay again"
+ok "the relay is still running" kill -0 "$doomed_pid"
+stop_pid "$doomed_pid"
+
 # top: refreshes COUNT times.
 run top -n 2 -d 0.1
 is "$rc" 0 "top -n 2 exits 0"
