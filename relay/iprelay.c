@@ -1919,8 +1919,11 @@ main(int argc, char **argv)
 
 	log_open("iprelay", LOG_TO_STDERR);
 	opterr = 0;
-	while ((option = getopt(argc, argv, ":db:m:n:p:S:")) != -1) {
+	while ((option = getopt(argc, argv, ":db:hm:n:p:S:")) != -1) {
 		switch (option) {
+		case 'h':
+			printf("%s\n", USAGE);
+			return 0;
 		case 'd':
 			relay.daemonise = 1;
 			break;
