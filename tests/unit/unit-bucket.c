@@ -126,6 +126,7 @@ struct release {
 	uint64_t at_ns;
 	uint64_t due_ns;
 	uint64_t bytes;
+	uint64_t seq;		/* draw order, to keep sorts stable */
 };
 
 struct level_log {
@@ -153,6 +154,10 @@ struct sim {
 	uint64_t largest_draw_B[LEVELS_MAX];
 };
 
+/* The event arrays outlive a seed: reused, not freed, so thousands of
+ * seeds do not map and unmap memory thousands of times. */
+static struct level_log log_pool[LEVELS_MAX];
+
 static void
 log_release(struct level_log *log, uint64_t at_ns, uint64_t due_ns,
     uint64_t bytes)
@@ -168,6 +173,7 @@ log_release(struct level_log *log, uint64_t at_ns, uint64_t due_ns,
 	}
 	log->events[log->count].at_ns = at_ns;
 	log->events[log->count].due_ns = due_ns;
+	log->events[log->count].seq = log->count;
 	log->events[log->count].bytes = bytes;
 	log->count++;
 }
@@ -177,7 +183,9 @@ by_time(const void *a, const void *b)
 {
 	const struct release *x = a, *y = b;
 
-	return (x->at_ns > y->at_ns) - (x->at_ns < y->at_ns);
+	if (x->at_ns != y->at_ns)
+		return (x->at_ns > y->at_ns) - (x->at_ns < y->at_ns);
+	return (x->seq > y->seq) - (x->seq < y->seq);
 }
 
 static int
@@ -206,6 +214,9 @@ worst_excess_nB(struct level_log *log, uint64_t rate_Bps, int count_by_due,
 	struct release *dues = NULL;
 	size_t j, due_next = 0, left_next = 0;
 
+	*at_t0 = *at_t1 = 0;
+	if (log->count == 0)
+		return 0;
 	qsort(log->events, log->count, sizeof(*log->events),
 	    count_by_due ? by_due : by_time);
 	if (!count_by_due) {
@@ -264,6 +275,8 @@ sim_setup(struct sim *sim, uint64_t seed, enum shape shape, int saturate_all,
 	int cur;
 
 	memset(sim, 0, sizeof(*sim));
+	for (level = 0; level < LEVELS_MAX; level++)
+		sim->logs[level] = log_pool[level];
 	sim->seed = seed;
 	rng_state = seed;
 	switch (shape) {
@@ -421,8 +434,10 @@ sim_free(struct sim *sim)
 {
 	size_t level;
 
-	for (level = 0; level < sim->nlevels; level++)
-		free(sim->logs[level].events);
+	for (level = 0; level < sim->nlevels; level++) {
+		log_pool[level] = sim->logs[level];
+		log_pool[level].count = 0;
+	}
 }
 
 /* Upper bound on every level of every shape with random demand. */
@@ -512,13 +527,21 @@ test_lower_bound(uint64_t first_seed, unsigned nseeds, size_t ndraws,
 			if (!sim_run(&sim, ndraws, &end_ns))
 				seed_ok = 0;
 			log = &sim.logs[top];
-			qsort(log->events, log->count, sizeof(*log->events),
-			    by_time);
+			if (log->count == 0)
+				seed_ok = 0;
+			else
+				qsort(log->events, log->count,
+				    sizeof(*log->events), by_time);
 			for (j = 0; seed_ok && j < log->count; j++) {
-				/* Releases at one instant count together. */
 				uint64_t at_ns = log->events[j].at_ns;
 				uint64_t q_B = log->events[j].bytes;
 
+				/* Checked strictly before each instant, with
+				 * the first draw released then. */
+				if (j > 0 && log->events[j - 1].at_ns == at_ns) {
+					released_nB += (i128)q_B * NS_PER_SEC;
+					continue;
+				}
 				floor_nB = (i128)sim.buckets[top].rate_Bps *
 				    (at_ns - 1 - sim.start_ns) -
 				    (i128)q_B * NS_PER_SEC;
