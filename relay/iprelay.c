@@ -686,7 +686,8 @@ accept_on(struct forwarder *forwarder, int listen_fd)
 			continue;
 		}
 		forwarder->nconns++;
-		if (relay.set.debug)
+		/* A daemon's relays log their own open and close lines. */
+		if (relay.set.debug && !relay.daemonise)
 			say(LOG_INFO, "- Received connect from %s (forwarder %d)",
 			    peer, number);
 	}
@@ -697,7 +698,7 @@ reap_children(void)
 {
 	struct forwarder *forwarder;
 	struct child *child;
-	char status_text[48] = "";
+	char status_text[96] = "";
 	pid_t pid;
 	int status;
 
@@ -710,14 +711,18 @@ reap_children(void)
 		if (forwarder && forwarder->nconns)
 			forwarder->nconns--;
 		if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
-			snprintf(status_text, sizeof(status_text), " (exit %d)",
-			    WEXITSTATUS(status));
+			snprintf(status_text, sizeof(status_text), " (exit %d%s)",
+			    WEXITSTATUS(status),
+			    WEXITSTATUS(status) == EXIT_TIMEOUT ? ": timeout" :
+			    WEXITSTATUS(status) == EXIT_SYSTEM ?
+			    ": no connection to the remote host or system failure" :
+			    "");
 		else if (WIFSIGNALED(status) && WTERMSIG(status) != SIGTERM)
 			snprintf(status_text, sizeof(status_text), " (signal %d)",
 			    WTERMSIG(status));
 		else
 			status_text[0] = '\0';
-		if (relay.set.debug && !relay.stopping) {
+		if (relay.set.debug && !relay.stopping && !relay.daemonise) {
 			if (child->conn_id)
 				say(LOG_INFO, "CONN%06u: Connection closed%s.",
 				    child->conn_id, status_text);
@@ -732,24 +737,18 @@ reap_children(void)
 	}
 }
 
-/* Match the store's connection records to our children (by pid, and by
- * start time so a recycled pid is never taken for ours). */
-struct sample_ctx {
-	int record;		/* push a per-second sample */
-};
-
+/* Once a second: learn our children's connection ids and sample their
+ * byte counts for the 5 s and 1 min averages of show stats. */
 static int
 sample_visit(void *ctx, const struct conn_info *info)
 {
-	struct sample_ctx *sample = ctx;
 	struct child *child = child_find(info->pid);
 	int dir;
 
+	(void)ctx;
 	if (child == NULL)
 		return 0;
 	child->conn_id = info->id;
-	if (!sample->record)
-		return 0;
 	if (child->filled)
 		child->head = (child->head + 1) % SAMPLES;
 	if (child->filled < SAMPLES)
@@ -760,13 +759,11 @@ sample_visit(void *ctx, const struct conn_info *info)
 }
 
 static void
-sample_children(int record)
+sample_children(void)
 {
-	struct sample_ctx ctx = { .record = record };
-
 	if (relay.nchildren == 0)
 		return;
-	(void)store_conn_foreach(relay.store, sample_visit, &ctx);
+	(void)store_conn_foreach(relay.store, sample_visit, NULL);
 }
 
 static double
@@ -784,11 +781,10 @@ child_rate_kBps(const struct child *child, unsigned span_s, int dir)
 }
 
 static void
-kill_children(int number_or_all)
+kill_children(void)
 {
 	size_t index;
 
-	(void)number_or_all;
 	for (index = 0; index < relay.nchildren; index++) {
 		kill(relay.children[index].pid, SIGTERM);
 		relay.children[index].term_sent = 1;
@@ -1113,7 +1109,7 @@ cmd_set_limit(char **words, int nwords)
 }
 
 static void
-cmd_set_variable(int index, const char *name, const char *value)
+cmd_set_variable(int index, const char *value)
 {
 	uint64_t number;
 	int rc;
@@ -1194,7 +1190,6 @@ cmd_set_variable(int index, const char *name, const char *value)
 	default:
 		return;
 	}
-	(void)name;
 	show_variable((size_t)index);
 }
 
@@ -1231,7 +1226,7 @@ cmd_set(char **words, int nwords)
 		    set_words[index]);
 		return;
 	}
-	cmd_set_variable(index - 3, set_words[index], words[2]);
+	cmd_set_variable(index - 3, words[2]);
 }
 
 static int
@@ -1269,7 +1264,7 @@ cmd_kill(char **words, int nwords)
 	}
 	if (strcmp(words[1], "all") == 0) {
 		out("  Closing %zu connections.\n", relay.nchildren);
-		kill_children(-1);
+		kill_children();
 		return;
 	}
 	if (strncmp(words[1], "CONN", 4) != 0 ||
@@ -1293,7 +1288,7 @@ begin_stop(const char *why)
 	say(LOG_INFO, "%s, closing all connections.", why);
 	relay.stopping = 1;
 	relay.stop_deadline_ns = monotonic_ns() + STOP_GRACE_NS;
-	kill_children(-1);
+	kill_children();
 }
 
 static const char *const commands[] = {
@@ -1586,7 +1581,8 @@ on_tick(void)
 		if (rc && relay.ticks % 100 == 0)
 			say(LOG_WARNING, "** refiller: %s", store_strerror(rc));
 	}
-	sample_children(relay.ticks % 10 == 0);
+	if (relay.ticks % 10 == 0)
+		sample_children();
 }
 
 static void
