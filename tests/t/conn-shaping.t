@@ -2,7 +2,7 @@
 # Shaping through real connections: iprelay-conn spawned per connection by
 # systemd-socket-activate --accept (client socket on fd 3), an origin that
 # sends as fast as it may, and receivers measuring rates on one clock.
-# Windows start 0.5 s after the last connection's first byte.
+# Windows start 0.5 s after the last connection's first byte; shaperd runs.
 . "$IPRELAY_TOP/tests/lib.sh"
 
 CONN=$IPRELAY_BIN/iprelay-conn
@@ -41,6 +41,12 @@ start_relay() {
 	echo "Bail out! relay $1 did not listen"
 	exit 1
 }
+
+# A refiller ticking as in a real deployment (conn-http.t runs without one).
+if [ -x "$IPRELAY_BIN/shaperd" ]; then
+	spawn "$IPRELAY_BIN/shaperd" -S "$IPRELAY_STATE_DIR" 2>"$TEST_TMP/shaperd.err"
+	wait_file "$IPRELAY_STATE_DIR/shaperd.lock" 10
+fi
 
 # An origin sending 64 MiB to each connection: more than any test takes.
 start_origin origin --send $((64 << 20))
