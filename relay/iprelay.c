@@ -64,6 +64,7 @@ struct forwarder {
 struct child {
 	pid_t pid;
 	int forwarder;			/* number; -1 once the forwarder is gone */
+	uint64_t start_ticks;		/* /proc starttime: tells a reused pid */
 	uint32_t conn_id;		/* 0 until seen in the store */
 	char peer[PEER_MAX + 1];
 	uint64_t bytes[SAMPLES][2];	/* per second, for the averages */
@@ -535,6 +536,26 @@ forwarder_delete(int number)
 
 /* ---- children -------------------------------------------------------- */
 
+/* Our child that registered this record: same pid, and the same start
+ * time, so a dead relay's record naming a reused pid is not taken. */
+static struct child *
+child_of(const struct conn_info *info)
+{
+	size_t index;
+
+	for (index = 0; index < relay.nchildren; index++) {
+		struct child *child = &relay.children[index];
+
+		if (child->pid != info->pid)
+			continue;
+		if (info->pid_start && child->start_ticks &&
+		    info->pid_start != child->start_ticks)
+			return NULL;
+		return child;
+	}
+	return NULL;
+}
+
 static struct child *
 child_find(pid_t pid)
 {
@@ -563,6 +584,7 @@ child_add(pid_t pid, int number, const char *peer)
 	grown = &relay.children[relay.nchildren++];
 	memset(grown, 0, sizeof(*grown));
 	grown->pid = pid;
+	grown->start_ticks = refiller_proc_start(pid);
 	grown->forwarder = number;
 	snprintf(grown->peer, sizeof(grown->peer), "%s", peer);
 	return grown;
@@ -742,7 +764,7 @@ reap_children(void)
 static int
 sample_visit(void *ctx, const struct conn_info *info)
 {
-	struct child *child = child_find(info->pid);
+	struct child *child = child_of(info);
 	int dir;
 
 	(void)ctx;
@@ -899,7 +921,7 @@ nice_time(uint64_t seconds, char *buf, size_t size)
 static int
 show_conn_visit(void *ctx, const struct conn_info *info)
 {
-	struct child *child = child_find(info->pid);
+	struct child *child = child_of(info);
 	uint64_t now_ns = realtime_ns(), up_ns, idle_ns;
 	char up[64], idle[64];
 	double up_s;
@@ -1237,7 +1259,7 @@ kill_visit(void *ctx, const struct conn_info *info)
 
 	if (info->id != *wanted)
 		return 0;
-	child = child_find(info->pid);
+	child = child_of(info);
 	if (child == NULL)
 		return 0;
 	child->conn_id = info->id;
