@@ -548,6 +548,242 @@ give_to_dir_owner(const char *dir, const char *file)
 		return;
 }
 
+/*
+ * Checking the file before LMDB maps it.  LMDB trusts its file: a page
+ * number past the end of a file cut short makes it read unmapped memory
+ * (SIGBUS, the program dies), and an empty file is taken for a new store.
+ * So before opening, read the newest meta page and walk every tree from it
+ * with pread(), checking that each page it names lies inside the file and
+ * looks like a page of its kind.  The layout is LMDB 0.9's (mdb.c), for
+ * 64-bit builds: pages start with a 16-byte header, branch nodes hold a
+ * 48-bit child page number, leaf nodes with F_BIGDATA an overflow page
+ * number, with F_SUBDATA a named database's root.
+ *
+ * Writers commit while we read: pages of the newest snapshot stay as they
+ * are until the commit after next, so a walk counts only if the newest
+ * meta is the same after it as before; otherwise it is tried again, and
+ * after many tries under constant commits the check gives up rather than
+ * refuse a file it could not read still.
+ */
+#define LMDB_MAGIC		0xBEEFC0DEU
+#define LMDB_PAGEHDRSZ		16
+#define LMDB_NODESIZE		8
+#define LMDB_META_DBS		24	/* offset of mm_dbs in the meta */
+#define LMDB_DB_SIZE		48
+#define LMDB_DB_ROOT		40	/* offset of md_root in an MDB_db */
+#define LMDB_META_LAST_PG	(LMDB_META_DBS + 2 * LMDB_DB_SIZE)
+#define LMDB_META_TXNID		(LMDB_META_LAST_PG + 8)
+#define LMDB_P_BRANCH		0x01
+#define LMDB_P_LEAF		0x02
+#define LMDB_P_OVERFLOW		0x04
+#define LMDB_P_LEAF2		0x20
+#define LMDB_F_BIGDATA		0x01
+#define LMDB_F_SUBDATA		0x02
+#define LMDB_P_INVALID		(~(uint64_t)0)
+#define WALK_DEPTH_MAX		32
+#define WALK_TRIES		50
+
+struct file_walk {
+	int fd;
+	uint64_t size, psize, npages;
+	unsigned char *page;		/* one page per depth level */
+};
+
+static uint64_t
+load_le(const unsigned char *bytes, size_t width)
+{
+	uint64_t value = 0;
+
+	while (width--)
+		value = value << 8 | bytes[width];
+	return value;
+}
+
+static int
+walk_tree(struct file_walk *walk, uint64_t pgno, unsigned depth,
+    int main_db)
+{
+	unsigned char *page = walk->page + depth * walk->psize;
+	unsigned char over[LMDB_PAGEHDRSZ];
+	uint64_t lower, upper, page_flags, node_flags, nkeys, index, offset;
+	uint64_t child, ksize, dsize, pages;
+	int rc;
+
+	if (depth >= WALK_DEPTH_MAX || pgno < 2 || pgno >= walk->npages)
+		return STORE_EDAMAGED;
+	if (pread(walk->fd, page, walk->psize, (off_t)(pgno * walk->psize)) !=
+	    (ssize_t)walk->psize)
+		return STORE_EDAMAGED;
+	page_flags = load_le(page + 10, 2);
+	lower = load_le(page + 12, 2);
+	upper = load_le(page + 14, 2);
+	if (load_le(page, 8) != pgno ||
+	    !(page_flags & (LMDB_P_BRANCH | LMDB_P_LEAF)) ||
+	    (page_flags & LMDB_P_LEAF2) ||
+	    lower < LMDB_PAGEHDRSZ || lower > upper || upper > walk->psize ||
+	    (lower - LMDB_PAGEHDRSZ) % 2)
+		return STORE_EDAMAGED;
+	nkeys = (lower - LMDB_PAGEHDRSZ) / 2;
+	for (index = 0; index < nkeys; index++) {
+		offset = load_le(page + LMDB_PAGEHDRSZ + 2 * index, 2);
+		if (offset < upper || offset + LMDB_NODESIZE > walk->psize)
+			return STORE_EDAMAGED;
+		ksize = load_le(page + offset + 6, 2);
+		if (offset + LMDB_NODESIZE + ksize > walk->psize)
+			return STORE_EDAMAGED;
+		if (page_flags & LMDB_P_BRANCH) {
+			child = load_le(page + offset, 2) |
+			    load_le(page + offset + 2, 2) << 16 |
+			    load_le(page + offset + 4, 2) << 32;
+			/* Deeper levels read into their own buffers. */
+			if ((rc = walk_tree(walk, child, depth + 1, main_db)))
+				return rc;
+			continue;
+		}
+		dsize = load_le(page + offset, 2) |
+		    load_le(page + offset + 2, 2) << 16;
+		node_flags = load_le(page + offset + 4, 2);
+		if (node_flags & LMDB_F_BIGDATA) {
+			if (offset + LMDB_NODESIZE + ksize + 8 > walk->psize)
+				return STORE_EDAMAGED;
+			child = load_le(page + offset + LMDB_NODESIZE + ksize,
+			    8);
+			if (child < 2 || child >= walk->npages ||
+			    pread(walk->fd, over, sizeof(over),
+			    (off_t)(child * walk->psize)) != sizeof(over))
+				return STORE_EDAMAGED;
+			pages = load_le(over + 12, 4);
+			if (load_le(over, 8) != child ||
+			    !(load_le(over + 10, 2) & LMDB_P_OVERFLOW) ||
+			    pages == 0 || child + pages > walk->npages ||
+			    dsize > pages * walk->psize)
+				return STORE_EDAMAGED;
+		} else if (offset + LMDB_NODESIZE + ksize + dsize >
+		    walk->psize) {
+			return STORE_EDAMAGED;
+		}
+		if (main_db && (node_flags & LMDB_F_SUBDATA)) {
+			if (dsize != LMDB_DB_SIZE ||
+			    (node_flags & LMDB_F_BIGDATA))
+				return STORE_EDAMAGED;
+			child = load_le(page + offset + LMDB_NODESIZE + ksize +
+			    LMDB_DB_ROOT, 8);
+			if (child != LMDB_P_INVALID &&
+			    (rc = walk_tree(walk, child, depth + 1, 0)))
+				return rc;
+		}
+	}
+	return 0;
+}
+
+/* The newest valid meta page: its txnid and the roots of the free and
+ * main databases; STORE_EDAMAGED if neither is valid but one has LMDB's
+ * magic (a damaged store), EINVAL if neither looks like LMDB's (left to
+ * LMDB to name as foreign). */
+static int
+newest_meta(struct file_walk *walk, uint64_t *txnid, uint64_t roots[2])
+{
+	unsigned char meta[LMDB_PAGEHDRSZ + LMDB_META_TXNID + 8];
+	uint64_t meta_txnid, last_pg;
+	int index, found = 0, magic = 0;
+
+	for (index = 0; index < 2; index++) {
+		if (pread(walk->fd, meta, sizeof(meta),
+		    (off_t)(index * walk->psize)) != sizeof(meta))
+			continue;
+		if (load_le(meta + LMDB_PAGEHDRSZ, 4) != LMDB_MAGIC)
+			continue;
+		magic = 1;
+		last_pg = load_le(meta + LMDB_PAGEHDRSZ + LMDB_META_LAST_PG, 8);
+		meta_txnid = load_le(meta + LMDB_PAGEHDRSZ + LMDB_META_TXNID,
+		    8);
+		if (last_pg < 1)
+			continue;
+		if (found && meta_txnid <= *txnid)
+			continue;
+		*txnid = meta_txnid;
+		roots[0] = load_le(meta + LMDB_PAGEHDRSZ + LMDB_META_DBS +
+		    LMDB_DB_ROOT, 8);
+		roots[1] = load_le(meta + LMDB_PAGEHDRSZ + LMDB_META_DBS +
+		    LMDB_DB_SIZE + LMDB_DB_ROOT, 8);
+		found = 1;
+	}
+	if (found)
+		return 0;
+	return magic ? STORE_EDAMAGED : EINVAL;
+}
+
+static int
+check_file(const char *path)
+{
+	struct file_walk walk = { .fd = -1 };
+	unsigned char head[LMDB_PAGEHDRSZ + LMDB_META_DBS + 8];
+	struct stat file_stat;
+	uint64_t txnid = 0, again = 0, roots[2];
+	int rc = 0, tries, waits;
+
+	walk.fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (walk.fd < 0)
+		return 0;	/* missing, or no access: LMDB will say */
+	/* An empty file is a store being created this instant by another
+	 * process (LMDB writes its first pages at once), or damage. */
+	for (waits = 0; ; waits++) {
+		if (fstat(walk.fd, &file_stat) < 0) {
+			rc = errno;
+			goto out;
+		}
+		if (file_stat.st_size > 0)
+			break;
+		if (waits == 50) {
+			rc = STORE_EDAMAGED;
+			goto out;
+		}
+		usleep(10000);
+	}
+	walk.size = (uint64_t)file_stat.st_size;
+	if (pread(walk.fd, head, sizeof(head), 0) != sizeof(head) ||
+	    load_le(head + LMDB_PAGEHDRSZ, 4) != LMDB_MAGIC)
+		goto out;	/* not LMDB's at all: LMDB says so */
+	walk.psize = load_le(head + LMDB_PAGEHDRSZ + LMDB_META_DBS, 4);
+	if (walk.psize < 512 || walk.psize > 65536 ||
+	    (walk.psize & (walk.psize - 1)) || walk.size < 2 * walk.psize) {
+		rc = STORE_EDAMAGED;
+		goto out;
+	}
+	walk.npages = walk.size / walk.psize;
+	walk.page = malloc(walk.psize * WALK_DEPTH_MAX);
+	if (walk.page == NULL) {
+		rc = ENOMEM;
+		goto out;
+	}
+	for (tries = 0; tries < WALK_TRIES; tries++) {
+		rc = newest_meta(&walk, &txnid, roots);
+		if (rc == EINVAL) {
+			rc = 0;		/* LMDB names it */
+			goto out;
+		}
+		if (rc == 0 && roots[0] != LMDB_P_INVALID)
+			rc = walk_tree(&walk, roots[0], 0, 0);
+		if (rc == 0 && roots[1] != LMDB_P_INVALID)
+			rc = walk_tree(&walk, roots[1], 0, 1);
+		if (rc != STORE_EDAMAGED)
+			goto out;
+		/* Damage, or a commit moved the pages under the walk. */
+		if (newest_meta(&walk, &again, roots) == 0 && again == txnid)
+			goto out;
+		if (fstat(walk.fd, &file_stat) == 0 &&
+		    (uint64_t)file_stat.st_size != walk.size) {
+			walk.size = (uint64_t)file_stat.st_size;
+			walk.npages = walk.size / walk.psize;
+		}
+	}
+	rc = 0;		/* never still: let LMDB try */
+out:
+	free(walk.page);
+	close(walk.fd);
+	return rc;
+}
+
 int
 store_open(struct store **out, const char *dir, int flags)
 {
@@ -564,6 +800,8 @@ store_open(struct store **out, const char *dir, int flags)
 		return ENAMETOOLONG;
 	if (!create && access(path, F_OK) < 0)
 		return errno == ENOENT ? STORE_ENOSTORE : errno;
+	if ((rc = check_file(path)))
+		return rc;
 	if (create && (rc = make_dir(dir)))
 		return rc;
 	store = calloc(1, sizeof(*store));
