@@ -1162,8 +1162,11 @@ main(int argc, char **argv)
 	log_line(LOG_INFO, "%s open: peer %s via %s, remote %s (%s), limit %s",
 	    relay.label, relay.peer, relay.launcher, relay.remote_word,
 	    relay.remote_addr, relay.limit[0] ? relay.limit : "none");
+	/* Unshaped bytes are counted at most every ACCOUNT_PERIOD_NS: a
+	 * short connection then costs one count, at its end. */
+	relay.last_account_ns = monotonic_ns();
 	if (relay.limit[0])
-		account(&relay, monotonic_ns());
+		account(&relay, relay.last_account_ns);
 	relay_loop(&relay);
 	if (relay.end == END_SIGNAL || relay.end == END_IDLE) {
 		/* A clean close: FIN both ways, whatever was in flight. */
