@@ -109,8 +109,11 @@ P5=$(free_port)
 spawn "$IPRELAY" -m 1 -b 2048 "$P5:127.0.0.1:$ORIGIN_PORT" </dev/null \
     >/dev/null 2>"$TEST_TMP/m.err"
 mpid=$last_pid
-wait_port "$P5" 10
-sleep 0.5	# the wait_port probe's own connection ends first
+# The banner follows the bind; a wait_port probe would take the one slot.
+for _ in $(seq 100); do
+	grep -q 'forwarder 99 set' "$TEST_TMP/m.err" 2>/dev/null && break
+	sleep 0.1
+done
 $PEER client --connect "127.0.0.1:$P5" --duration 5 >"$TEST_TMP/first.json" &
 first=$!
 spawned_pids="$spawned_pids $first"
