@@ -41,7 +41,7 @@ FUZZ_REPLAYS = $(patsubst %,$(BIN)/fuzz/%,$(FUZZ_TARGETS))
 EXISTING = $(foreach p,$(PROGRAMS),$(if $(wildcard $(call src_of,$(p))),$(p)))
 src_of = $(if $(filter %/shaperd %/iprelay-limit,$(1)),shaperd/$(notdir $(1)).c,relay/$(notdir $(1)).c)
 
-.PHONY: all build deps check check-plain check-asan test install uninstall run clean bench fuzz package-test
+.PHONY: all build deps check check-plain check-asan test install uninstall run clean bench bench-quick fuzz package-test
 
 all: deps
 	@$(MAKE) --no-print-directory build
@@ -121,6 +121,13 @@ BENCHES = $(patsubst bench/%.c,$(BIN)/bench/%,$(wildcard bench/*.c))
 
 bench: build $(BENCHES)
 	@for b in $(BENCHES); do echo "## $$b"; $$b || exit 1; done
+	@sh bench/deps.sh
+	@bash bench/run.sh
+
+# The same peers and figures, fewer rates and shorter runs (under a minute).
+bench-quick: build
+	@sh bench/deps.sh
+	@bash bench/run.sh --quick
 
 $(BIN)/bench/%: $(OBJ)/bench/%.o $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
