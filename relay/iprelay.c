@@ -119,6 +119,13 @@ static struct {
 	char pending[LINE_MAX_B];	/* piped input not yet a whole line */
 	size_t pending_len;
 	struct editor editor;
+	struct {			/* set forwarder, resolving meanwhile */
+		int active;
+		int number;
+		struct proxyspec spec;
+		struct addrinfo hints;
+		struct gaicb request;
+	} resolving;
 } relay = {
 	.signal_fd = -1,
 	.timer_fd = -1,
@@ -450,17 +457,12 @@ fail:
 	return -1;
 }
 
-/* Resolve the remote host now, as the original did, to show the address
- * and to refuse a name that does not resolve.  iprelay-conn resolves it
- * again per connection and tries every address. */
+/* The outcome of resolving remote: its first address in shown, or why
+ * not.  Frees result. */
 static int
-resolve_remote(const struct hostport *remote, char *shown, size_t size,
-    char *why, size_t why_size)
+resolved(const struct hostport *remote, int rc, struct addrinfo *result,
+    char *shown, size_t size, char *why, size_t why_size)
 {
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *result;
-	int rc;
-
-	rc = getaddrinfo(remote->host, remote->port, &hints, &result);
 	if (rc) {
 		snprintf(why, why_size, "unable to resolve %s: %s", remote->host,
 		    rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
@@ -476,19 +478,31 @@ resolve_remote(const struct hostport *remote, char *shown, size_t size,
 	return 0;
 }
 
-/* Add or replace forwarder number.  On failure the old one (if any) is
- * kept when it can still listen. */
+/* Resolve the remote host now, as the original did, to show the address
+ * and to refuse a name that does not resolve.  iprelay-conn resolves it
+ * again per connection and tries every address. */
 static int
-forwarder_set(int number, const struct proxyspec *spec, char *why,
-    size_t why_size)
+resolve_remote(const struct hostport *remote, char *shown, size_t size,
+    char *why, size_t why_size)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *result;
+	int rc;
+
+	rc = getaddrinfo(remote->host, remote->port, &hints, &result);
+	return resolved(remote, rc, result, shown, size, why, why_size);
+}
+
+/* Add or replace forwarder number, its remote already resolved to shown.
+ * On failure the old one (if any) is kept when it can still listen. */
+static int
+forwarder_install(int number, const struct proxyspec *spec,
+    const char *shown, char *why, size_t why_size)
 {
 	struct forwarder fresh = { .number = number, .spec = *spec };
 	struct forwarder *old = forwarder_find(number);
 	char old_why[256];
 
-	if (resolve_remote(&spec->remote, fresh.remote_shown,
-	    sizeof(fresh.remote_shown), why, why_size) < 0)
-		return -1;
+	snprintf(fresh.remote_shown, sizeof(fresh.remote_shown), "%s", shown);
 	if (old == NULL && relay.nforwarders == FORWARDERS_MAX) {
 		snprintf(why, why_size, "too many forwarders (at most %d)",
 		    FORWARDERS_MAX);
@@ -515,6 +529,66 @@ forwarder_set(int number, const struct proxyspec *spec, char *why,
 		relay.forwarders[relay.nforwarders++] = fresh;
 	}
 	return 0;
+}
+
+/* set forwarder with a name: resolved by getaddrinfo_a so the loop goes
+ * on; the outcome is announced when the signal comes (resolve_done). */
+static int
+resolve_start(int number, const struct proxyspec *spec)
+{
+	struct gaicb *list[1] = { &relay.resolving.request };
+	struct sigevent event = {
+		.sigev_notify = SIGEV_SIGNAL,
+		.sigev_signo = SIGRTMIN,
+	};
+	int rc;
+
+	memset(&relay.resolving, 0, sizeof(relay.resolving));
+	relay.resolving.number = number;
+	relay.resolving.spec = *spec;
+	relay.resolving.hints.ai_socktype = SOCK_STREAM;
+	relay.resolving.request.ar_name = relay.resolving.spec.remote.host;
+	relay.resolving.request.ar_service = relay.resolving.spec.remote.port;
+	relay.resolving.request.ar_request = &relay.resolving.hints;
+	rc = getaddrinfo_a(GAI_NOWAIT, list, 1, &event);
+	if (rc == 0)
+		relay.resolving.active = 1;
+	return rc;
+}
+
+static void
+resolve_done(void)
+{
+	char shown[INET6_ADDRSTRLEN], why[512];
+	int rc, number = relay.resolving.number;
+
+	if (!relay.resolving.active)
+		return;
+	rc = gai_error(&relay.resolving.request);
+	if (rc == EAI_INPROGRESS)
+		return;
+	relay.resolving.active = 0;
+	if (resolved(&relay.resolving.spec.remote, rc,
+	    relay.resolving.request.ar_result, shown, sizeof(shown), why,
+	    sizeof(why)) < 0 || forwarder_install(number,
+	    &relay.resolving.spec, shown, why, sizeof(why)) < 0)
+		say(LOG_WARNING, "  forwarder %d not set: %s", number, why);
+	else
+		say(LOG_INFO, "  .... determined as: %s\n  forwarder %d set.",
+		    shown, number);
+}
+
+/* At start-up, before the loop: resolving may block here. */
+static int
+forwarder_set(int number, const struct proxyspec *spec, char *why,
+    size_t why_size)
+{
+	char shown[INET6_ADDRSTRLEN];
+
+	if (resolve_remote(&spec->remote, shown, sizeof(shown), why,
+	    why_size) < 0)
+		return -1;
+	return forwarder_install(number, spec, shown, why, why_size);
 }
 
 static int
@@ -1056,7 +1130,7 @@ cmd_set_forwarder(char **words, int nwords)
 {
 	struct proxyspec spec;
 	char why[512];
-	int number;
+	int number, rc;
 
 	if (nwords < 3 || strcmp(words[2], "?") == 0) {
 		out("  set forwarder <n> <local_port>:<remote_host>:<remote_port>\n"
@@ -1082,6 +1156,21 @@ cmd_set_forwarder(char **words, int nwords)
 	if (parse_proxyspec(words[3], &spec) < 0) {
 		out("  Bad proxyspec: %s (local_port:remote_host:remote_port), "
 		    "forwarder %d not set.\n", words[3], number);
+		return;
+	}
+	if (!address_valid(spec.remote.host)) {
+		if (relay.resolving.active) {
+			out("  Still resolving for forwarder %d; forwarder %d not "
+			    "set, try again.\n", relay.resolving.number, number);
+			return;
+		}
+		rc = resolve_start(number, &spec);
+		if (rc) {
+			out("  forwarder %d not set: unable to resolve %s: %s\n",
+			    number, spec.remote.host, gai_strerror(rc));
+			return;
+		}
+		out("  Resolving address (%s).....\n", spec.remote.host);
 		return;
 	}
 	if (forwarder_set(number, &spec, why, sizeof(why)) < 0) {
@@ -1627,6 +1716,8 @@ on_signal(void)
 			begin_stop("Caught sig (HUP)");
 			break;
 		default:
+			if ((int)info.ssi_signo == SIGRTMIN)
+				resolve_done();
 			break;
 		}
 	}
@@ -1789,6 +1880,7 @@ setup_signals(void)
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGRTMIN);	/* a set forwarder name resolved */
 	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
 		log_fatal(EXIT_SYSTEM, "unable to block signals: %s",
 		    strerror(errno));

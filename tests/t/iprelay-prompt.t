@@ -102,6 +102,7 @@ ok "ctrl-u clears the line" pty_expect '^debug\t1$'
 ORIGIN2_PORT=$ORIGIN_PORT
 L2=$(free_port)
 pty_send "set forwarder 1 $L2:localhost:$ORIGIN2_PORT"
+ok "a name is resolved while the prompt goes on" pty_expect '^  Resolving address \(localhost\)\.+$'
 ok "set forwarder 1" pty_expect '^  forwarder 1 set\.$'
 pty_send "show all"
 ok "forwarder 1 listed before 99" pty_expect \

@@ -19,19 +19,22 @@ SIGTERM, then SIGKILL after 3 s.
 """
 import os, pty, re, select, signal, sys, time
 
-ESCAPES = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z~]|\x1b[()][A-Za-z0-9]|\r")
-
-
-def clean(raw):
-    return ESCAPES.sub(b"", raw).decode("utf-8", "replace")
+# A tiny terminal model: "\r ESC[K" clears the line being drawn (the
+# prompt's redraws, a message printed above the prompt), other escapes and
+# carriage returns are dropped, "\n" ends a line.
+TOKEN = re.compile(rb"\r\x1b\[K|\x1b\[[0-9;?]*[A-Za-z~]|\x1b[()][A-Za-z0-9]"
+                   rb"|\r|\n|[^\r\n\x1b]+|\x1b")
+PARTIAL = re.compile(rb"(\r(\x1b(\[)?)?|\x1b(\[[0-9;?]*|[()])?)$")
 
 
 class Driver:
     def __init__(self, argv, log_path, last_path):
         self.log = open(log_path, "ab", buffering=0)
         self.last_path = last_path
-        self.raw = b""
-        self.mark = 0          # characters of clean(raw) consumed
+        self.pending = b""     # an escape sequence not yet complete
+        self.committed = ""    # whole lines
+        self.line = ""         # the line being drawn
+        self.mark = 0          # characters of committed + line consumed
         self.eof = False
         self.status = None
         self.pid, self.fd = pty.fork()
@@ -56,14 +59,35 @@ class Driver:
         if not data:
             self.eof = True
             return
-        self.raw += data
         self.log.write(data)
+        self.feed(data)
+
+    def feed(self, data):
+        data = self.pending + data
+        partial = PARTIAL.search(data)
+        cut = partial.start() if partial else len(data)
+        self.pending = data[cut:]
+        for token in TOKEN.findall(data[:cut]):
+            if token == b"\r\x1b[K":
+                self.line = ""
+                # What was consumed of a cleared line is gone with it.
+                self.mark = min(self.mark, len(self.committed))
+            elif token == b"\n":
+                self.committed += self.line + "\n"
+                self.line = ""
+            elif token[:1] in (b"\r", b"\x1b"):
+                continue
+            else:
+                self.line += token.decode("utf-8", "replace")
+
+    def text(self):
+        return self.committed + self.line
 
     def expect(self, seconds, pattern):
         regex = re.compile(pattern, re.MULTILINE)
         deadline = time.monotonic() + seconds
         while True:
-            text = clean(self.raw)
+            text = self.text()
             match = regex.search(text, self.mark)
             if match:
                 with open(self.last_path, "w") as last:
@@ -77,7 +101,7 @@ class Driver:
                 return "eof"
             self.pump(min(left, 0.1))
         with open(self.last_path, "w") as last:
-            last.write(clean(self.raw)[self.mark:])
+            last.write(self.text()[self.mark:])
         return "timeout"
 
     def reap(self, block):
