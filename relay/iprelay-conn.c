@@ -47,10 +47,12 @@
 #define ACCOUNT_PERIOD_NS	(50ULL * 1000 * 1000)
 #define ZERO_GRANT_RETRY_NS	(10ULL * 1000 * 1000)
 #define STORE_WARN_PERIOD_NS	(10ULL * NS_PER_SEC)
-/* Pipes count against pipe-user-pages-soft (16384 pages per user): a
- * shaped direction needs room for one quantum only, an unshaped one
- * starts at the kernel default and grows for bulk transfers. */
-#define PIPE_SHAPED_B		(16U * 1024U)
+/* Pipes count against pipe-user-pages-soft (16384 pages per user; past
+ * it new pipes get two pages): 1000 relays with two default pipes (16
+ * pages each) would pass it.  Every pipe starts at 4 pages, which covers
+ * a shaped direction's quantum at most rates, and an unshaped one grows
+ * once it fills, i.e. only for bulk transfers. */
+#define PIPE_START_B		(16U * 1024U)
 #define PIPE_BULK_B		(256U * 1024U)
 #define NOTSENT_LOWAT_MIN_B	(16U * 1024U)
 
@@ -557,8 +559,8 @@ become_shaped(struct direction *d, uint64_t quantum_B)
 		set_tcp_option(d->to_fd, TCP_NOTSENT_LOWAT, (int)lowat_B);
 	}
 	if (d->pipe_B == 0)
-		pipe_resize(d, quantum_B > PIPE_SHAPED_B ? quantum_B :
-		    PIPE_SHAPED_B);
+		pipe_resize(d, quantum_B > PIPE_START_B ? quantum_B :
+		    PIPE_START_B);
 }
 
 static void
@@ -1071,7 +1073,7 @@ connect_remote(struct relay *relay)
 static void
 init_direction(struct relay *relay, struct direction *d, int dir)
 {
-	int fds[2];
+	int fds[2], got;
 
 	d->dir = dir;
 	d->label = dir == DIR_UP ? "up" : "down";
@@ -1092,9 +1094,10 @@ init_direction(struct relay *relay, struct direction *d, int dir)
 		    relay->label, strerror(errno));
 	d->pipe_fd[0] = fds[0];
 	d->pipe_fd[1] = fds[1];
-	d->pipe_cap_B = (size_t)fcntl(fds[1], F_GETPIPE_SZ);
-	if ((ssize_t)d->pipe_cap_B <= 0)
-		d->pipe_cap_B = 4096;
+	got = fcntl(fds[1], F_SETPIPE_SZ, (int)PIPE_START_B);
+	if (got <= 0)
+		got = fcntl(fds[1], F_GETPIPE_SZ);
+	d->pipe_cap_B = got > 0 ? (size_t)got : 4096;
 }
 
 static void
