@@ -127,6 +127,7 @@ struct relay {
 	uint64_t last_move_ns;
 	struct direction up, down;
 	enum end_reason end;
+	char end_detail[96];		/* the failing call, for the log */
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -724,8 +725,8 @@ splice_in(struct relay *relay, struct direction *d, uint64_t now_ns)
 			}
 		}
 	} else {
-		log_line(LOG_INFO, "%s: reading %s: %s", relay->label, d->label,
-		    strerror(errno));
+		snprintf(relay->end_detail, sizeof(relay->end_detail),
+		    "reading %s: %s", d->label, strerror(errno));
 		fail_side(relay, d->reset_from);
 	}
 }
@@ -763,8 +764,9 @@ splice_out(struct relay *relay, struct direction *d, uint64_t now_ns)
 			d->to_blocked = 1;
 			return;
 		}
-		log_line(LOG_INFO, "%s: writing %s: %s", relay->label, d->label,
-		    n < 0 ? strerror(errno) : "nothing written");
+		snprintf(relay->end_detail, sizeof(relay->end_detail),
+		    "writing %s: %s", d->label, n < 0 ? strerror(errno) :
+		    "nothing written");
 		fail_side(relay, d->reset_to);
 		return;
 	}
@@ -1183,11 +1185,12 @@ main(int argc, char **argv)
 		account(&relay, monotonic_ns());
 	duration_ns = monotonic_ns() - relay.start_ns;
 	log_line(LOG_INFO, "%s close: up %llu B, down %llu B, %llu.%03llu s, "
-	    "%s", relay.label, (unsigned long long)relay.up.moved_B,
+	    "%s%s%s%s", relay.label, (unsigned long long)relay.up.moved_B,
 	    (unsigned long long)relay.down.moved_B,
 	    (unsigned long long)(duration_ns / NS_PER_SEC),
 	    (unsigned long long)(duration_ns % NS_PER_SEC / 1000000),
-	    end_words[relay.end]);
+	    end_words[relay.end], relay.end_detail[0] ? " (" : "",
+	    relay.end_detail, relay.end_detail[0] ? ")" : "");
 	switch (relay.end) {
 	case END_IDLE:
 		return EXIT_TIMEOUT;
