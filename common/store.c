@@ -559,11 +559,13 @@ give_to_dir_owner(const char *dir, const char *file)
  * 48-bit child page number, leaf nodes with F_BIGDATA an overflow page
  * number, with F_SUBDATA a named database's root.
  *
- * Writers commit while we read: pages of the newest snapshot stay as they
- * are until the commit after next, so a walk counts only if the newest
- * meta is the same after it as before; otherwise it is tried again, and
- * after many tries under constant commits the check gives up rather than
- * refuse a file it could not read still.
+ * Writers commit while we read.  A meta page is read until two reads
+ * agree (a read racing the write of a meta can see half of each); the
+ * file's size is taken after the meta, so it covers every page the meta
+ * names; and the pages of the newest snapshot are not reused before two
+ * more commits, so a walk counts only if the newest meta is the same after
+ * it as before.  Damage is found by two such walks in a row; a file that
+ * never holds still for one is left to LMDB rather than refused.
  */
 #define LMDB_MAGIC		0xBEEFC0DEU
 #define LMDB_PAGEHDRSZ		16
@@ -582,6 +584,7 @@ give_to_dir_owner(const char *dir, const char *file)
 #define LMDB_P_INVALID		(~(uint64_t)0)
 #define WALK_DEPTH_MAX		32
 #define WALK_TRIES		50
+#define WALK_CONFIRM		2
 
 struct file_walk {
 	int fd;
@@ -684,12 +687,22 @@ static int
 newest_meta(struct file_walk *walk, uint64_t *txnid, uint64_t roots[2])
 {
 	unsigned char meta[LMDB_PAGEHDRSZ + LMDB_META_TXNID + 8];
+	unsigned char check[sizeof(meta)];
 	uint64_t meta_txnid, last_pg;
-	int index, found = 0, magic = 0;
+	int index, found = 0, magic = 0, reads, whole = 0;
 
 	for (index = 0; index < 2; index++) {
-		if (pread(walk->fd, meta, sizeof(meta),
-		    (off_t)(index * walk->psize)) != sizeof(meta))
+		for (reads = 0; reads < 100; reads++) {
+			whole = pread(walk->fd, meta, sizeof(meta),
+			    (off_t)(index * walk->psize)) == sizeof(meta) &&
+			    pread(walk->fd, check, sizeof(check),
+			    (off_t)(index * walk->psize)) == sizeof(check);
+			if (!whole || memcmp(meta, check, sizeof(meta)) == 0)
+				break;
+		}
+		if (reads == 100)
+			return EAGAIN;	/* never still */
+		if (!whole)
 			continue;
 		if (load_le(meta + LMDB_PAGEHDRSZ, 4) != LMDB_MAGIC)
 			continue;
@@ -719,8 +732,8 @@ check_file(const char *path)
 	struct file_walk walk = { .fd = -1 };
 	unsigned char head[LMDB_PAGEHDRSZ + LMDB_META_DBS + 8];
 	struct stat file_stat;
-	uint64_t txnid = 0, again = 0, roots[2];
-	int rc = 0, tries, waits;
+	uint64_t txnid = 0, again = 0, damaged_txnid = 0, roots[2];
+	int rc = 0, tries, waits, damaged = 0;
 
 	walk.fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (walk.fd < 0)
@@ -750,7 +763,6 @@ check_file(const char *path)
 		rc = STORE_EDAMAGED;
 		goto out;
 	}
-	walk.npages = walk.size / walk.psize;
 	walk.page = malloc(walk.psize * WALK_DEPTH_MAX);
 	if (walk.page == NULL) {
 		rc = ENOMEM;
@@ -758,10 +770,17 @@ check_file(const char *path)
 	}
 	for (tries = 0; tries < WALK_TRIES; tries++) {
 		rc = newest_meta(&walk, &txnid, roots);
-		if (rc == EINVAL) {
+		if (rc == EINVAL || rc == EAGAIN) {
 			rc = 0;		/* LMDB names it */
 			goto out;
 		}
+		/* The size after the meta: it covers every page it names. */
+		if (fstat(walk.fd, &file_stat) < 0) {
+			rc = errno;
+			goto out;
+		}
+		walk.size = (uint64_t)file_stat.st_size;
+		walk.npages = walk.size / walk.psize;
 		if (rc == 0 && roots[0] != LMDB_P_INVALID)
 			rc = walk_tree(&walk, roots[0], 0, 0);
 		if (rc == 0 && roots[1] != LMDB_P_INVALID)
@@ -769,13 +788,15 @@ check_file(const char *path)
 		if (rc != STORE_EDAMAGED)
 			goto out;
 		/* Damage, or a commit moved the pages under the walk. */
-		if (newest_meta(&walk, &again, roots) == 0 && again == txnid)
-			goto out;
-		if (fstat(walk.fd, &file_stat) == 0 &&
-		    (uint64_t)file_stat.st_size != walk.size) {
-			walk.size = (uint64_t)file_stat.st_size;
-			walk.npages = walk.size / walk.psize;
+		if (newest_meta(&walk, &again, roots) != 0 || again != txnid) {
+			damaged = 0;
+			continue;
 		}
+		if (damaged && damaged_txnid != txnid)
+			damaged = 0;
+		damaged_txnid = txnid;
+		if (++damaged == WALK_CONFIRM)
+			goto out;
 	}
 	rc = 0;		/* never still: let LMDB try */
 out:
