@@ -59,11 +59,15 @@ set output '$out/shares.png'
 set multiplot layout 2,1
 set grid
 set yrange [0:2]
+set boxwidth 0.8 relative
+set style fill solid 0.6
 set ylabel 'rate / fair share'
 set xlabel 'connection'
-$( [ -n "$many" ] && echo "set title '$count connections on one limit of $((rate / 1024)) KiB/s (iprelay-conn)'
-plot '$many' using 1:(\$2 * $count / $rate) with impulses lw 3 title 'share', 1 with lines dt 2 lc 'black' title 'fair'" )
-$( [ -s "$sf" ] && echo "set title '$scale connections on one limit of $((scale * 8)) KiB/s (bin/iprelay)'
+$( [ -n "$many" ] && echo "set xrange [0:$((count + 1))]
+set title '$count connections on one limit of $((rate / 1024)) KiB/s (iprelay-conn)'
+plot '$many' using 1:(\$2 * $count / $rate) with boxes title 'share', 1 with lines dt 2 lc 'black' title 'fair'" )
+$( [ -s "$sf" ] && echo "set xrange [0:$((scale + 1))]
+set title '$scale connections on one limit of $((scale * 8)) KiB/s (bin/iprelay)'
 plot '$sf' using 1:(\$2 / 8192) with impulses title 'share', 1 with lines dt 2 lc 'black' title 'fair'" )
 unset multiplot
 EOF

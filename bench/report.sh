@@ -108,6 +108,8 @@ floor=$(med "cps p50 added" spawn-floor)
 for p in $(peers_of '^cps rate$'); do
 	if [ "$p" = direct ]; then
 		echo "| direct (no relay; p50, p99 absolute) | $(cell "cps rate" direct %.0f) | $(ratio "$(med "cps rate" direct)" "$s_rate") | $(cell "cps p50" direct %.0f) | $(cell "cps p99" direct %.0f) | |"
+	elif [ "$p" = spawn-conn ]; then
+		echo "| posix_spawn + wait of iprelay-conn exiting at its usage line (exec, ld.so, start-up) | $(cell "cps rate" "$p" %.0f) | $(ratio "$(med "cps rate" "$p")" "$s_rate") | $(cell "cps p50 added" "$p" %.0f) | $(cell "cps p99 added" "$p" %.0f) | $(ratio "$(med "cps p50 added" "$p")" "$floor") |"
 	elif [ "$p" = spawn-floor ]; then
 		echo "| spawn floor: posix_spawn + wait of a static no-op | $(cell "cps rate" "$p" %.0f) | $(ratio "$(med "cps rate" "$p")" "$s_rate") | $(cell "cps p50 added" "$p" %.0f) | $(cell "cps p99 added" "$p" %.0f) | 1 |"
 	else

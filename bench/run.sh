@@ -17,14 +17,14 @@ REPS=${REPS:-3}
 OUT=${BENCH_OUT:-$TOP/bench/results}
 if [ -n "$QUICK" ]; then
 	SCALE_CONNS=${SCALE_CONNS:-50}
-	VOLUME_B=$((128 << 20))
-	CPS_COUNT=40
+	VOLUME_B=$((64 << 20))
+	CPS_COUNT=20
 	RATES="1048576"
 	COUNTS="8"
-	SHAPE_D=1.5; SHAPE_WIN="0.5 1.5"
-	NEST_D=2.5
-	REACT_D=2.4; REACT_AT=1.2
-	SCALE_D=2.5; SCALE_WIN="1 2.5"
+	SHAPE_D=1.2; SHAPE_WIN="0.4 1.2"
+	NEST_D=2
+	REACT_D=2; REACT_AT=1
+	SCALE_D=2; SCALE_WIN="0.8 2"
 else
 	SCALE_CONNS=${SCALE_CONNS:-1000}
 	VOLUME_B=$((1 << 30))
@@ -434,6 +434,12 @@ for REP in $(seq "$REPS"); do
 	record "cps rate" spawn-floor "$(sed -n 's/^rate=//p' <<<"$out")"
 	record "cps p50 added" spawn-floor "$(sed -n 's/^p50_us=//p' <<<"$out")"
 	record "cps p99 added" spawn-floor "$(sed -n 's/^p99_us=//p' <<<"$out")"
+	# The same for iprelay-conn itself, which exits at its usage line:
+	# exec, dynamic linking and start-up, no store and no sockets.
+	out=$("$BNET" spawn -n "$CPS_COUNT" "$CONN" 2>/dev/null)
+	record "cps rate" spawn-conn "$(sed -n 's/^rate=//p' <<<"$out")"
+	record "cps p50 added" spawn-conn "$(sed -n 's/^p50_us=//p' <<<"$out")"
+	record "cps p99 added" spawn-conn "$(sed -n 's/^p99_us=//p' <<<"$out")"
 	for peer in $CPS_PEERS; do
 		peer_start "$peer" "$REPLY" || continue
 		out=$("$BNET" cps -n "$CPS_COUNT" "127.0.0.1:$PORT")
