@@ -722,6 +722,7 @@ spawn_conn(struct forwarder *forwarder, int client_fd, pid_t *pid)
 	sigaddset(&defaults, SIGTERM);
 	sigaddset(&defaults, SIGHUP);
 	sigaddset(&defaults, SIGCHLD);
+	sigaddset(&defaults, SIGCONT);
 	if ((rc = posix_spawnattr_setsigmask(&attr, &none)) ||
 	    (rc = posix_spawnattr_setsigdefault(&attr, &defaults)) ||
 	    (rc = posix_spawnattr_setpgroup(&attr, 0)) ||
@@ -1449,20 +1450,25 @@ editor_restore(void)
 	}
 }
 
-static void
-editor_start(void)
+static int
+editor_raw(void)
 {
-	struct termios raw;
+	struct termios raw = relay.editor.saved;
 
-	if (tcgetattr(STDIN_FILENO, &relay.editor.saved) < 0)
-		return;
-	raw = relay.editor.saved;
 	/* Keys one by one, echoed by us; ISIG stays so ctrl-c is SIGINT. */
 	raw.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
 	raw.c_iflag &= ~(tcflag_t)(IXON | ICRNL);
 	raw.c_cc[VMIN] = 1;
 	raw.c_cc[VTIME] = 0;
-	if (tcsetattr(STDIN_FILENO, TCSANOW, &raw) < 0)
+	return tcsetattr(STDIN_FILENO, TCSANOW, &raw);
+}
+
+static void
+editor_start(void)
+{
+	if (tcgetattr(STDIN_FILENO, &relay.editor.saved) < 0)
+		return;
+	if (editor_raw() < 0)
 		return;
 	relay.editor.active = 1;
 	atexit(editor_restore);
@@ -1715,6 +1721,11 @@ on_signal(void)
 		case SIGHUP:
 			begin_stop("Caught sig (HUP)");
 			break;
+		case SIGCONT:
+			/* Back from ctrl-z: the shell restored its own modes. */
+			if (relay.editor.active && editor_raw() == 0)
+				editor_redraw();
+			break;
 		default:
 			if ((int)info.ssi_signo == SIGRTMIN)
 				resolve_done();
@@ -1881,6 +1892,7 @@ setup_signals(void)
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGHUP);
 	sigaddset(&mask, SIGRTMIN);	/* a set forwarder name resolved */
+	sigaddset(&mask, SIGCONT);	/* still continues the process */
 	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
 		log_fatal(EXIT_SYSTEM, "unable to block signals: %s",
 		    strerror(errno));

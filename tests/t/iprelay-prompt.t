@@ -181,6 +181,27 @@ for _ in $(seq 50); do
 done
 is "$gone" yes "kill all ends both clients"
 
+# Stopped (ctrl-z; SIGSTOP here, as a session leader's group ignores
+# ctrl-z), the terminal's modes changed meanwhile (as a shell does), then
+# continued: the editor takes its keys one by one again.
+pty_cmd pid
+ipid=${PTY_REPLY#pid }
+tty=$(readlink "/proc/$ipid/fd/0")
+kill -STOP "$ipid"
+stopped=no
+for _ in $(seq 30); do
+	[ "$(awk '{ print $3 }' "/proc/$ipid/stat" 2>/dev/null)" = T ] && { stopped=yes; break; }
+	sleep 0.1
+done
+is "$stopped" yes "iprelay stopped"
+stty -F "$tty" icanon -echo
+kill -CONT "$ipid"
+sleep 0.5
+pty_raw "$(printf 'show debug' | od -An -tx1 | tr -d ' \n')"
+ok "after fg, keys are read one by one again" pty_expect '^> show debug$' 5
+pty_raw 0d
+ok "and the line runs" pty_expect '^debug\t1$'
+
 # quit: every connection closed, exit 0.
 $PEER client --connect "127.0.0.1:$LPORT" --duration 60 >/dev/null &
 c3=$!
