@@ -706,12 +706,17 @@ spawn_conn(struct forwarder *forwarder, int client_fd, pid_t *pid)
 	if ((rc = posix_spawnattr_init(&attr)))
 		goto destroy_actions;
 	/* The socket on 0 and 1 as inetd gives it; fd 2 may never be the
-	 * client, so /dev/null.  Everything else is close-on-exec. */
+	 * client, so /dev/null.  Our own descriptors are close-on-exec. */
 	if ((rc = posix_spawn_file_actions_adddup2(&actions, client_fd, 0)) ||
 	    (rc = posix_spawn_file_actions_adddup2(&actions, client_fd, 1)) ||
 	    (rc = posix_spawn_file_actions_addopen(&actions, 2, "/dev/null",
 	    O_WRONLY, 0)))
 		goto destroy_attr;
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 34)
+	/* And whatever our own parent left open without close-on-exec. */
+	if ((rc = posix_spawn_file_actions_addclosefrom_np(&actions, 3)))
+		goto destroy_attr;
+#endif
 	/* Our blocked signals (signalfd) and ignored SIGPIPE must not leak
 	 * into the relay; its own process group keeps a ctrl-c at the
 	 * terminal for iprelay, which then ends every relay cleanly. */
