@@ -127,7 +127,7 @@ like "$out" "^0 connections terminated" "kill all says how many"
 
 # conns and kill with a live relay-like process (a drawer on a slow limit).
 "$IPRELAY_BIN/iprelay-limit" set free 1K
-spawn "$IPRELAY_BIN/tools/drawer" -l free -t 30
+spawn "$IPRELAY_BIN/tools/drawer" -l free -t 30 -o "$TEST_TMP/free.report"
 drawer_pid=$last_pid
 for _ in $(seq 100); do
 	run --json conns
@@ -156,7 +156,7 @@ is "$gone" yes "kill sent SIGTERM to the relay's process"
 # del with a live relay on it: says how many now run unshaped; the relay
 # goes on drawing (unshaped) and is counted again when the name returns.
 "$L" set doomed 1K
-spawn "$IPRELAY_BIN/tools/drawer" -l doomed -t 30
+spawn "$IPRELAY_BIN/tools/drawer" -l doomed -t 30 -o "$TEST_TMP/doomed.report"
 doomed_pid=$last_pid
 for _ in $(seq 100); do
 	run get doomed

@@ -71,7 +71,7 @@ is "$(wc -l <"$TEST_TMP/second.err")" 1 "with one line"
 like "$(cat "$TEST_TMP/second.err")" "another shaperd" "saying another shaperd runs"
 
 # A relay-like process killed with -9 is reaped within 2 s.
-spawn "$DRAWER" -l slow -t 60
+spawn "$DRAWER" -l slow -t 60 -o "$TEST_TMP/slow.report"
 victim=$last_pid
 for _ in $(seq 100); do
 	n=$("$L" conns | tail -n +2 | wc -l)
@@ -98,7 +98,7 @@ is "$("$L" get slow | awk '/^conns:/ { print $2 }')" 0 \
 
 # A relay whose launcher does not wait for it stays a zombie when killed:
 # dead all the same, reaped.
-(exec "$DRAWER" -l slow -t 60 & exec sleep 20) &
+(exec "$DRAWER" -l slow -t 60 -o "$TEST_TMP/zombie.report" & exec sleep 20) &
 launcher=$!
 spawned_pids="$spawned_pids $launcher"
 zombie=""
@@ -123,7 +123,7 @@ stop_pid "$launcher"
 
 # Measured rates: a drawer at a 64K limit, measured by shaperd.
 "$L" set measured 64K --burst 4K
-spawn "$DRAWER" -l measured -t 5
+spawn "$DRAWER" -l measured -t 5 -o "$TEST_TMP/measured.report"
 sleep 3
 "$L" --json get measured >"$TEST_TMP/measured.json"
 within "$(json "$(cat "$TEST_TMP/measured.json")" down_1s)" 65536 10 "the 1 s rate is measured"
