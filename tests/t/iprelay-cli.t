@@ -28,7 +28,8 @@ refused '^iprelay: bad proxyspec .*: 10080:localhost' 10080:localhost
 refused '^iprelay: bad proxyspec .*: 0:localhost:80' 0:localhost:80
 refused '^iprelay: bad proxyspec .*: 10080:::1:80' 10080:::1:80
 
-man=$(mandoc -T utf8 "$IPRELAY_TOP/docs/iprelay.1" 2>/dev/null | col -b |
+man=$(mandoc -T ascii -O width=1000 "$IPRELAY_TOP/docs/iprelay.1" 2>/dev/null |
+    sed 's/.\x08//g' |
     sed -n '/^SYNOPSIS/,/^DESCRIPTION/p' | tr -s ' \t\n' '   ')
 like "$man" 'iprelay \[-d\] \[-b rate\] \[-m max\] \[-n name\] \[-p pidfile\] \[-S dir\] \[proxyspec \.\.\.\]' \
     "the usage line matches the man page's SYNOPSIS"
