@@ -54,7 +54,7 @@ t() {
 		sed 's/^/#   /' "$TEST_TMP/err" | head -n 4
 	fi
 	todo=
-	printf '| `%s %s` | %s | %s |\n' "$program" "$(shown "$@" | sed 's/|/\\|/g')" \
+	printf '| `%s %s` | %s | `%s` |\n' "$program" "$(shown "$@" | sed 's/|/\\|/g')" \
 		"$rc" "$(printf '%s' "$first" | cut -c1-110 | sed 's/|/\\|/g')" >>"$table"
 }
 
