@@ -586,10 +586,15 @@ give_to_dir_owner(const char *dir, const char *file)
 #define WALK_TRIES		50
 #define WALK_CONFIRM		2
 
+enum walk_db { WALK_FREE, WALK_MAIN, WALK_NAMED };
+
 struct file_walk {
 	int fd;
 	uint64_t size, psize, npages;
+	uint64_t last_pg;		/* of the newest meta */
 	unsigned char *page;		/* one page per depth level */
+	unsigned char *idl;		/* a free-list record being checked */
+	size_t idl_size;
 };
 
 static uint64_t
@@ -602,14 +607,52 @@ load_le(const unsigned char *bytes, size_t width)
 	return value;
 }
 
+/* A free-list record is a list of page numbers: a count, then that many
+ * numbers, each a page LMDB may hand out again.  A wrong count sends
+ * LMDB's list merging far past the record (SIGSEGV), a wrong number hands
+ * out a page that is not there. */
+static int
+check_free_record(struct file_walk *walk, const unsigned char *inline_data,
+    uint64_t overflow_pgno, uint64_t size)
+{
+	const unsigned char *data = inline_data;
+	uint64_t count, index, pgno;
+	unsigned char *grown;
+
+	if (size < 8 || size % 8 || size > walk->size)
+		return STORE_EDAMAGED;
+	if (data == NULL) {
+		if (walk->idl_size < size) {
+			grown = realloc(walk->idl, size);
+			if (grown == NULL)
+				return ENOMEM;
+			walk->idl = grown;
+			walk->idl_size = size;
+		}
+		if (pread(walk->fd, walk->idl, size, (off_t)(overflow_pgno *
+		    walk->psize + LMDB_PAGEHDRSZ)) != (ssize_t)size)
+			return STORE_EDAMAGED;
+		data = walk->idl;
+	}
+	count = load_le(data, 8);
+	if (count != size / 8 - 1)
+		return STORE_EDAMAGED;
+	for (index = 1; index <= count; index++) {
+		pgno = load_le(data + 8 * index, 8);
+		if (pgno < 2 || pgno > walk->last_pg)
+			return STORE_EDAMAGED;
+	}
+	return 0;
+}
+
 static int
 walk_tree(struct file_walk *walk, uint64_t pgno, unsigned depth,
-    int main_db)
+    enum walk_db db)
 {
 	unsigned char *page = walk->page + depth * walk->psize;
 	unsigned char over[LMDB_PAGEHDRSZ];
 	uint64_t lower, upper, page_flags, node_flags, nkeys, index, offset;
-	uint64_t child, ksize, dsize, pages;
+	uint64_t child = 0, ksize, dsize, pages;
 	int rc;
 
 	if (depth >= WALK_DEPTH_MAX || pgno < 2 || pgno >= walk->npages)
@@ -639,7 +682,7 @@ walk_tree(struct file_walk *walk, uint64_t pgno, unsigned depth,
 			    load_le(page + offset + 2, 2) << 16 |
 			    load_le(page + offset + 4, 2) << 32;
 			/* Deeper levels read into their own buffers. */
-			if ((rc = walk_tree(walk, child, depth + 1, main_db)))
+			if ((rc = walk_tree(walk, child, depth + 1, db)))
 				return rc;
 			continue;
 		}
@@ -659,20 +702,30 @@ walk_tree(struct file_walk *walk, uint64_t pgno, unsigned depth,
 			if (load_le(over, 8) != child ||
 			    !(load_le(over + 10, 2) & LMDB_P_OVERFLOW) ||
 			    pages == 0 || child + pages > walk->npages ||
-			    dsize > pages * walk->psize)
+			    dsize + LMDB_PAGEHDRSZ > pages * walk->psize)
 				return STORE_EDAMAGED;
 		} else if (offset + LMDB_NODESIZE + ksize + dsize >
 		    walk->psize) {
 			return STORE_EDAMAGED;
 		}
-		if (main_db && (node_flags & LMDB_F_SUBDATA)) {
+		if (db == WALK_FREE) {
+			if (ksize != 8)
+				return STORE_EDAMAGED;
+			rc = check_free_record(walk,
+			    (node_flags & LMDB_F_BIGDATA) ? NULL :
+			    page + offset + LMDB_NODESIZE + ksize, child, dsize);
+			if (rc)
+				return rc;
+		}
+		if (db == WALK_MAIN && (node_flags & LMDB_F_SUBDATA)) {
 			if (dsize != LMDB_DB_SIZE ||
 			    (node_flags & LMDB_F_BIGDATA))
 				return STORE_EDAMAGED;
 			child = load_le(page + offset + LMDB_NODESIZE + ksize +
 			    LMDB_DB_ROOT, 8);
 			if (child != LMDB_P_INVALID &&
-			    (rc = walk_tree(walk, child, depth + 1, 0)))
+			    (rc = walk_tree(walk, child, depth + 1,
+			    WALK_NAMED)))
 				return rc;
 		}
 	}
@@ -684,7 +737,8 @@ walk_tree(struct file_walk *walk, uint64_t pgno, unsigned depth,
  * magic (a damaged store), EINVAL if neither looks like LMDB's (left to
  * LMDB to name as foreign). */
 static int
-newest_meta(struct file_walk *walk, uint64_t *txnid, uint64_t roots[2])
+newest_meta(struct file_walk *walk, uint64_t *txnid, uint64_t roots[2],
+    uint64_t *newest_last_pg)
 {
 	unsigned char meta[LMDB_PAGEHDRSZ + LMDB_META_TXNID + 8];
 	unsigned char check[sizeof(meta)];
@@ -715,6 +769,7 @@ newest_meta(struct file_walk *walk, uint64_t *txnid, uint64_t roots[2])
 		if (found && meta_txnid <= *txnid)
 			continue;
 		*txnid = meta_txnid;
+		*newest_last_pg = last_pg;
 		roots[0] = load_le(meta + LMDB_PAGEHDRSZ + LMDB_META_DBS +
 		    LMDB_DB_ROOT, 8);
 		roots[1] = load_le(meta + LMDB_PAGEHDRSZ + LMDB_META_DBS +
@@ -732,7 +787,7 @@ check_file(const char *path)
 	struct file_walk walk = { .fd = -1 };
 	unsigned char head[LMDB_PAGEHDRSZ + LMDB_META_DBS + 8];
 	struct stat file_stat;
-	uint64_t txnid = 0, again = 0, damaged_txnid = 0, roots[2];
+	uint64_t txnid = 0, again = 0, damaged_txnid = 0, roots[2], last_pg;
 	int rc = 0, tries, waits, damaged = 0;
 
 	walk.fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -769,7 +824,7 @@ check_file(const char *path)
 		goto out;
 	}
 	for (tries = 0; tries < WALK_TRIES; tries++) {
-		rc = newest_meta(&walk, &txnid, roots);
+		rc = newest_meta(&walk, &txnid, roots, &walk.last_pg);
 		if (rc == EINVAL || rc == EAGAIN) {
 			rc = 0;		/* LMDB names it */
 			goto out;
@@ -782,13 +837,14 @@ check_file(const char *path)
 		walk.size = (uint64_t)file_stat.st_size;
 		walk.npages = walk.size / walk.psize;
 		if (rc == 0 && roots[0] != LMDB_P_INVALID)
-			rc = walk_tree(&walk, roots[0], 0, 0);
+			rc = walk_tree(&walk, roots[0], 0, WALK_FREE);
 		if (rc == 0 && roots[1] != LMDB_P_INVALID)
-			rc = walk_tree(&walk, roots[1], 0, 1);
+			rc = walk_tree(&walk, roots[1], 0, WALK_MAIN);
 		if (rc != STORE_EDAMAGED)
 			goto out;
 		/* Damage, or a commit moved the pages under the walk. */
-		if (newest_meta(&walk, &again, roots) != 0 || again != txnid) {
+		if (newest_meta(&walk, &again, roots, &last_pg) != 0 ||
+		    again != txnid) {
 			damaged = 0;
 			continue;
 		}
@@ -801,6 +857,7 @@ check_file(const char *path)
 	rc = 0;		/* never still: let LMDB try */
 out:
 	free(walk.page);
+	free(walk.idl);
 	close(walk.fd);
 	return rc;
 }
