@@ -57,8 +57,7 @@ $PEER client --connect "127.0.0.1:$LPORT" --duration 17 >"$TEST_TMP/client.json"
 client=$!
 spawned_pids="$spawned_pids $client"
 sleep 5
-kill -KILL "$shaperd1"
-wait "$shaperd1" 2>/dev/null
+{ kill -KILL "$shaperd1"; wait "$shaperd1"; } 2>/dev/null
 ok "iprelay takes over when shaperd dies" wait_who "^$iprelay iprelay$" 3
 ok "and holds the refiller lock" lock_held refiller.lock
 sleep 5
