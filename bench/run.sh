@@ -31,7 +31,7 @@ else
 	CPS_COUNT=300
 	RATES="512 65536 1048576 10485760 104857600"
 	COUNTS="1 8 64"
-	SHAPE_D=2.5; SHAPE_WIN="0.5 2.5"
+	SHAPE_D=2; SHAPE_WIN="0.5 2"
 	NEST_D=4.5
 	REACT_D=4; REACT_AT=2
 	SCALE_D=5; SCALE_WIN="1 5"
@@ -376,6 +376,9 @@ for REP in $(seq "$REPS"); do
 				if [ "$peer" = trickle ] && { [ "$n" != 1 ] || [ "$rate" -lt 1024 ]; }; then
 					continue
 				fi
+				# A tbf under 64 KiB/s holds a 1514-byte packet for
+				# seconds: the handshake itself times out.
+				[ "$peer" = tc ] && [ "$rate" -lt 65536 ] && continue
 				shaped "$rate" "$n" "$peer"
 			done
 		done
@@ -384,7 +387,7 @@ done
 grep -q trickle <<<"$SHAPE_PEERS" &&
 	note "trickle: one connection only (it wraps recv() and select/poll, not epoll; standalone mode shapes one process), and whole KiB/s only (no 512 B/s)"
 note "nginx: proxy_download_rate is per connection, so it was set to the total divided by the number of connections"
-[ -n "$TC_OK" ] && note "tc tbf counts every packet on lo (headers and ACKs), so its payload rate is about 6% under the configured rate"
+[ -n "$TC_OK" ] && note "tc tbf counts every packet on lo (headers and ACKs), so its payload rate is under the configured rate (more so at low rates); not run under 64 KiB/s, where one 1514-byte packet takes seconds and connections time out"
 
 # ---- 3. nested limits -------------------------------------------------------
 

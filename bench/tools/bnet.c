@@ -11,7 +11,10 @@
  *	opens CONNS connections and receives on all of them on one clock.
  *	t_first is the first byte of any connection, t0 the first byte of
  *	the last one; it runs until t0 + SECONDS.  Prints NAME=VALUE lines:
- *	total (bytes/s of all over [t0+A, t0+B]), jain, first_sec (bytes in
+ *	total (bytes/s of all between the first arrival at or after t0+A and
+ *	the last at or before t0+B), total_slots (bytes in [t0+A, t0+B] /
+ *	the window, whole 10 ms slots), jain (of per-connection window
+ *	rates), first_sec (bytes in
  *	[t_first, t_first+1 s]), t0 (s after t_first), started (connections
  *	that received anything), and with -x (CMD run by sh at t0+AT):
  *	run_start, run_end, before_rate, after_rate, reaction_ms.  -T writes
@@ -245,6 +248,12 @@ struct conn {
 static struct conn *conns;
 static unsigned conn_count, nslots, started;
 static uint64_t start_ns, t_first_ns, t0_ns, first_sec_B;
+/* Every arrival on any connection: time and bytes of all so far.  Low
+ * rates arrive in quanta, and a window with one quantum more or less is
+ * off by a quantum; the rate between two arrivals is not. */
+#define EVENTS_MAX	(4U << 20)
+static uint64_t *event_ns, *event_cum_B, all_B;
+static unsigned event_count;
 
 static void
 account(struct conn *c, uint64_t n, uint64_t t)
@@ -263,6 +272,28 @@ account(struct conn *c, uint64_t n, uint64_t t)
 	if (slot < nslots)
 		c->slot_B[slot] += n;
 	c->total_B += n;
+	all_B += n;
+	if (event_count < EVENTS_MAX) {
+		event_ns[event_count] = t;
+		event_cum_B[event_count++] = all_B;
+	}
+}
+
+/* Bytes/s of all connections between the first arrival at or after from
+ * and the last at or before to (bytes that arrived after the first one). */
+static double
+arrival_rate(uint64_t from_ns, uint64_t to_ns)
+{
+	unsigned a = 0, b;
+
+	while (a < event_count && event_ns[a] < from_ns)
+		a++;
+	for (b = a; b + 1 < event_count && event_ns[b + 1] <= to_ns; b++)
+		;
+	if (a >= event_count || b <= a || event_ns[b] <= event_ns[a])
+		return 0;
+	return (event_cum_B[b] - event_cum_B[a]) /
+	    ((event_ns[b] - event_ns[a]) / 1e9);
 }
 
 /* Bytes of one connection (or all, c == NULL) in [from, to) ns. */
@@ -339,7 +370,9 @@ recv_main(int argc, char **argv)
 	raise_nofile();
 	conn_count = count;
 	nslots = (unsigned)((SETUP_S + duration_s + 1) * 1e9 / SLOT_NS);
-	if (!(conns = calloc(count, sizeof(*conns))))
+	if (!(conns = calloc(count, sizeof(*conns))) ||
+	    !(event_ns = malloc(EVENTS_MAX * sizeof(uint64_t))) ||
+	    !(event_cum_B = malloc(EVENTS_MAX * sizeof(uint64_t))))
 		die("allocate");
 	start_ns = now_ns();
 	for (unsigned i = 0; i < count; i++) {
@@ -419,8 +452,9 @@ recv_main(int argc, char **argv)
 	}
 	if (rates)
 		fclose(rates);
-	printf("conns=%u\nstarted=%u\ntotal=%.1f\njain=%.4f\nfirst_sec=%lu\n",
-	    count, started, sum, sum_sq > 0 ? sum * sum / (count * sum_sq) : 0,
+	printf("conns=%u\nstarted=%u\ntotal=%.1f\ntotal_slots=%.1f\njain=%.4f\n"
+	    "first_sec=%lu\n", count, started, arrival_rate(wa, wb), sum,
+	    sum_sq > 0 ? sum * sum / (count * sum_sq) : 0,
 	    (unsigned long)first_sec_B);
 	printf("t0=%.3f\n", t0_ns && t_first_ns ? (t0_ns - t_first_ns) / 1e9 : -1);
 	if (command && run_start_ns) {
