@@ -117,7 +117,7 @@ for p in $(peers_of '^cps rate$'); do
 	fi
 done
 echo
-echo "Added latency = the peer's percentile minus direct's in the same repetition. iprelay = bin/iprelay -d; inetd = openbsd-inetd -i -R 1000000; iprelay-conn = systemd-socket-activate --accept."
+echo "Added latency = the peer's percentile minus direct's in the same repetition. iprelay = bin/iprelay -d; inetd = openbsd-inetd -i -R 1000000; iprelay-conn = systemd-socket-activate --accept; iprelay-conn-nostore = the same with -S naming a dir it cannot open (it relays unregistered: the difference is the store's cost per connection)."
 echo
 
 echo "## Scale: $SCALE_CONNS concurrent shaped connections on one limit of $SCALE_RATE B/s (bin/iprelay -d -b, shaperd refilling)"

@@ -190,6 +190,10 @@ peer_start() {
 		start "$WORK/sa.log" systemd-socket-activate --accept \
 		    -l "127.0.0.1:$PORT" -E IPRELAY_STATE_DIR -E IPRELAY_LOG_FILE \
 		    "$CONN" -S "$STATE" ${limit:+-l "$limit"} "$target" ;;
+	iprelay-conn-nostore)	# the same with a state dir it cannot open:
+		# it relays unregistered, which prices the store per connection
+		start "$WORK/sa.log" systemd-socket-activate --accept \
+		    -l "127.0.0.1:$PORT" "$CONN" -S /proc/iprelay-bench-none "$target" ;;
 	inetd)		# openbsd-inetd, nowait, fd 0 and 1
 		printf '127.0.0.1:%s stream tcp4 nowait %s %s iprelay-conn -S %s %s\n' \
 		    "$PORT" "$(id -un)" "$CONN" "$STATE" "$target" >"$WORK/inetd.conf"
@@ -431,7 +435,7 @@ done
 # ---- 5. connection cost -------------------------------------------------------
 
 say "== connection cost: $CPS_COUNT short connections one after another"
-CPS_PEERS=$(available direct iprelay inetd iprelay-conn socat haproxy)
+CPS_PEERS=$(available direct iprelay inetd iprelay-conn iprelay-conn-nostore socat haproxy)
 for REP in $(seq "$REPS"); do
 	out=$("$BNET" spawn -n "$CPS_COUNT" "$TOOLS/trivial")
 	record "cps rate" spawn-floor "$(sed -n 's/^rate=//p' <<<"$out")"
