@@ -1,7 +1,7 @@
 #!/bin/bash
 # valgrind memcheck over the programs' lives (not part of `make check`:
 # slow, and valgrind is not a build dependency).  Runs iprelay-limit's
-# commands, shaperd from start to TERM, one iprelay-conn under
+# commands (also on damaged state files), shaperd from start to TERM, one iprelay-conn under
 # systemd-socket-activate --inetd relaying a transfer both ways on a shaped
 # limit, and iprelay with its spawned relays (--trace-children) relaying
 # one.  Prints each run's error and leak summary; exits 1 when any run had
@@ -47,6 +47,19 @@ vg limit-top $L top -n 2 -d 0.1 >/dev/null
 vg limit-bad $L set x abc 2>/dev/null
 vg limit-del $L set gone 1K
 vg limit-del $L del gone
+
+# The refusal paths: damaged files (the store's file check reads pages
+# into buffers of its own before LMDB maps anything).
+for damage in truncated zero freelist; do
+	mkdir -p "$tmp/$damage"
+	case $damage in
+	truncated) head -c 8192 "$IPRELAY_STATE_DIR/iprelay.mdb" >"$tmp/$damage/iprelay.mdb" ;;
+	zero) : >"$tmp/$damage/iprelay.mdb" ;;
+	freelist) cp "$top/tests/fuzz/regress/fuzz-file/freelist-idl-count" "$tmp/$damage/iprelay.mdb" ;;
+	esac
+	vg "damaged-$damage" $L -S "$tmp/$damage" list >/dev/null 2>&1
+	vg "damaged-$damage" $L -S "$tmp/$damage" set x 1K >/dev/null 2>&1
+done
 
 runs=$((runs + 1))
 $VG --log-file="$tmp/vg-shaperd.%p" "$bin/shaperd" 2>>"$tmp/shaperd.err" &

@@ -56,6 +56,12 @@ done
 # huge; LMDB trusts it and dies (SIGSEGV in mdb_midl_xmerge) on the first
 # write.  Its trees are intact, so only the free list tells.
 make_case freelist;        cp "$IPRELAY_TOP/tests/fuzz/regress/fuzz-file/freelist-idl-count" "$CASE_FILE"
+# Found by fuzz-file after the free-list check: meta 0 ties meta 1 on txnid
+# (so LMDB reads meta 0), claims last_pg 274 in a file of 19 pages, and a
+# leaf node of a limit carries flags 0x3d (F_DUPDATA among them, in a
+# database without MDB_DUPSORT): reading it dies (SIGSEGV in mdb_cursor_get
+# from store_limit_foreach), a write commits over it.
+make_case leaf-flags;      cp "$IPRELAY_TOP/tests/fuzz/regress/fuzz-file/leaf-node-flags" "$CASE_FILE"
 make_case foreign
 printf 'VERSION=3\nformat=print\ntype=btree\nHEADER=END\n hello\n world\nDATA=END\n' |
 	mdb_load -n -f /dev/stdin "$CASE_FILE"
@@ -129,7 +135,7 @@ report() {
 
 PROGRAMS="limit-list limit-set shaperd iprelay-conn iprelay"
 for case in truncated-page truncated-meta truncated-half random pages \
-    page-bodies freelist foreign foreign-meta version zero-length; do
+    page-bodies freelist leaf-flags foreign foreign-meta version zero-length; do
 	for program in $PROGRAMS; do
 		run_on "$case" "$program"
 		report "$case" "$program" "$(verdict "$case" "$program")"
