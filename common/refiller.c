@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "refiller.h"
@@ -52,9 +53,16 @@ static int
 open_lock(const char *dir, const char *name)
 {
 	char path[4200];
+	int fd;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	return open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0660);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0660);
+	if (fd >= 0) {
+		/* Group members share the dir: whatever the umask was. */
+		(void)fchmod(fd, 0660);
+		store_give_to_dir_owner(dir, name);
+	}
+	return fd;
 }
 
 static int

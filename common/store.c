@@ -529,21 +529,18 @@ make_dir(const char *dir)
 	return 0;
 }
 
-static void
-give_to_dir_owner(const char *dir, const char *file)
+void
+store_give_to_dir_owner(const char *dir, const char *file)
 {
-	/* root creating the files for a service user (iprelay-limit run by
-	 * an admin first) hands them to the state dir's owner, so the
-	 * unprivileged relays and shaperd can still open them. */
+	/* root creating a file for a service user (iprelay-limit or iprelay
+	 * run by an admin first) hands it to the state dir's owner, so the
+	 * unprivileged relays and shaperd can still open it. */
 	struct stat dir_stat;
 	char path[4200];
 
 	if (geteuid() != 0 || stat(dir, &dir_stat) < 0 || dir_stat.st_uid == 0)
 		return;
 	snprintf(path, sizeof(path), "%s/%s", dir, file);
-	if (chown(path, dir_stat.st_uid, dir_stat.st_gid) < 0)
-		return;
-	snprintf(path, sizeof(path), "%s/%s-lock", dir, file);
 	if (chown(path, dir_stat.st_uid, dir_stat.st_gid) < 0)
 		return;
 }
@@ -913,8 +910,10 @@ store_open(struct store **out, const char *dir, int flags)
 		goto close_env;
 	if ((rc = open_dbs(store, create)))
 		goto close_env;
-	if (create)
-		give_to_dir_owner(dir, STORE_FILE);
+	if (create) {
+		store_give_to_dir_owner(dir, STORE_FILE);
+		store_give_to_dir_owner(dir, STORE_FILE "-lock");
+	}
 	*out = store;
 	return 0;
 close_env:

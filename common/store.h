@@ -100,6 +100,10 @@ store_dir_resolve(const char *option, char *dir, size_t dir_size);
 int
 store_open(struct store **store, const char *dir, int flags);
 
+/* When root, hand DIR/FILE to the owner of DIR (the service user). */
+void
+store_give_to_dir_owner(const char *dir, const char *file);
+
 void
 store_close(struct store *store);
 

@@ -10,7 +10,7 @@ for bindir in "$@"; do
 	echo "# suite with programs from $bindir"
 	units=$(ls "$bindir"/tests/unit-* 2>/dev/null)
 	IPRELAY_BIN=$bindir IPRELAY_TOP=$top \
-	    prove --timer $units "$top"/tests/t/*.t 2>&1 | tee -a "$log"
+	    prove --timer -j "${TEST_JOBS:-2}" $units "$top"/tests/t/*.t 2>&1 | tee -a "$log"
 done
 # prove prints "Files=F, Tests=T" per run and "Failed N/M subtests" or a
 # non-zero wait status for each failing file.
