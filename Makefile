@@ -90,6 +90,9 @@ $(patsubst %,$(OBJ)/tests/fuzz/%.o,$(FUZZ_TARGETS) replay): tests/fuzz/fuzz.h
 # invariant stops with the input in build/fuzz/crashes (copy it to
 # tests/fuzz/regress/TARGET/ so the tests replay it from then on).
 FUZZ_SECONDS ?= 60
+# More libFuzzer options, e.g. FUZZ_ARGS="-fork=1 -ignore_crashes=1" to go
+# on past crashes (they are still saved in build/fuzz/crashes).
+FUZZ_ARGS ?=
 FUZZ_CC ?= clang
 FUZZ_FLAGS = -O1 -g -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined -fno-omit-frame-pointer
@@ -105,7 +108,7 @@ fuzz:
 		[ -d $$seeds ] || seeds=; \
 		echo "## $$t: $(FUZZ_SECONDS) s (log: $(FUZZ_DIR)/$$t.log)"; \
 		$(FUZZ_DIR)/$$t -max_total_time=$(FUZZ_SECONDS) \
-			-print_final_stats=1 \
+			-print_final_stats=1 $(FUZZ_ARGS) \
 			-artifact_prefix=$(FUZZ_DIR)/crashes/$$t- \
 			$(FUZZ_DIR)/corpus/$$t $$seeds \
 			>$(FUZZ_DIR)/$$t.log 2>&1; rc=$$?; \
