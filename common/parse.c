@@ -1,6 +1,9 @@
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "bucket.h"
 #include "parse.h"
@@ -187,4 +190,127 @@ parse_proxyspec(const char *word, struct proxyspec *spec)
 		return -1;
 	*spec = parsed;
 	return 0;
+}
+
+/* A mapped IPv4 address (::ffff:a.b.c.d): the 4 bytes at its end, else
+ * NULL. */
+static const unsigned char *
+mapped_v4(const unsigned char addr[16])
+{
+	static const unsigned char prefix[12] = {
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff,
+	};
+
+	return memcmp(addr, prefix, sizeof(prefix)) == 0 ? addr + 12 : NULL;
+}
+
+/* Do the first bits of a and b agree? */
+static int
+prefix_equal(const unsigned char *a, const unsigned char *b, unsigned bits)
+{
+	unsigned whole = bits / 8, rest = bits % 8;
+	unsigned char mask;
+
+	if (memcmp(a, b, whole) != 0)
+		return 0;
+	if (rest == 0)
+		return 1;
+	mask = (unsigned char)(0xff << (8 - rest));
+	return ((a[whole] ^ b[whole]) & mask) == 0;
+}
+
+int
+parse_cidr(const char *word, struct cidr *cidr)
+{
+	struct cidr parsed;
+	char host[INET6_ADDRSTRLEN];
+	const char *slash, *v4;
+	unsigned max_bits, bit;
+	uint64_t bits;
+	size_t len;
+
+	if (word == NULL)
+		return -1;
+	slash = strchr(word, '/');
+	len = slash ? (size_t)(slash - word) : strlen(word);
+	if (len == 0 || len >= sizeof(host))
+		return -1;
+	memcpy(host, word, len);
+	host[len] = '\0';
+	memset(&parsed, 0, sizeof(parsed));
+	if (inet_pton(AF_INET, host, parsed.addr) == 1) {
+		parsed.family = CIDR_V4;
+		max_bits = 32;
+	} else if (strchr(host, ':') &&
+	    inet_pton(AF_INET6, host, parsed.addr) == 1) {
+		parsed.family = CIDR_V6;
+		max_bits = 128;
+	} else {
+		return -1;
+	}
+	bits = max_bits;
+	/* Digits only, at most three: no sign, space or "0x". */
+	if (slash && (strlen(slash + 1) > 3 ||
+	    parse_uint(slash + 1, 0, max_bits, &bits) < 0))
+		return -1;
+	parsed.prefix_bits = (unsigned char)bits;
+	if (parsed.family == CIDR_V6 && bits >= 96 &&
+	    (v4 = (const char *)mapped_v4(parsed.addr)) != NULL) {
+		memmove(parsed.addr, v4, 4);
+		memset(parsed.addr + 4, 0, 12);
+		parsed.family = CIDR_V4;
+		parsed.prefix_bits = (unsigned char)(bits - 96);
+		max_bits = 32;
+	}
+	/* Host bits are dropped: 10.1.2.3/8 is 10.0.0.0/8. */
+	for (bit = parsed.prefix_bits; bit < max_bits; bit++)
+		parsed.addr[bit / 8] &= (unsigned char)~(0x80 >> (bit % 8));
+	*cidr = parsed;
+	return 0;
+}
+
+void
+cidr_format(const struct cidr *cidr, char *out, size_t out_size)
+{
+	char host[INET6_ADDRSTRLEN];
+
+	if (inet_ntop(cidr->family == CIDR_V4 ? AF_INET : AF_INET6,
+	    cidr->addr, host, sizeof(host)) == NULL)
+		snprintf(host, sizeof(host), "?");
+	snprintf(out, out_size, "%s/%u", host, cidr->prefix_bits);
+}
+
+int
+cidr_match(const struct cidr *cidr, int family, const unsigned char *addr)
+{
+	const unsigned char *v4;
+
+	if (family == CIDR_V6 && (v4 = mapped_v4(addr)) != NULL) {
+		family = CIDR_V4;
+		addr = v4;
+	}
+	if (family != cidr->family)
+		return 0;
+	return prefix_equal(addr, cidr->addr, cidr->prefix_bits);
+}
+
+int
+acl_refuses(const struct cidr *allow, size_t nallow, const struct cidr *deny,
+    size_t ndeny, int family, const unsigned char *addr,
+    const struct cidr **rule)
+{
+	size_t index;
+
+	*rule = NULL;
+	for (index = 0; index < ndeny; index++)
+		if (cidr_match(&deny[index], family, addr)) {
+			*rule = &deny[index];
+			return 1;
+		}
+	if (nallow == 0)
+		return 0;
+	for (index = 0; index < nallow; index++)
+		if (cidr_match(&allow[index], family, addr))
+			return 0;
+	return 1;
 }

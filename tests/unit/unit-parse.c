@@ -1,12 +1,15 @@
 /*
  * Every form the parsers accept, and every kind they refuse: rates, byte
- * counts, numbers, durations, limit names, HOST:PORT and proxyspecs.  A
- * refused word must leave the output untouched.
+ * counts, numbers, durations, limit names, HOST:PORT, proxyspecs and
+ * CIDRs, and the allow/deny matcher.  A refused word must leave the output
+ * untouched.
  */
+#include <arpa/inet.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "bucket.h"
 #include "parse.h"
@@ -377,6 +380,223 @@ check_proxyspecs(void)
 	ok(parse_proxyspec(NULL, &spec) == -1, "proxyspec NULL refused");
 }
 
+static void
+check_cidrs(void)
+{
+	static const struct {
+		const char *word;
+		const char *canonical;	/* NULL: refused */
+	} cases[] = {
+		{ "10.0.0.0/8", "10.0.0.0/8" },
+		{ "10.1.2.3/8", "10.0.0.0/8" },		/* host bits dropped */
+		{ "127.0.0.1", "127.0.0.1/32" },
+		{ "127.0.0.1/32", "127.0.0.1/32" },
+		{ "0.0.0.0/0", "0.0.0.0/0" },
+		{ "192.168.1.255/23", "192.168.0.0/23" },
+		{ "::1", "::1/128" },
+		{ "::1/128", "::1/128" },
+		{ "::/0", "::/0" },
+		{ "2001:db8::1/32", "2001:db8::/32" },
+		{ "2001:DB8::/33", "2001:db8::/33" },
+		{ "fe80::1/10", "fe80::/10" },
+		{ "::ffff:127.0.0.1", "127.0.0.1/32" },	/* mapped: IPv4 */
+		{ "::ffff:10.0.0.0/104", "10.0.0.0/8" },
+		{ "::ffff:0.0.0.0/96", "0.0.0.0/0" },
+		{ "::ffff:0:0/95", "::fffe:0:0/95" },	/* wider: stays IPv6 */
+		{ "1.2.3.4/33", NULL },
+		{ "1.2.3.4/99", NULL },
+		{ "::1/129", NULL },
+		{ "::/200", NULL },
+		{ "1.2.3.4/", NULL },
+		{ "1.2.3.4/-1", NULL },
+		{ "1.2.3.4/+8", NULL },
+		{ "1.2.3.4/ 8", NULL },
+		{ "1.2.3.4/8 ", NULL },
+		{ "1.2.3.4/0008", NULL },
+		{ "1.2.3.4/8/8", NULL },
+		{ "1.2.3.4/0x8", NULL },
+		{ "/8", NULL },
+		{ "/", NULL },
+		{ "", NULL },
+		{ " 1.2.3.4", NULL },
+		{ "1.2.3", NULL },
+		{ "1.2.3.4.5", NULL },
+		{ "256.0.0.0", NULL },
+		{ "01.2.3.4", NULL },
+		{ "10.0.0.0/8,11.0.0.0/8", NULL },
+		{ "localhost", NULL },
+		{ "[::1]", NULL },
+		{ "[::1]/128", NULL },
+		{ ":::1", NULL },
+		{ "1::2::3", NULL },
+		{ "fe80::1%lo", NULL },
+		{ "junk", NULL },
+		{ "2001:db8::g/32", NULL },
+	};
+	struct cidr cidr, untouched;
+	char text[CIDR_TEXT_MAX + 1];
+	size_t i;
+	int rc;
+
+	memset(&untouched, 'x', sizeof(untouched));
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		cidr = untouched;
+		rc = parse_cidr(cases[i].word, &cidr);
+		if (cases[i].canonical) {
+			text[0] = '\0';
+			if (rc == 0)
+				cidr_format(&cidr, text, sizeof(text));
+			ok(rc == 0 && strcmp(text, cases[i].canonical) == 0,
+			    "cidr '%s' is %s (got %s)", cases[i].word,
+			    cases[i].canonical, rc == 0 ? text : "refused");
+		} else {
+			ok(rc == -1 && memcmp(&cidr, &untouched,
+			    sizeof(cidr)) == 0,
+			    "cidr '%s' refused, output untouched",
+			    shown(cases[i].word));
+		}
+	}
+	ok(parse_cidr(NULL, &cidr) == -1, "cidr NULL refused");
+	cidr = untouched;
+	ok(parse_cidr("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128", &cidr)
+	    == 0, "the longest IPv6 form parses");
+	cidr_format(&cidr, text, sizeof(text));
+	ok(strcmp(text, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128") == 0,
+	    "and formats within CIDR_TEXT_MAX");
+}
+
+/* family 4 or 6 and an address in text, for the matcher. */
+static int
+address(const char *text, int *family, unsigned char addr[16])
+{
+	memset(addr, 0, 16);
+	if (inet_pton(AF_INET, text, addr) == 1) {
+		*family = CIDR_V4;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, text, addr) == 1) {
+		*family = CIDR_V6;
+		return 0;
+	}
+	return -1;
+}
+
+static void
+check_matcher(void)
+{
+	static const struct {
+		const char *range, *peer;
+		int matches;
+	} cases[] = {
+		{ "10.0.0.0/8", "10.255.1.2", 1 },
+		{ "10.0.0.0/8", "11.0.0.0", 0 },
+		{ "10.0.0.0/8", "9.255.255.255", 0 },
+		{ "127.0.0.1", "127.0.0.1", 1 },
+		{ "127.0.0.1", "127.0.0.2", 0 },
+		{ "192.168.0.0/23", "192.168.1.200", 1 },
+		{ "192.168.0.0/23", "192.168.2.0", 0 },
+		{ "0.0.0.0/0", "203.0.113.9", 1 },
+		{ "0.0.0.0/0", "::1", 0 },		/* families apart */
+		{ "::/0", "127.0.0.1", 0 },
+		{ "::/0", "2001:db8::1", 1 },
+		{ "::1", "::1", 1 },
+		{ "::1", "::2", 0 },
+		{ "2001:db8::/33", "2001:db8:7fff::1", 1 },
+		{ "2001:db8::/33", "2001:db8:8000::1", 0 },
+		{ "fe80::/10", "febf::1", 1 },
+		{ "fe80::/10", "fec0::1", 0 },
+		{ "127.0.0.0/8", "::ffff:127.0.0.1", 1 },	/* mapped peer */
+		{ "127.0.0.1", "::ffff:127.0.0.2", 0 },
+		{ "::ffff:127.0.0.1", "127.0.0.1", 1 },	/* mapped range */
+		{ "::ffff:127.0.0.1", "::ffff:127.0.0.1", 1 },
+		{ "::1", "127.0.0.1", 0 },
+		{ "::/0", "::ffff:127.0.0.1", 0 },	/* it is IPv4 */
+		{ "::/96", "::127.0.0.1", 1 },		/* compatible: IPv6 */
+	};
+	struct cidr range;
+	unsigned char addr[16];
+	size_t i;
+	int family = 0;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (parse_cidr(cases[i].range, &range) < 0 ||
+		    address(cases[i].peer, &family, addr) < 0) {
+			ok(0, "matcher case %s ~ %s is well formed",
+			    cases[i].range, cases[i].peer);
+			continue;
+		}
+		ok(cidr_match(&range, family, addr) == cases[i].matches,
+		    "%s %s %s", cases[i].peer, cases[i].matches ? "in" :
+		    "not in", cases[i].range);
+	}
+}
+
+static void
+check_acl(void)
+{
+	static const struct {
+		const char *allow[3], *deny[3];
+		const char *peer;
+		int refused;
+		const char *rule;	/* the deny entry named, or NULL */
+	} cases[] = {
+		{ { NULL }, { NULL }, "10.0.0.1", 0, NULL },
+		{ { NULL }, { NULL }, "::1", 0, NULL },
+		{ { "127.0.0.0/8" }, { NULL }, "127.0.0.1", 0, NULL },
+		{ { "127.0.0.0/8" }, { NULL }, "10.0.0.1", 1, NULL },
+		{ { "127.0.0.0/8" }, { NULL }, "::1", 1, NULL },
+		{ { "127.0.0.0/8" }, { NULL }, "::ffff:127.0.0.1", 0, NULL },
+		{ { "10.0.0.0/8", "::1" }, { NULL }, "::1", 0, NULL },
+		{ { NULL }, { "127.0.0.1" }, "127.0.0.1", 1, "127.0.0.1/32" },
+		{ { NULL }, { "127.0.0.1" }, "127.0.0.2", 0, NULL },
+		{ { NULL }, { "127.0.0.1" }, "::ffff:127.0.0.1", 1,
+		    "127.0.0.1/32" },
+		{ { NULL }, { "::1" }, "127.0.0.1", 0, NULL },
+		/* deny wins over allow */
+		{ { "127.0.0.0/8" }, { "127.0.0.2" }, "127.0.0.2", 1,
+		    "127.0.0.2/32" },
+		{ { "127.0.0.0/8" }, { "127.0.0.2" }, "127.0.0.3", 0, NULL },
+		{ { "0.0.0.0/0", "::/0" }, { "10.0.0.0/8", "::1" }, "::1", 1,
+		    "::1/128" },
+		{ { "0.0.0.0/0", "::/0" }, { "10.0.0.0/8", "::1" },
+		    "2001:db8::1", 0, NULL },
+		{ { "::1" }, { "::1" }, "::1", 1, "::1/128" },
+	};
+	struct cidr allow[3], deny[3];
+	const struct cidr *rule;
+	char text[CIDR_TEXT_MAX + 1];
+	unsigned char addr[16];
+	size_t i, nallow, ndeny;
+	int family = 0, refused, formed;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		formed = address(cases[i].peer, &family, addr) == 0;
+		for (nallow = 0; nallow < 3 && cases[i].allow[nallow];
+		    nallow++)
+			formed &= parse_cidr(cases[i].allow[nallow],
+			    &allow[nallow]) == 0;
+		for (ndeny = 0; ndeny < 3 && cases[i].deny[ndeny]; ndeny++)
+			formed &= parse_cidr(cases[i].deny[ndeny],
+			    &deny[ndeny]) == 0;
+		if (!formed) {
+			ok(0, "acl case %zu is well formed", i);
+			continue;
+		}
+		rule = &allow[0];	/* must be overwritten */
+		refused = acl_refuses(allow, nallow, deny, ndeny, family, addr,
+		    &rule);
+		text[0] = '\0';
+		if (rule)
+			cidr_format(rule, text, sizeof(text));
+		ok(refused == cases[i].refused && (cases[i].rule ?
+		    rule && strcmp(text, cases[i].rule) == 0 : rule == NULL),
+		    "acl case %zu: %s %s%s%s", i, cases[i].peer,
+		    cases[i].refused ? "refused" : "let in",
+		    cases[i].rule ? " by deny " : "",
+		    cases[i].rule ? cases[i].rule : "");
+	}
+}
+
 int
 main(void)
 {
@@ -386,6 +606,9 @@ main(void)
 	check_names();
 	check_hostports();
 	check_proxyspecs();
+	check_cidrs();
+	check_matcher();
+	check_acl();
 	printf("1..%d\n", tests_run);
 	return tests_failed ? 1 : 0;
 }
