@@ -1,0 +1,65 @@
+#!/bin/bash
+# kill -9 of 10% of many live shaped relays mid-transfer (issue 7, Faults):
+# the others finish with every byte intact, the store stays usable, shaperd
+# reaps the dead within 2 s, the limit's aggregate rate recovers.
+[ -n "${STRESS_EMBEDDED:-}" ] || . "$IPRELAY_TOP/tests/lib.sh"
+. "$IPRELAY_TOP/tests/stress/common.sh"
+
+n=$(pick 200 40 20)
+k=$((n / 10))
+per_conn=16384                  # bytes/s each way for each relay
+rate=$((n * per_conn))
+send=$((per_conn * $(pick 8 6 6)))
+note="$(mode_note): $n relays, $k killed"
+diag "kill-relays: $note, limit $rate B/s each way, $send bytes each"
+
+$LIMIT set kr "$rate" >/dev/null
+start_shaperd
+start_echo kr
+start_relay kr -l kr "127.0.0.1:$ECHO_PORT"
+
+# The killer: k relays' pids and client ports from conns, kill -9, then a
+# poller in the background timing the reaping (manyconn waits for us).
+cat >"$TEST_TMP/killer.sh" <<KILL
+$LIMIT --json conns | python3 -c '
+import json, sys
+conns = json.load(sys.stdin)[:$k]
+print(" ".join(str(c["pid"]) for c in conns))
+print(" ".join(c["peer"].rsplit(":", 1)[1] for c in conns))' >"$TEST_TMP/victims"
+kill -9 \$(sed -n 1p "$TEST_TMP/victims")
+date +%s.%N >"$TEST_TMP/killed_at"
+(
+	for _ in \$(seq 100); do
+		c=\$($LIMIT --json conns | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))')
+		if [ "\$c" -le $((n - k)) ]; then date +%s.%N >"$TEST_TMP/reaped_at"; break; fi
+		sleep 0.05
+	done
+) </dev/null >/dev/null 2>&1 &
+KILL
+
+out=$($MANY run --connect "127.0.0.1:$RELAY_PORT" --count "$n" --send "$send" \
+    --run-at 2 --run "bash $TEST_TMP/killer.sh" --window 1.5 --timeout 60)
+diag "kill-relays result: $out"
+victim_ports=$(sed -n 2p "$TEST_TMP/victims" 2>/dev/null | tr ' ' '\n' | sort -n | tr '\n' ' ')
+cut_ports=$(python3 -c 'import json, sys; print(" ".join(map(str, sorted(json.loads(sys.argv[1])["cut_ports"]))))' "$out" 2>/dev/null)
+is "$(json "$out" intact 2>/dev/null)" $((n - k)) "kill-relays ($note): the $((n - k)) others finish intact (SHA-256)"
+is "$(json "$out" bad 2>/dev/null)" 0 "kill-relays ($note): no connection got a wrong byte"
+is "$(json "$out" hung 2>/dev/null)" 0 "kill-relays ($note): no connection hung"
+is "$cut_ports " "$victim_ports" "kill-relays ($note): exactly the killed relays' clients were cut"
+if [ -s "$TEST_TMP/reaped_at" ]; then
+	reap=$(awk -v a="$(cat "$TEST_TMP/killed_at")" -v b="$(cat "$TEST_TMP/reaped_at")" \
+	    'BEGIN { printf "%.2f", b - a }')
+else
+	reap=99
+fi
+diag "kill-relays: dead relays gone from conns ${reap} s after kill -9"
+ok "kill-relays ($note): the dead reaped within 2 s (${reap} s)" \
+    awk -v r="$reap" 'BEGIN { exit !(r <= 2) }'
+before=$(json "$out" rate_before 2>/dev/null) after=$(json "$out" rate_after 2>/dev/null)
+diag "kill-relays: aggregate rate back to the client before ${before:-?} B/s, after ${after:-?} B/s (limit $rate)"
+ok "kill-relays ($note): aggregate rate recovers (after ${after:-?} >= 80% of before ${before:-?})" \
+    awk -v a="${after:-0}" -v b="${before:-1}" 'BEGIN { exit !(a >= 0.8 * b && b > 0) }'
+ok "kill-relays ($note): list works afterwards" eval "$LIMIT list >/dev/null"
+wait_conns() { for _ in $(seq 60); do [ "$(conn_count)" = 0 ] && return 0; sleep 0.1; done; return 1; }
+ok "kill-relays ($note): conns works and is empty afterwards" wait_conns
+scenario_end
