@@ -41,7 +41,8 @@
 
 #define PROG		"iprelay-conn"
 #define USAGE		"usage: iprelay-conn [-l LIMIT] [-S DIR] [-c SECONDS] " \
-			"[-i SECONDS] [-s ADDRESS] [-z BYTES] HOST:PORT"
+			"[-i SECONDS] [-s ADDRESS] [-z BYTES] [-a CIDR] " \
+			"[-A CIDR] HOST:PORT"
 
 #define CONNECT_TIMEOUT_NS	(10ULL * NS_PER_SEC)
 #define ACCOUNT_PERIOD_NS	(50ULL * 1000 * 1000)
@@ -55,6 +56,7 @@
 #define PIPE_START_B		(16U * 1024U)
 #define PIPE_BULK_B		(256U * 1024U)
 #define NOTSENT_LOWAT_MIN_B	(16U * 1024U)
+#define CIDRS_MAX		256	/* -a or -A entries, each */
 
 enum end_reason {
 	END_NONE,
@@ -110,6 +112,8 @@ struct relay {
 	uint64_t chunk_max_B;
 	struct hostport remote_hp;
 	const char *remote_word;
+	struct cidr allow[CIDRS_MAX], deny[CIDRS_MAX];
+	size_t nallow, ndeny;
 
 	int client_in, client_out;
 	const char *launcher;
@@ -393,6 +397,18 @@ parse_source(struct relay *relay, const char *word)
 }
 
 static void
+add_cidr(struct cidr *list, size_t *count, int option, const char *word)
+{
+	if (parse_cidr(word, &list[*count]) < 0)
+		usage_error("-%c '%s' is not an address or CIDR range", option,
+		    word);
+	if (*count == CIDRS_MAX)
+		usage_error("-%c '%s': at most %d -%c entries", option, word,
+		    CIDRS_MAX, option);
+	(*count)++;
+}
+
+static void
 parse_options(struct relay *relay, int argc, char **argv)
 {
 	uint64_t value;
@@ -402,7 +418,7 @@ parse_options(struct relay *relay, int argc, char **argv)
 	relay->connect_timeout_ns = CONNECT_TIMEOUT_NS;
 	relay->chunk_max_B = CHUNK_MAX;
 	opterr = 0;
-	while ((option = getopt(argc, argv, ":l:S:c:i:s:z:")) != -1) {
+	while ((option = getopt(argc, argv, ":l:S:c:i:s:z:a:A:")) != -1) {
 		switch (option) {
 		case 'l':
 			if (!limit_name_valid(optarg))
@@ -437,6 +453,12 @@ parse_options(struct relay *relay, int argc, char **argv)
 				    CHUNK_MAX);
 			relay->chunk_max_B = value;
 			break;
+		case 'a':
+			add_cidr(relay->allow, &relay->nallow, 'a', optarg);
+			break;
+		case 'A':
+			add_cidr(relay->deny, &relay->ndeny, 'A', optarg);
+			break;
 		case ':':
 			usage_error("option -%c needs a value", optopt);
 		default:
@@ -451,6 +473,50 @@ parse_options(struct relay *relay, int argc, char **argv)
 	relay->remote_word = argv[optind];
 	if (parse_hostport(relay->remote_word, &relay->remote_hp) < 0)
 		usage_error("'%s' is not HOST:PORT", relay->remote_word);
+}
+
+/* -a and -A: a refused client is closed before anything else is done
+ * for it (no store record, no connection to the remote).  The address is
+ * the socket's own, not the launcher's environment. */
+static void
+check_access(const struct relay *relay)
+{
+	struct sockaddr_storage peer;
+	socklen_t peer_len = sizeof(peer);
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)&peer;
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&peer;
+	const struct cidr *rule;
+	char rule_text[CIDR_TEXT_MAX + 1];
+	int refused;
+
+	if (relay->nallow == 0 && relay->ndeny == 0)
+		return;
+	if (getpeername(relay->client_in, (struct sockaddr *)&peer,
+	    &peer_len) < 0 || (peer.ss_family != AF_INET &&
+	    peer.ss_family != AF_INET6)) {
+		log_line(LOG_WARNING, "peer %s refused: its IP address is "
+		    "unknown and -a/-A are set", relay->peer);
+		exit(EXIT_POLICY);
+	}
+	if (peer.ss_family == AF_INET)
+		refused = acl_refuses(relay->allow, relay->nallow, relay->deny,
+		    relay->ndeny, CIDR_V4,
+		    (const unsigned char *)&sin->sin_addr, &rule);
+	else
+		refused = acl_refuses(relay->allow, relay->nallow, relay->deny,
+		    relay->ndeny, CIDR_V6, sin6->sin6_addr.s6_addr, &rule);
+	if (!refused)
+		return;
+	if (rule) {
+		cidr_format(rule, rule_text, sizeof(rule_text));
+		log_line(LOG_WARNING, "peer %s refused: denied by -A %s, "
+		    "remote %s not contacted", relay->peer, rule_text,
+		    relay->remote_word);
+	} else {
+		log_line(LOG_WARNING, "peer %s refused: in no -a range, "
+		    "remote %s not contacted", relay->peer, relay->remote_word);
+	}
+	exit(EXIT_POLICY);
 }
 
 static void
@@ -1146,6 +1212,7 @@ main(int argc, char **argv)
 	log_open(PROG, LOG_TO_SYSTEM);
 	parse_options(&relay, argc, argv);
 	find_client(&relay);
+	check_access(&relay);
 	setup_signals();
 	relay.start_ns = monotonic_ns();
 	the_relay = &relay;

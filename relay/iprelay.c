@@ -37,7 +37,8 @@
 
 #define VERSION		"1.0"
 #define USAGE		"usage: iprelay [-d] [-b rate] [-m max] [-n name] " \
-			"[-p pidfile] [-S dir] [proxyspec ...]"
+			"[-p pidfile] [-S dir] [-a cidr] [-A cidr] " \
+			"[proxyspec ...]"
 #define FORWARDERS_MAX	128
 #define FORWARDER_NUM_MAX	9999
 #define ADDRS_MAX	4	/* addresses in local_addrs */
@@ -46,6 +47,7 @@
 #define SAMPLES		61	/* one a second: a minute of history */
 #define ACCEPTS_PER_WAKE	64
 #define STOP_GRACE_NS	(3ULL * NS_PER_SEC)
+#define ACL_MAX		32	/* entries in allow, and in deny */
 
 extern char **environ;
 
@@ -80,6 +82,9 @@ struct settings {
 	uint64_t idle_out_s;
 	uint64_t dead_count;
 	uint64_t data_size_B;
+	/* Passed to every new relay as -a and -A. */
+	struct cidr allow[ACL_MAX], deny[ACL_MAX];
+	size_t nallow, ndeny;
 };
 
 /* The line editor, used when stdin is a terminal. */
@@ -141,7 +146,7 @@ static struct {
 
 static const char *const variable_names[] = {
 	"local_addrs", "force_from", "debug", "dump_traff", "idle_out",
-	"dead_count", "data_size", "bandwidth",
+	"dead_count", "data_size", "bandwidth", "allow", "deny",
 };
 #define NVARIABLES (sizeof(variable_names) / sizeof(variable_names[0]))
 
@@ -672,7 +677,9 @@ spawn_conn(struct forwarder *forwarder, int client_fd, pid_t *pid)
 	sigset_t none, defaults;
 	char remote[REMOTE_MAX + 1], idle[24], chunk[24];
 	char limit[LIMIT_NAME_MAX + 8];
-	char *argv[16];
+	char acl_text[2 * ACL_MAX][CIDR_TEXT_MAX + 1];
+	char *argv[16 + 4 * ACL_MAX];
+	size_t index, ntext = 0;
 	int argc = 0, rc;
 
 	snprintf(limit, sizeof(limit), "%s", forwarder_limit_for(forwarder->number));
@@ -697,6 +704,18 @@ spawn_conn(struct forwarder *forwarder, int client_fd, pid_t *pid)
 	if (!address_is_any(relay.set.force_from)) {
 		argv[argc++] = "-s";
 		argv[argc++] = relay.set.force_from;
+	}
+	for (index = 0; index < relay.set.nallow; index++) {
+		cidr_format(&relay.set.allow[index], acl_text[ntext],
+		    sizeof(acl_text[0]));
+		argv[argc++] = "-a";
+		argv[argc++] = acl_text[ntext++];
+	}
+	for (index = 0; index < relay.set.ndeny; index++) {
+		cidr_format(&relay.set.deny[index], acl_text[ntext],
+		    sizeof(acl_text[0]));
+		argv[argc++] = "-A";
+		argv[argc++] = acl_text[ntext++];
 	}
 	argv[argc++] = remote;
 	argv[argc] = NULL;
@@ -816,6 +835,8 @@ reap_children(void)
 			snprintf(status_text, sizeof(status_text), " (exit %d%s)",
 			    WEXITSTATUS(status),
 			    WEXITSTATUS(status) == EXIT_TIMEOUT ? ": timeout" :
+			    WEXITSTATUS(status) == EXIT_POLICY ?
+			    ": refused by allow/deny" :
 			    WEXITSTATUS(status) == EXIT_SYSTEM ?
 			    ": no connection to the remote host or system failure" :
 			    "");
@@ -918,10 +939,61 @@ match_word(const char *word, const char *const names[], size_t count)
 	return found;
 }
 
+/* "10.0.0.0/8,::1/128", or "none". */
+static void
+format_acl(const struct cidr *list, size_t count, char *out_text,
+    size_t out_size)
+{
+	char text[CIDR_TEXT_MAX + 1];
+	size_t index, len = 0;
+
+	snprintf(out_text, out_size, "none");
+	for (index = 0; index < count && len < out_size; index++) {
+		cidr_format(&list[index], text, sizeof(text));
+		len += (size_t)snprintf(out_text + len, out_size - len, "%s%s",
+		    index ? "," : "", text);
+	}
+}
+
+/* Comma-separated CIDRs, or "none" for an empty list; -1 with *bad
+ * naming the first bad entry (in bad_text) when any is wrong. */
+static int
+parse_acl(const char *word, struct cidr list[ACL_MAX], size_t *count,
+    char *bad_text, size_t bad_size)
+{
+	struct cidr parsed[ACL_MAX];
+	const char *entry = word, *comma;
+	char one[CIDR_TEXT_MAX + 2];
+	size_t nparsed = 0, len;
+
+	if (strcmp(word, "none") == 0) {
+		*count = 0;
+		return 0;
+	}
+	for (;;) {
+		comma = strchr(entry, ',');
+		len = comma ? (size_t)(comma - entry) : strlen(entry);
+		snprintf(bad_text, bad_size, "%.*s", (int)len, entry);
+		if (nparsed == ACL_MAX || len >= sizeof(one))
+			return -1;
+		memcpy(one, entry, len);
+		one[len] = '\0';
+		if (parse_cidr(one, &parsed[nparsed]) < 0)
+			return -1;
+		nparsed++;
+		if (comma == NULL)
+			break;
+		entry = comma + 1;
+	}
+	memcpy(list, parsed, nparsed * sizeof(parsed[0]));
+	*count = nparsed;
+	return 0;
+}
+
 static void
 show_variable(size_t index)
 {
-	char rate[64];
+	char rate[64], acl[ACL_MAX * (CIDR_TEXT_MAX + 1) + 8];
 
 	switch (index) {
 	case 0: out("local_addrs\t%s\n", relay.set.local_addrs); break;
@@ -938,6 +1010,14 @@ show_variable(size_t index)
 	case 7:
 		format_rate(relay.limit_name, rate, sizeof(rate));
 		out("bandwidth\t%s\n", rate);
+		break;
+	case 8:
+		format_acl(relay.set.allow, relay.set.nallow, acl, sizeof(acl));
+		out("allow\t%s\n", acl);
+		break;
+	case 9:
+		format_acl(relay.set.deny, relay.set.ndeny, acl, sizeof(acl));
+		out("deny\t%s\n", acl);
 		break;
 	default: break;
 	}
@@ -1076,7 +1156,7 @@ cmd_help(void)
 static const char *const show_words[] = {
 	"?", "all", "stats", "version",
 	"local_addrs", "force_from", "debug", "dump_traff", "idle_out",
-	"dead_count", "data_size", "bandwidth",
+	"dead_count", "data_size", "bandwidth", "allow", "deny",
 };
 
 static void
@@ -1092,8 +1172,12 @@ cmd_show(char **words, int nwords)
 		out("  Too many words after show %s\n", words[1]);
 		return;
 	}
-	index = match_word(words[1], show_words,
-	    sizeof(show_words) / sizeof(show_words[0]));
+	/* "show a", "show al": all, as before allow was added. */
+	if (strncmp(words[1], "all", strlen(words[1])) == 0)
+		index = 1;
+	else
+		index = match_word(words[1], show_words,
+		    sizeof(show_words) / sizeof(show_words[0]));
 	switch (index) {
 	case -2:
 		out("  Ambiguous: show %s, try: show ?\n", words[1]);
@@ -1117,7 +1201,7 @@ cmd_show(char **words, int nwords)
 static const char *const set_words[] = {
 	"?", "forwarder", "limit",
 	"local_addrs", "force_from", "debug", "dump_traff", "idle_out",
-	"dead_count", "data_size", "bandwidth",
+	"dead_count", "data_size", "bandwidth", "allow", "deny",
 };
 
 static int
@@ -1228,6 +1312,7 @@ cmd_set_limit(char **words, int nwords)
 static void
 cmd_set_variable(int index, const char *value)
 {
+	char bad[CIDR_TEXT_MAX + 2];
 	uint64_t number;
 	int rc;
 
@@ -1301,6 +1386,17 @@ cmd_set_variable(int index, const char *value)
 		if (rc) {
 			out("  unable to set bandwidth: %s\n",
 			    store_strerror(rc));
+			return;
+		}
+		break;
+	case 8:
+	case 9:
+		if (parse_acl(value, index == 8 ? relay.set.allow :
+		    relay.set.deny, index == 8 ? &relay.set.nallow :
+		    &relay.set.ndeny, bad, sizeof(bad)) < 0) {
+			out("  Bad %s: %s (at most %d addresses or CIDR "
+			    "ranges, comma-separated, or none)\n",
+			    variable_names[index], bad, ACL_MAX);
 			return;
 		}
 		break;
@@ -1823,6 +1919,30 @@ usage(const char *why, const char *word)
 	exit(EXIT_USAGE);
 }
 
+/* -a and -A: each a CIDR or a comma-separated list, added to the rest. */
+static void
+acl_option(int option, const char *word)
+{
+	struct cidr *list = option == 'a' ? relay.set.allow : relay.set.deny;
+	size_t *count = option == 'a' ? &relay.set.nallow : &relay.set.ndeny;
+	struct cidr more[ACL_MAX];
+	char bad[CIDR_TEXT_MAX + 2];
+	size_t nmore;
+
+	if (strcmp(word, "none") == 0 || parse_acl(word, more, &nmore, bad,
+	    sizeof(bad)) < 0)
+		usage(option == 'a' ? "bad -a address or CIDR range" :
+		    "bad -A address or CIDR range", strcmp(word, "none") ?
+		    bad : word);
+	if (*count + nmore > ACL_MAX) {
+		snprintf(bad, sizeof(bad), "%d", ACL_MAX);
+		usage(option == 'a' ? "too many -a entries, at most" :
+		    "too many -A entries, at most", bad);
+	}
+	memcpy(list + *count, more, nmore * sizeof(more[0]));
+	*count += nmore;
+}
+
 static int
 executable(const char *path)
 {
@@ -2046,7 +2166,7 @@ main(int argc, char **argv)
 
 	log_open("iprelay", LOG_TO_STDERR);
 	opterr = 0;
-	while ((option = getopt(argc, argv, ":db:hm:n:p:S:")) != -1) {
+	while ((option = getopt(argc, argv, ":db:hm:n:p:S:a:A:")) != -1) {
 		switch (option) {
 		case 'h':
 			printf("%s\n", USAGE);
@@ -2076,6 +2196,10 @@ main(int argc, char **argv)
 			break;
 		case 'S':
 			state_option = optarg;
+			break;
+		case 'a':
+		case 'A':
+			acl_option(option, optarg);
 			break;
 		case ':':
 			snprintf(why, sizeof(why), "-%c", optopt);

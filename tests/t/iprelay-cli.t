@@ -5,7 +5,7 @@
 . "$IPRELAY_TOP/tests/lib.sh"
 
 IPRELAY=$IPRELAY_BIN/iprelay
-USAGE_RE='^usage: iprelay \[-d\] \[-b rate\] \[-m max\] \[-n name\] \[-p pidfile\] \[-S dir\] \[proxyspec \.\.\.\]$'
+USAGE_RE='^usage: iprelay \[-d\] \[-b rate\] \[-m max\] \[-n name\] \[-p pidfile\] \[-S dir\] \[-a cidr\] \[-A cidr\] \[proxyspec \.\.\.\]$'
 
 # refused WHY-REGEX ARGS...: exit 100, one line naming the problem, usage.
 refused() {
@@ -31,7 +31,7 @@ refused '^iprelay: bad proxyspec .*: 10080:::1:80' 10080:::1:80
 man=$(mandoc -T ascii -O width=1000 "$IPRELAY_TOP/docs/iprelay.1" 2>/dev/null |
     sed 's/.\x08//g' |
     sed -n '/^SYNOPSIS/,/^DESCRIPTION/p' | tr -s ' \t\n' '   ')
-like "$man" 'iprelay \[-d\] \[-b rate\] \[-m max\] \[-n name\] \[-p pidfile\] \[-S dir\] \[proxyspec \.\.\.\]' \
+like "$man" 'iprelay \[-d\] \[-b rate\] \[-m max\] \[-n name\] \[-p pidfile\] \[-S dir\] \[-a cidr\] \[-A cidr\] \[proxyspec \.\.\.\]' \
     "the usage line matches the man page's SYNOPSIS"
 
 # Unresolvable host: one line naming it, exit 111, nothing left running.

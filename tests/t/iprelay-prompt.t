@@ -29,7 +29,7 @@ ok "an ambiguous prefix is named" pty_expect 'Ambiguous command: s'
 
 pty_send "show all"
 ok "show all lists every variable then the forwarders" pty_expect \
-    '^local_addrs\t0\.0\.0\.0,::\nforce_from\t0\.0\.0\.0\ndebug\t1\ndump_traff\t0\nidle_out\t3000\ndead_count\t10\ndata_size\t0\nbandwidth\t0\nforwarders:\n  forwarder 99 '"$LPORT:127\\.0\\.0\\.1:$ORIGIN_PORT"'$'
+    '^local_addrs\t0\.0\.0\.0,::\nforce_from\t0\.0\.0\.0\ndebug\t1\ndump_traff\t0\nidle_out\t3000\ndead_count\t10\ndata_size\t0\nbandwidth\t0\nallow\tnone\ndeny\tnone\nforwarders:\n  forwarder 99 '"$LPORT:127\\.0\\.0\\.1:$ORIGIN_PORT"'$'
 pty_send "sh ver"
 ok "show ver prints the banner" pty_expect 'iprelay Version: '
 pty_send "show ?"
@@ -74,7 +74,7 @@ bad "kill CONN999999" 'No such connection: CONN999999'
 bad "kill bogus" 'No such connection: bogus'
 pty_send "show all"
 ok "nothing changed by refused values" pty_expect \
-    'debug\t1\ndump_traff\t0\nidle_out\t3000\ndead_count\t10\ndata_size\t0\nbandwidth\t0\nforwarders:\n  forwarder 99 [^\n]*$'
+    'debug\t1\ndump_traff\t0\nidle_out\t3000\ndead_count\t10\ndata_size\t0\nbandwidth\t0\nallow\tnone\ndeny\tnone\nforwarders:\n  forwarder 99 [^\n]*$'
 
 # Good values are echoed as the original did.
 pty_send "set idle_out 600"
@@ -93,7 +93,7 @@ pty_raw "$(printf 'sho all' | od -An -tx1 | tr -d ' \n')1b5b441b5b441b5b441b5b44
 ok "cursor keys edit the line" pty_expect 'forwarders:\n  forwarder 99 '
 # History: up arrow recalls "show all".
 pty_raw 1b5b410d
-ok "up arrow recalls the last command" pty_expect 'data_size\t0\nbandwidth\t0\nforwarders:'
+ok "up arrow recalls the last command" pty_expect 'data_size\t0\nbandwidth\t0\nallow\tnone\ndeny\tnone\nforwarders:'
 # ctrl-u clears what was typed.
 pty_raw "$(printf 'garbage' | od -An -tx1 | tr -d ' \n')15$(printf 'show debug' | od -An -tx1 | tr -d ' \n')0d"
 ok "ctrl-u clears the line" pty_expect '^debug\t1$'
