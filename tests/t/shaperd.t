@@ -169,6 +169,8 @@ for _ in $(seq 100); do kill -0 "$drawer" 2>/dev/null || break; sleep 0.1; done
 wait "$drawer"
 is "$?" 0 "without a refiller the relay finishes"
 got=$(json "$(cat "$TEST_TMP/norefill.report")" window)
-within "$got" $((4096 + 65536 * 2)) 2 "and gets burst + rate * t"
+# 3%: one drawer under the sanitizer build loses up to two quanta at the
+# window edges (its last draw releases past the end).
+within "$got" $((4096 + 65536 * 2)) 3 "and gets burst + rate * t"
 
 done_testing
