@@ -67,6 +67,12 @@ make_case leaf-flags;      cp "$IPRELAY_TOP/tests/fuzz/regress/fuzz-file/leaf-no
 # again and aborts on its own assertion (mdb.c:2433 in mdb_page_touch) on
 # the first write.
 make_case freelist-live;   cp "$IPRELAY_TOP/tests/fuzz/regress/fuzz-file/freelist-live-pages" "$CASE_FILE"
+# Found by fuzz-file (minimised to two bytes from a good store): meta 0's
+# txnid made 255, odd.  The newest meta is meta 0, but LMDB's read
+# transactions take the meta page of txnid & 1, meta 1, whose older tree
+# holds a node pointer past its page (22078): SIGBUS in mdb_get from
+# store_limit_foreach.  leaf-flags above is the same mismatch (a tie).
+make_case meta-parity;     cp "$IPRELAY_TOP/tests/fuzz/regress/fuzz-file/meta-txnid-parity" "$CASE_FILE"
 make_case foreign
 printf 'VERSION=3\nformat=print\ntype=btree\nHEADER=END\n hello\n world\nDATA=END\n' |
 	mdb_load -n -f /dev/stdin "$CASE_FILE"
@@ -140,7 +146,8 @@ report() {
 
 PROGRAMS="limit-list limit-set shaperd iprelay-conn iprelay"
 for case in truncated-page truncated-meta truncated-half random pages \
-    page-bodies freelist leaf-flags freelist-live foreign foreign-meta version zero-length; do
+    page-bodies freelist leaf-flags freelist-live meta-parity \
+    foreign foreign-meta version zero-length; do
 	for program in $PROGRAMS; do
 		run_on "$case" "$program"
 		report "$case" "$program" "$(verdict "$case" "$program")"
