@@ -6,6 +6,7 @@
 . "$IPRELAY_TOP/tests/lib.sh"
 
 fuzz_src=$IPRELAY_TOP/tests/fuzz
+export TMPDIR=$TEST_TMP	# fuzz-file's scratch dir, left behind by a crash
 targets=$(cd "$fuzz_src" && ls fuzz-*.c | sed 's/\.c$//')
 [ -n "$targets" ] || { echo "Bail out! no fuzz targets in $fuzz_src"; exit 1; }
 
