@@ -41,6 +41,9 @@ FUZZ_REPLAYS = $(patsubst %,$(BIN)/fuzz/%,$(FUZZ_TARGETS))
 EXISTING = $(foreach p,$(PROGRAMS),$(if $(wildcard $(call src_of,$(p))),$(p)))
 src_of = $(if $(filter %/shaperd %/iprelay-limit,$(1)),shaperd/$(notdir $(1)).c,relay/$(notdir $(1)).c)
 
+# Keep object files of tests and tools between builds.
+.SECONDARY:
+
 .PHONY: all build deps check check-plain check-asan test install uninstall run clean bench bench-quick fuzz package-test
 
 all: deps
