@@ -563,6 +563,21 @@ store_give_to_dir_owner(const char *dir, const char *file)
  * more commits, so a walk counts only if the newest meta is the same after
  * it as before.  Damage is found by two such walks in a row; a file that
  * never holds still for one is left to LMDB rather than refused.
+ *
+ * Which meta LMDB 0.9.24 reads: mdb_env_read_header and
+ * mdb_env_pick_meta take the meta with the larger txnid (meta 0 on a tie),
+ * and mdb_env_share_locks stores that txnid in the lock file; every
+ * transaction then reads me_metas[txnid & 1], not the meta it was picked
+ * from.  LMDB writes the meta of txn t to page t & 1 (so a tie only occurs
+ * at txnid 0, on page 0), hence a newest meta on the other page makes LMDB
+ * read the older meta's tree, which we do not walk (and which may be
+ * half reused, so walking it would refuse sound files): refuse it.
+ *
+ * Every page the walk reaches is marked in a bitmap: in one snapshot each
+ * page belongs to one tree, once, and a page on the free list belongs to
+ * none.  A page reached twice, or a free-list page that is live or listed
+ * twice, would be handed out by LMDB while in use (an assertion abort in
+ * mdb_page_touch, or worse).  The bitmap costs npages / 8 bytes.
  */
 #define LMDB_MAGIC		0xBEEFC0DEU
 #define LMDB_PAGEHDRSZ		16
@@ -589,6 +604,8 @@ struct file_walk {
 	int fd;
 	uint64_t size, psize, npages;
 	uint64_t last_pg;		/* of the newest meta */
+	unsigned char *seen;		/* one bit per page, set once reached */
+	size_t seen_size;
 	unsigned char *page;		/* one page per depth level */
 	unsigned char *idl;		/* a free-list record being checked */
 	size_t idl_size;
@@ -602,6 +619,24 @@ load_le(const unsigned char *bytes, size_t width)
 	while (width--)
 		value = value << 8 | bytes[width];
 	return value;
+}
+
+/* Claim a page for one use; a second claim is damage.  A free-list page at
+ * or past the end of the file is not in the bitmap: no tree page lies
+ * there (the walk refuses them), and LMDB can leave such a page unwritten
+ * (a loose page) yet free. */
+static int
+claim_page(struct file_walk *walk, uint64_t pgno)
+{
+	unsigned char bit;
+
+	if (pgno >= walk->npages)
+		return 0;
+	bit = (unsigned char)(1u << (pgno & 7));
+	if (walk->seen[pgno >> 3] & bit)
+		return STORE_EDAMAGED;
+	walk->seen[pgno >> 3] |= bit;
+	return 0;
 }
 
 /* A free-list record is a list of page numbers: a count, then that many
@@ -636,7 +671,8 @@ check_free_record(struct file_walk *walk, const unsigned char *inline_data,
 		return STORE_EDAMAGED;
 	for (index = 1; index <= count; index++) {
 		pgno = load_le(data + 8 * index, 8);
-		if (pgno < 2 || pgno > walk->last_pg)
+		if (pgno < 2 || pgno > walk->last_pg ||
+		    claim_page(walk, pgno))
 			return STORE_EDAMAGED;
 	}
 	return 0;
@@ -652,7 +688,8 @@ walk_tree(struct file_walk *walk, uint64_t pgno, unsigned depth,
 	uint64_t child = 0, ksize, dsize, pages;
 	int rc;
 
-	if (depth >= WALK_DEPTH_MAX || pgno < 2 || pgno >= walk->npages)
+	if (depth >= WALK_DEPTH_MAX || pgno < 2 || pgno >= walk->npages ||
+	    claim_page(walk, pgno))
 		return STORE_EDAMAGED;
 	if (pread(walk->fd, page, walk->psize, (off_t)(pgno * walk->psize)) !=
 	    (ssize_t)walk->psize)
@@ -686,6 +723,11 @@ walk_tree(struct file_walk *walk, uint64_t pgno, unsigned depth,
 		dsize = load_le(page + offset, 2) |
 		    load_le(page + offset + 2, 2) << 16;
 		node_flags = load_le(page + offset + 4, 2);
+		/* iprelay never uses DUPSORT: F_DUPDATA or any other flag
+		 * sends LMDB into sub-page code on a plain value. */
+		if (node_flags & ~(uint64_t)(db == WALK_MAIN ?
+		    LMDB_F_BIGDATA | LMDB_F_SUBDATA : LMDB_F_BIGDATA))
+			return STORE_EDAMAGED;
 		if (node_flags & LMDB_F_BIGDATA) {
 			if (offset + LMDB_NODESIZE + ksize + 8 > walk->psize)
 				return STORE_EDAMAGED;
@@ -701,6 +743,9 @@ walk_tree(struct file_walk *walk, uint64_t pgno, unsigned depth,
 			    pages == 0 || child + pages > walk->npages ||
 			    dsize + LMDB_PAGEHDRSZ > pages * walk->psize)
 				return STORE_EDAMAGED;
+			while (pages--)
+				if (claim_page(walk, child + pages))
+					return STORE_EDAMAGED;
 		} else if (offset + LMDB_NODESIZE + ksize + dsize >
 		    walk->psize) {
 			return STORE_EDAMAGED;
@@ -735,7 +780,7 @@ walk_tree(struct file_walk *walk, uint64_t pgno, unsigned depth,
  * LMDB to name as foreign). */
 static int
 newest_meta(struct file_walk *walk, uint64_t *txnid, uint64_t roots[2],
-    uint64_t *newest_last_pg)
+    uint64_t *newest_last_pg, int *newest_page)
 {
 	unsigned char meta[LMDB_PAGEHDRSZ + LMDB_META_TXNID + 8];
 	unsigned char check[sizeof(meta)];
@@ -767,6 +812,7 @@ newest_meta(struct file_walk *walk, uint64_t *txnid, uint64_t roots[2],
 			continue;
 		*txnid = meta_txnid;
 		*newest_last_pg = last_pg;
+		*newest_page = index;
 		roots[0] = load_le(meta + LMDB_PAGEHDRSZ + LMDB_META_DBS +
 		    LMDB_DB_ROOT, 8);
 		roots[1] = load_le(meta + LMDB_PAGEHDRSZ + LMDB_META_DBS +
@@ -785,7 +831,8 @@ check_file(const char *path)
 	unsigned char head[LMDB_PAGEHDRSZ + LMDB_META_DBS + 8];
 	struct stat file_stat;
 	uint64_t txnid = 0, again = 0, damaged_txnid = 0, roots[2], last_pg;
-	int rc = 0, tries, waits, damaged = 0;
+	int rc = 0, tries, waits, damaged = 0, meta_page = 0, again_page;
+	size_t seen_size;
 
 	walk.fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (walk.fd < 0)
@@ -821,7 +868,8 @@ check_file(const char *path)
 		goto out;
 	}
 	for (tries = 0; tries < WALK_TRIES; tries++) {
-		rc = newest_meta(&walk, &txnid, roots, &walk.last_pg);
+		rc = newest_meta(&walk, &txnid, roots, &walk.last_pg,
+		    &meta_page);
 		if (rc == EINVAL || rc == EAGAIN) {
 			rc = 0;		/* LMDB names it */
 			goto out;
@@ -833,6 +881,19 @@ check_file(const char *path)
 		}
 		walk.size = (uint64_t)file_stat.st_size;
 		walk.npages = walk.size / walk.psize;
+		seen_size = (size_t)(walk.npages / 8 + 1);
+		if (seen_size > walk.seen_size) {
+			free(walk.seen);
+			walk.seen = malloc(seen_size);
+			if (walk.seen == NULL) {
+				rc = ENOMEM;
+				goto out;
+			}
+			walk.seen_size = seen_size;
+		}
+		memset(walk.seen, 0, walk.seen_size);
+		if (rc == 0 && (uint64_t)meta_page != (txnid & 1))
+			rc = STORE_EDAMAGED;	/* LMDB reads the other meta */
 		if (rc == 0 && roots[0] != LMDB_P_INVALID)
 			rc = walk_tree(&walk, roots[0], 0, WALK_FREE);
 		if (rc == 0 && roots[1] != LMDB_P_INVALID)
@@ -840,8 +901,8 @@ check_file(const char *path)
 		if (rc != STORE_EDAMAGED)
 			goto out;
 		/* Damage, or a commit moved the pages under the walk. */
-		if (newest_meta(&walk, &again, roots, &last_pg) != 0 ||
-		    again != txnid) {
+		if (newest_meta(&walk, &again, roots, &last_pg,
+		    &again_page) != 0 || again != txnid) {
 			damaged = 0;
 			continue;
 		}
@@ -855,6 +916,7 @@ check_file(const char *path)
 out:
 	free(walk.page);
 	free(walk.idl);
+	free(walk.seen);
 	close(walk.fd);
 	return rc;
 }
