@@ -46,7 +46,14 @@ start_relay() {
 start_shaperd() {
 	spawn "$IPRELAY_BIN/shaperd" -S "$IPRELAY_STATE_DIR" 2>>"$TEST_TMP/shaperd.err"
 	SHAPERD_PID=$last_pid
-	wait_file "$IPRELAY_STATE_DIR/shaperd.lock" 10
+	# Up once it holds its priority lock (the file itself stays empty).
+	for _ in $(seq 100); do
+		[ "$(python3 "$IPRELAY_TOP/tests/stress/ofdlock.py" \
+		    "$IPRELAY_STATE_DIR/shaperd.lock" 2>/dev/null)" = locked ] && return 0
+		sleep 0.05
+	done
+	echo "Bail out! shaperd did not start"
+	exit 1
 }
 
 # start_echo NAME: the echo origin of manyconn.py; sets ECHO_PORT.
