@@ -73,16 +73,48 @@ journal_send(int priority, const char *text)
 	    (struct sockaddr *)&addr, sizeof(addr)) < 0 ? -1 : 0;
 }
 
+void
+log_escape(char *out, size_t size, const char *text)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *at = (const unsigned char *)text;
+	char seq[5];
+	size_t used = 0, seq_len;
+
+	if (size == 0)
+		return;
+	for (; *at; at++) {
+		seq[0] = (char)*at;
+		seq_len = 1;
+		if (*at < 0x20 || *at == 0x7f) {
+			seq[0] = '\\';
+			seq[1] = *at == '\n' ? 'n' : *at == '\t' ? 't' :
+			    *at == '\r' ? 'r' : 'x';
+			seq[2] = hex[*at >> 4];
+			seq[3] = hex[*at & 15];
+			seq_len = seq[1] == 'x' ? 4 : 2;
+		}
+		/* Never half an escape. */
+		if (used + seq_len >= size)
+			break;
+		memcpy(out + used, seq, seq_len);
+		used += seq_len;
+	}
+	out[used] = '\0';
+}
+
 static void
 emit(int priority, const char *prefix, const char *fmt, va_list args)
 {
+	char raw[1024];
 	char text[1024];
 	char line[1200];
 	struct timespec now;
 	struct tm local;
 	int len;
 
-	vsnprintf(text, sizeof(text), fmt, args);
+	vsnprintf(raw, sizeof(raw), fmt, args);
+	log_escape(text, sizeof(text), raw);
 	if (log_target == LOG_TO_STDERR) {
 		fprintf(stderr, "%s: %s%s\n", log_name, prefix, text);
 		return;

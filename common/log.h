@@ -5,6 +5,7 @@
 #ifndef IPRELAY_LOG_H
 #define IPRELAY_LOG_H
 
+#include <stddef.h>
 #include <syslog.h>
 
 #define EXIT_POLICY	1	/* refused by policy */
@@ -33,5 +34,11 @@ log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 _Noreturn void
 log_fatal(int exit_code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* TEXT into OUT (cut to SIZE) with control characters written as \n, \t,
+ * \r or \xNN: a bad word from the command line stays on its one line.
+ * Every log line goes through it. */
+void
+log_escape(char *out, size_t size, const char *text);
 
 #endif

@@ -169,9 +169,10 @@ fill_standard_fds(void)
 static _Noreturn void
 refuse(int with_usage, const char *fmt, va_list args)
 {
-	char text[512];
+	char raw[512], text[512];
 
-	vsnprintf(text, sizeof(text), fmt, args);
+	vsnprintf(raw, sizeof(raw), fmt, args);
+	log_escape(text, sizeof(text), raw);
 	if (!stderr_is_client)
 		fprintf(stderr, "%s: %s\n%s%s", PROG, text,
 		    with_usage ? USAGE : "", with_usage ? "\n" : "");

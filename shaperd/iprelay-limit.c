@@ -55,13 +55,14 @@ usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static _Noreturn void
 usage_error(const char *fmt, ...)
 {
+	char raw[600], text[600];
 	va_list args;
 
-	fprintf(stderr, "iprelay-limit: ");
 	va_start(args, fmt);
-	vfprintf(stderr, fmt, args);
+	vsnprintf(raw, sizeof(raw), fmt, args);
 	va_end(args);
-	fprintf(stderr, "\n%s", USAGE);
+	log_escape(text, sizeof(text), raw);
+	fprintf(stderr, "iprelay-limit: %s\n%s", text, USAGE);
 	exit(EXIT_USAGE);
 }
 
@@ -174,13 +175,14 @@ bad_word(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static _Noreturn void
 bad_word(const char *fmt, ...)
 {
+	char raw[600], text[600];
 	va_list args;
 
-	fprintf(stderr, "iprelay-limit: ");
 	va_start(args, fmt);
-	vfprintf(stderr, fmt, args);
+	vsnprintf(raw, sizeof(raw), fmt, args);
 	va_end(args);
-	fprintf(stderr, "\n");
+	log_escape(text, sizeof(text), raw);
+	fprintf(stderr, "iprelay-limit: %s\n", text);
 	exit(EXIT_USAGE);
 }
 

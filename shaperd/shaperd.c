@@ -47,11 +47,15 @@ count_conn(void *ctx, const struct conn_info *info)
 	return 0;
 }
 
+/* The word is escaped: a newline in it must not make two lines. */
 static _Noreturn void
 usage_error(const char *fmt, const char *word)
 {
+	char text[300];
+
+	log_escape(text, sizeof(text), word);
 	fprintf(stderr, "shaperd: ");
-	fprintf(stderr, fmt, word);
+	fprintf(stderr, fmt, text);
 	fprintf(stderr, "\n%s", USAGE);
 	exit(EXIT_USAGE);
 }
@@ -90,9 +94,14 @@ main(int argc, char **argv)
 	unsigned reaped, reaped_total = 0;
 	int opt, rc, signal_fd, active = 0, ready = 0, watchdog, timeout_ms;
 	int exit_code = 0, errors = 0, waiting = 0;
+	char option_name[2] = "", tick_word[300];
 
 	log_open("shaperd", LOG_TO_STDERR);
-	while ((opt = getopt(argc, argv, "+S:t:h")) != -1) {
+	/* getopt's own messages start with argv[0], a path: ours say
+	 * "shaperd". */
+	opterr = 0;
+	while ((opt = getopt(argc, argv, "+:S:t:h")) != -1) {
+		option_name[0] = (char)optopt;
 		switch (opt) {
 		case 'S':
 			if (optarg[0] == '\0')
@@ -102,8 +111,10 @@ main(int argc, char **argv)
 		case 't':
 			if (parse_uint(optarg, TICK_MS_MIN, TICK_MS_MAX,
 			    &tick_ms)) {
+				log_escape(tick_word, sizeof(tick_word),
+				    optarg);
 				fprintf(stderr, "shaperd: bad tick: '%s' "
-				    "(milliseconds, %d to %d)\n", optarg,
+				    "(milliseconds, %d to %d)\n", tick_word,
 				    TICK_MS_MIN, TICK_MS_MAX);
 				return EXIT_USAGE;
 			}
@@ -111,9 +122,11 @@ main(int argc, char **argv)
 		case 'h':
 			printf("%s", USAGE);
 			return 0;
+		case ':':
+			usage_error("option requires an argument -- '%s'",
+			    option_name);
 		default:
-			fprintf(stderr, "%s", USAGE);
-			return EXIT_USAGE;
+			usage_error("invalid option -- '%s'", option_name);
 		}
 	}
 	if (optind < argc)
