@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -441,6 +442,22 @@ check_format(struct store *store, MDB_txn *txn)
 	return STORE_EFOREIGN;
 }
 
+/* LMDB reports a short write as EIO ("Input/output error"); on a full
+ * filesystem that is the usual cause, and saying so tells the admin what
+ * to fix.  Only a filesystem with no block left turns EIO into ENOSPC. */
+static int
+txn_commit(struct store *store, MDB_txn *txn)
+{
+	struct statvfs fs;
+	int fd, rc;
+
+	rc = mdb_txn_commit(txn);
+	if (rc == EIO && mdb_env_get_fd(store->env, &fd) == 0 &&
+	    fstatvfs(fd, &fs) == 0 && fs.f_bavail == 0)
+		rc = ENOSPC;
+	return rc;
+}
+
 static int
 open_dbs(struct store *store, int create)
 {
@@ -498,7 +515,7 @@ open_dbs(struct store *store, int create)
 			rc = STORE_EFOREIGN;
 		goto abort;
 	}
-	return mdb_txn_commit(txn);
+	return txn_commit(store, txn);
 abort:
 	mdb_txn_abort(txn);
 	return rc;
@@ -1078,7 +1095,7 @@ store_limit_put(struct store *store, const char *name,
 		goto abort;
 	if (reparent && (rc = recount(store, txn)))
 		goto abort;
-	return mdb_txn_commit(txn);
+	return txn_commit(store, txn);
 abort:
 	mdb_txn_abort(txn);
 	return rc;
@@ -1180,7 +1197,7 @@ store_limit_del(struct store *store, const char *name, uint32_t *nconns)
 	rc = mdb_del(txn, store->buckets, &key, NULL);
 	if (rc && rc != MDB_NOTFOUND)
 		goto abort;
-	return mdb_txn_commit(txn);
+	return txn_commit(store, txn);
 abort:
 	if (cursor)
 		mdb_cursor_close(cursor);
@@ -1290,7 +1307,7 @@ store_conn_register(struct store *store, struct conn_info *info)
 		chain->recs[level].nconns++;
 	if ((rc = save_chain(store, txn, chain)))
 		goto abort;
-	rc = mdb_txn_commit(txn);
+	rc = txn_commit(store, txn);
 	goto out;
 abort:
 	mdb_txn_abort(txn);
@@ -1323,7 +1340,7 @@ store_conn_unregister(struct store *store, uint32_t id)
 			chain->recs[level].nconns--;
 	if ((rc = save_chain(store, txn, chain)))
 		goto abort;
-	rc = mdb_txn_commit(txn);
+	rc = txn_commit(store, txn);
 	goto out;
 abort:
 	mdb_txn_abort(txn);
@@ -1433,7 +1450,7 @@ store_reserve(struct store *store, uint32_t id, const char *limit, int dir,
 	moved_B[dir] = grant->bytes;
 	if ((rc = count_on_conn(store, txn, id, moved_B)))
 		goto abort;
-	rc = mdb_txn_commit(txn);
+	rc = txn_commit(store, txn);
 	goto out;
 abort:
 	mdb_txn_abort(txn);
@@ -1465,7 +1482,7 @@ store_account(struct store *store, uint32_t id, const char *limit,
 		goto abort;
 	if ((rc = count_on_conn(store, txn, id, moved_B)))
 		goto abort;
-	rc = mdb_txn_commit(txn);
+	rc = txn_commit(store, txn);
 	goto out;
 abort:
 	mdb_txn_abort(txn);
@@ -1542,7 +1559,7 @@ store_tick(struct store *store, bucket_tick_fn bucket_tick,
 		mdb_cursor_close(cursor);
 		cursor = NULL;
 	}
-	return mdb_txn_commit(txn);
+	return txn_commit(store, txn);
 abort:
 	if (cursor)
 		mdb_cursor_close(cursor);
@@ -1584,7 +1601,7 @@ store_reap(struct store *store, conn_alive_fn alive, void *ctx,
 	}
 	if ((rc = recount(store, txn)))
 		goto abort;
-	return mdb_txn_commit(txn);
+	return txn_commit(store, txn);
 abort:
 	if (cursor)
 		mdb_cursor_close(cursor);
@@ -1660,7 +1677,7 @@ store_boot_reset(struct store *store, int *was_reset)
 	if ((rc = mdb_put(txn, store->meta, &key, &value, 0)))
 		goto abort;
 	*was_reset = 1;
-	return mdb_txn_commit(txn);
+	return txn_commit(store, txn);
 abort:
 	if (cursor)
 		mdb_cursor_close(cursor);
@@ -1682,7 +1699,7 @@ store_meta_put(struct store *store, const char *key_name, const void *data,
 		mdb_txn_abort(txn);
 		return rc;
 	}
-	return mdb_txn_commit(txn);
+	return txn_commit(store, txn);
 }
 
 int
