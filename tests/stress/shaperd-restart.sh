@@ -7,10 +7,10 @@
 
 n=$(pick 50 20 10)
 restarts=10
-gap=$(pick 1 0.5 0.5)             # seconds between restarts
+gap=$(pick 1 0.4 0.4)             # seconds between restarts
 per_conn=16384
 rate=$((n * per_conn))
-seconds=$(pick 14 9 9)            # each connection's transfer at its share
+seconds=$(pick 14 7 7)            # each connection's transfer at its share
 send=$((per_conn * seconds))
 note="$(mode_note): $n relays"
 diag "shaperd-restart: $note, $restarts kill -9 + restart ${gap} s apart, $send bytes each at $per_conn B/s"

@@ -6,7 +6,7 @@
 [ -n "${STRESS_EMBEDDED:-}" ] || . "$IPRELAY_TOP/tests/lib.sh"
 . "$IPRELAY_TOP/tests/stress/common.sh"
 
-hold=$(pick 20 6 6)             # seconds the reader does not read
+hold=$(pick 20 4 4)             # seconds the reader does not read
 note="$(mode_note): ${hold} s"
 
 # 1. The slow reader, unshaped (the relay moves as fast as it may).
