@@ -44,7 +44,7 @@ src_of = $(if $(filter %/shaperd %/iprelay-limit,$(1)),shaperd/$(notdir $(1)).c,
 # Keep object files of tests and tools between builds.
 .SECONDARY:
 
-.PHONY: all build deps check check-plain check-asan test install uninstall run clean bench bench-quick fuzz package-test
+.PHONY: all build deps check check-plain check-asan test install uninstall run clean bench bench-quick fuzz package-test stress
 
 all: deps
 	@$(MAKE) --no-print-directory build
@@ -121,6 +121,12 @@ fuzz:
 			echo "fuzz: $$t failed (exit $$rc); input in $(FUZZ_DIR)/crashes"; \
 			exit 1; fi; \
 	done
+
+# Faults and stress (issue 7, docs/reliability.md): the full counts, a few
+# minutes; STRESS=quick gives the bounded counts of tests/t/stress-quick.t.
+STRESS ?= long
+stress: build
+	@STRESS=$(STRESS) IPRELAY_BIN=$(CURDIR)/$(BIN) bash tests/stress/run.sh
 
 # Benchmarks print figures (bench/README.md); they are not tests.
 BENCHES = $(patsubst bench/%.c,$(BIN)/bench/%,$(wildcard bench/*.c))
