@@ -125,6 +125,8 @@ echo
 echo "| figure | value |"
 echo "|---|---|"
 echo "| connections that received data | $(cell "scale started" iprelay %.0f) |"
+echo "| seconds from the first connection's first byte to the last one's | $(cell "scale t0" iprelay %.2f) |"
+echo "| first second after the first byte / (rate + burst) | $(cell "scale first second" iprelay) |"
 echo "| aggregate / target | $(cell "scale accuracy" iprelay) |"
 echo "| Jain's index | $(cell "scale jain" iprelay) |"
 echo "| shaperd CPU, fraction of one core | $(cell "scale shaperd cpu" iprelay %.3f) |"

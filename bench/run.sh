@@ -7,13 +7,17 @@
 # and max.  Needs root only for the tc netns peer (skipped otherwise).
 #
 # Environment: IPRELAY_BIN (default bin/), REPS (default 3), SCALE_CONNS
-# (default 1000, 100 with --quick), BENCH_OUT (default bench/results).
+# (default 1000, 50 with --quick), BENCH_OUT (default bench/results),
+# SECTIONS (default "throughput shaping nested reaction cps scale"),
+# BENCH_KEEP=1 (keep the work dir).
 set -u
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${IPRELAY_BIN:-$TOP/bin}
 QUICK=
 [ "${1:-}" = --quick ] && QUICK=1
 REPS=${REPS:-3}
+SECTIONS=${SECTIONS:-throughput shaping nested reaction cps scale}
+want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 OUT=${BENCH_OUT:-$TOP/bench/results}
 if [ -n "$QUICK" ]; then
 	SCALE_CONNS=${SCALE_CONNS:-50}
@@ -296,6 +300,7 @@ tc_set() {	# tc_set RATE: a tbf of RATE bytes/s (lo MTU 1500)
 }
 
 # ---- 1. unshaped throughput and CPU per GiB ---------------------------------
+if want throughput; then
 
 say "== unshaped throughput, 1 connection, $((VOLUME_B >> 20)) MiB each"
 THRU_PEERS=$(available direct iprelay-conn iprelay haproxy nginx socat)
@@ -326,8 +331,10 @@ for REP in $(seq "$REPS"); do
 		peer_stop
 	done
 done
+fi
 
 # ---- 2. shaping accuracy, first-second burst, fairness ----------------------
+if want shaping; then
 
 # shaped RATE N PEER: one run; records accuracy, burst (and jain for N > 1).
 SHAPE_SEQ=0
@@ -357,7 +364,7 @@ shaped() {
 		# not epoll, so one blocking connection.
 		# It delays each recv() by the size asked: ask 50 ms' worth.
 		out=$(trickle -s -d $((rate / 1024)) -u $((rate / 1024)) \
-		    "$BNET" recv -B -b $((rate / 20)) "${recv_args[@]}" "$ORIGIN" 2>/dev/null) ;;
+		    "$BNET" recv -B -b $((rate / 20 > 262144 ? 262144 : rate / 20)) "${recv_args[@]}" "$ORIGIN" 2>/dev/null) ;;
 	esac
 	local total first jain
 	total=$(sed -n 's/^total=//p' <<<"$out")
@@ -392,8 +399,10 @@ grep -q trickle <<<"$SHAPE_PEERS" &&
 	note "trickle: one connection only (it wraps recv() and select/poll, not epoll; standalone mode shapes one process), and whole KiB/s only (no 512 B/s)"
 note "nginx: proxy_download_rate is per connection, so it was set to the total divided by the number of connections"
 [ -n "$TC_OK" ] && note "tc tbf counts every packet on lo (headers and ACKs), so its payload rate is under the configured rate (more so at low rates); not run under 64 KiB/s, where one 1514-byte packet takes seconds and connections time out"
+fi
 
 # ---- 3. nested limits -------------------------------------------------------
+if want nested; then
 
 say "== nested limits: child 1024 B/s in parent 3072 B/s, busy sibling"
 for REP in $(seq "$REPS"); do
@@ -414,8 +423,10 @@ for REP in $(seq "$REPS"); do
 	stop "$child_root"; stop "$sib_root"
 	$LIMIT del "nc$REP" >/dev/null; $LIMIT del "ns$REP" >/dev/null; $LIMIT del "np$REP" >/dev/null
 done
+fi
 
 # ---- 4. reaction to iprelay-limit set ----------------------------------------
+if want reaction; then
 
 say "== reaction: 64 KiB/s, then iprelay-limit set 256K"
 for REP in $(seq "$REPS"); do
@@ -431,8 +442,10 @@ for REP in $(seq "$REPS"); do
 	echo "$run_start $run_end" >"$WORK/run.reaction.$REP"
 	say "  rep $REP: reaction $reaction_ms ms, before $before_rate, after $after_rate B/s"
 done
+fi
 
 # ---- 5. connection cost -------------------------------------------------------
+if want cps; then
 
 say "== connection cost: $CPS_COUNT short connections one after another"
 CPS_PEERS=$(available direct iprelay inetd iprelay-conn iprelay-conn-nostore socat haproxy)
@@ -465,15 +478,19 @@ for REP in $(seq "$REPS"); do
 		say "  rep $REP $peer: $(sed -n 's/^rate=//p' <<<"$out") conn/s, p50 $p50 us, p99 $p99 us"
 	done
 done
+fi
 
 # ---- 6. scale: SCALE_CONNS shaped connections through bin/iprelay -----------
+if want scale; then
 
 SCALE_RATE=$((SCALE_CONNS * 8192))
 say "== scale: $SCALE_CONNS connections on one limit of $SCALE_RATE B/s (bin/iprelay)"
 for REP in $(seq "$REPS"); do
 	peer_start iprelay "$ORIGIN" "$SCALE_RATE" "$SCALE_CONNS" "scale$REP" || continue
 	cpu0=$(cpu_tree "$SHAPERD_PID"); t0=$(date +%s.%N)
-	"$BNET" recv -n "$SCALE_CONNS" -d "$SCALE_D" -w $SCALE_WIN \
+	# Spawning a thousand relays takes seconds: wait up to 120 s for the
+	# last one's first byte.
+	"$BNET" recv -n "$SCALE_CONNS" -d "$SCALE_D" -w $SCALE_WIN -s 120 \
 	    -R "$WORK/rates.scale.$REP" "127.0.0.1:$PORT" >"$WORK/scale.out" &
 	rpid=$!
 	# Memory while every relay runs: private bytes of each iprelay-conn.
@@ -493,6 +510,8 @@ for REP in $(seq "$REPS"); do
 	record "scale accuracy" iprelay "$(awk -v t="$total" -v r="$SCALE_RATE" 'BEGIN { printf "%.4f", t / r }')"
 	record "scale jain" iprelay "$jain"
 	record "scale started" iprelay "$started"
+	record "scale first second" iprelay "$(awk -v f="$(sed -n 's/^first_sec=//p' "$WORK/scale.out")" -v r="$SCALE_RATE" 'BEGIN { printf "%.4f", f / (r * 1.1) }')"
+	record "scale t0" iprelay "$(sed -n 's/^t0=//p' "$WORK/scale.out")"
 	record "scale shaperd cpu" iprelay "$(awk -v a="$cpu0" -v b="$cpu1" -v s="$t0" -v e="$t1" \
 	    'BEGIN { printf "%.4f", (b - a) / (e - s) }')"
 	record "scale relay private KiB" iprelay "$(awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : "" }' "$WORK/mem.$REP")"
@@ -500,6 +519,7 @@ for REP in $(seq "$REPS"); do
 	peer_stop
 	$LIMIT del "scale$REP" >/dev/null 2>&1
 done
+fi
 
 # ---- results ----------------------------------------------------------------
 

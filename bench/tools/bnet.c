@@ -6,11 +6,12 @@
  *   bnet serve -P PORTFILE [-b ADDR] [-m source|reply]
  *	an origin: "source" sends to every connection as fast as it may until
  *	the connection goes away; "reply" writes 16 bytes and closes.
- *   bnet recv [-n CONNS] [-d SECONDS] [-w A B] [-T TIMELINE] [-R RATES]
+ *   bnet recv [-n CONNS] [-d SECONDS] [-w A B] [-s SETUP] [-T TIMELINE] [-R RATES]
  *	[-x AT CMD] [-B [-b BYTES]] HOST:PORT
  *	opens CONNS connections and receives on all of them on one clock.
  *	t_first is the first byte of any connection, t0 the first byte of
- *	the last one; it runs until t0 + SECONDS.  Prints NAME=VALUE lines:
+ *	the last one (at most SETUP s, default 15, after the start); it runs
+ *	until t0 + SECONDS.  Prints NAME=VALUE lines:
  *	total (bytes/s of all between the first arrival at or after t0+A and
  *	the last at or before t0+B), total_slots (bytes in [t0+A, t0+B] /
  *	the window, whole 10 ms slots), jain (of per-connection window
@@ -53,7 +54,7 @@
 extern char **environ;
 
 #define SLOT_NS		10000000ULL	/* timeline resolution: 10 ms */
-#define SETUP_S		15		/* longest wait for every first byte */
+#define SETUP_S		15		/* default longest wait for every first byte */
 #define BUF_B		(256 * 1024)
 
 static char buffer[BUF_B];
@@ -247,6 +248,7 @@ struct conn {
 
 static struct conn *conns;
 static unsigned conn_count, nslots, started;
+static double setup_s = SETUP_S;
 static uint64_t start_ns, t_first_ns, t0_ns, first_sec_B;
 /* Every arrival on any connection: time and bytes of all so far.  Low
  * rates arrive in quanta, and a window with one quantum more or less is
@@ -338,8 +340,9 @@ recv_main(int argc, char **argv)
 	uint64_t run_start_ns = 0, run_end_ns = 0, end_ns;
 	struct epoll_event ev, events[512];
 
-	while ((opt = getopt(argc, argv, "n:d:w:T:R:x:Bb:")) != -1) {
+	while ((opt = getopt(argc, argv, "n:d:w:T:R:x:Bb:s:")) != -1) {
 		switch (opt) {
+		case 's': setup_s = atof(optarg); break;
 		case 'b':
 			read_B = strtoul(optarg, NULL, 10);
 			if (read_B < 1 || read_B > BUF_B)
@@ -369,7 +372,7 @@ recv_main(int argc, char **argv)
 		usage();
 	raise_nofile();
 	conn_count = count;
-	nslots = (unsigned)((SETUP_S + duration_s + 1) * 1e9 / SLOT_NS);
+	nslots = (unsigned)((setup_s + duration_s + 1) * 1e9 / SLOT_NS);
 	if (!(conns = calloc(count, sizeof(*conns))) ||
 	    !(event_ns = malloc(EVENTS_MAX * sizeof(uint64_t))) ||
 	    !(event_cum_B = malloc(EVENTS_MAX * sizeof(uint64_t))))
@@ -397,7 +400,7 @@ recv_main(int argc, char **argv)
 		uint64_t t = now_ns();
 
 		end_ns = t0_ns ? t0_ns + (uint64_t)(duration_s * 1e9) :
-		    start_ns + (uint64_t)((SETUP_S + duration_s) * 1e9);
+		    start_ns + (uint64_t)((setup_s + duration_s) * 1e9);
 		if (t >= end_ns)
 			break;
 		if (command && t0_ns && !run_start_ns &&
