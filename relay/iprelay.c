@@ -1912,9 +1912,14 @@ run_loop(void)
 static void
 usage(const char *why, const char *word)
 {
+	char shown[600] = "";
+
+	/* Escaped: a newline in the word must not make two lines. */
+	if (word)
+		log_escape(shown, sizeof(shown), word);
 	if (why)
 		fprintf(stderr, "iprelay: %s%s%s\n", why, word ? ": " : "",
-		    word ? word : "");
+		    shown);
 	fprintf(stderr, "%s\n", USAGE);
 	exit(EXIT_USAGE);
 }
