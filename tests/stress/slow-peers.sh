@@ -15,7 +15,7 @@ start_relay slow "127.0.0.1:$ORIGIN_PORT"
 spawn python3 -c 'import socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-time.sleep(float(sys.argv[2]))' "$RELAY_PORT" $((hold + 5))
+time.sleep(float(sys.argv[2]))' "$RELAY_PORT" $((hold * 2 + 10))
 relay=
 for _ in $(seq 100); do
 	relay=$($LIMIT --json conns 2>/dev/null | python3 -c 'import json, sys
