@@ -481,9 +481,9 @@ done
 fi
 
 # ---- 6. scale: SCALE_CONNS shaped connections through bin/iprelay -----------
+SCALE_RATE=$((SCALE_CONNS * 8192))
 if want scale; then
 
-SCALE_RATE=$((SCALE_CONNS * 8192))
 say "== scale: $SCALE_CONNS connections on one limit of $SCALE_RATE B/s (bin/iprelay)"
 for REP in $(seq "$REPS"); do
 	peer_start iprelay "$ORIGIN" "$SCALE_RATE" "$SCALE_CONNS" "scale$REP" || continue
