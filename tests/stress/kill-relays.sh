@@ -9,7 +9,7 @@ n=$(pick 200 40 20)
 k=$((n / 10))
 per_conn=16384                  # bytes/s each way for each relay
 rate=$((n * per_conn))
-send=$((per_conn * $(pick 8 5 5)))
+send=$((per_conn * $(pick 10 7 7)))
 note="$(mode_note): $n relays, $k killed"
 diag "kill-relays: $note, limit $rate B/s each way, $send bytes each"
 
@@ -38,7 +38,7 @@ date +%s.%N >"$TEST_TMP/killed_at"
 KILL
 
 out=$($MANY run --connect "127.0.0.1:$RELAY_PORT" --count "$n" --send "$send" \
-    --run-at 2 --run "bash $TEST_TMP/killer.sh" --window 1.5 --timeout 60)
+    --run-at 1.5 --run "bash $TEST_TMP/killer.sh" --window 1 --timeout 60)
 diag "kill-relays result: $out"
 victim_ports=$(sed -n 2p "$TEST_TMP/victims" 2>/dev/null | tr ' ' '\n' | sort -n | tr '\n' ' ')
 cut_ports=$(python3 -c 'import json, sys; print(" ".join(map(str, sorted(json.loads(sys.argv[1])["cut_ports"]))))' "$out" 2>/dev/null)
