@@ -6,7 +6,7 @@
 [ -n "${STRESS_EMBEDDED:-}" ] || . "$IPRELAY_TOP/tests/lib.sh"
 . "$IPRELAY_TOP/tests/stress/common.sh"
 
-flood=$(pick 2000 400 200)
+flood=$(pick 2000 300 200)
 cap=$(pick 50 20 10)
 note="$(mode_note): $flood connections"
 start_echo flood

@@ -5,7 +5,7 @@
 [ -n "${STRESS_EMBEDDED:-}" ] || . "$IPRELAY_TOP/tests/lib.sh"
 . "$IPRELAY_TOP/tests/stress/common.sh"
 
-n=$(pick 200 40 20)
+n=$(pick 200 30 20)
 k=$((n / 10))
 per_conn=16384                  # bytes/s each way for each relay
 rate=$((n * per_conn))

@@ -9,6 +9,8 @@
 export STRESS=quick STRESS_EMBEDDED=1
 for s in kill-relays shaperd-restart disk-full slow-peers flood; do
 	diag "== $s"
+	started=$SECONDS
 	. "$IPRELAY_TOP/tests/stress/$s.sh"
+	diag "$s: $((SECONDS - started)) s"
 done
 done_testing
