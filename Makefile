@@ -54,7 +54,7 @@ build: $(EXISTING) $(UNIT_TESTS) $(TEST_TOOLS) $(FUZZ_REPLAYS)
 deps:
 	@sh tests/deps.sh
 
-$(OBJ)/%.o: %.c $(wildcard common/*.h)
+$(OBJ)/%.o: %.c $(wildcard common/*.h) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(WARNFLAGS) $(CFLAGS) -c -o $@ $<
 

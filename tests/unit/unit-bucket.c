@@ -10,46 +10,11 @@
 #include <string.h>
 
 #include "bucket.h"
+#include "tap.h"
 
 typedef __int128 i128;
 
-static int tests_run, tests_failed;
 static int replay;	/* one seed given: use it as it is for every shape */
-
-static void
-ok(int passed, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-#include <stdarg.h>
-
-static void
-ok(int passed, const char *fmt, ...)
-{
-	va_list ap;
-
-	tests_run++;
-	if (!passed)
-		tests_failed++;
-	printf("%s %d - ", passed ? "ok" : "not ok", tests_run);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-}
-
-static void
-diag(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void
-diag(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("# ", stdout);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-}
 
 /* splitmix64: small, fast, and the same sequence everywhere. */
 static uint64_t rng_state;
@@ -837,6 +802,5 @@ main(int argc, char **argv)
 		test_ready_exact();
 		test_chain_draw();
 	}
-	printf("1..%d\n", tests_run);
-	return tests_failed ? 1 : 0;
+	return done_testing();
 }

@@ -13,26 +13,8 @@
 
 #include "bucket.h"
 #include "parse.h"
+#include "tap.h"
 
-static int tests_run, tests_failed;
-
-static void
-ok(int passed, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-ok(int passed, const char *fmt, ...)
-{
-	va_list ap;
-
-	tests_run++;
-	if (!passed)
-		tests_failed++;
-	printf("%s %d - ", passed ? "ok" : "not ok", tests_run);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-}
 
 /* A word as a TAP line can show it: control and non-ASCII bytes escaped. */
 static const char *
@@ -609,6 +591,5 @@ main(void)
 	check_cidrs();
 	check_matcher();
 	check_acl();
-	printf("1..%d\n", tests_run);
-	return tests_failed ? 1 : 0;
+	return done_testing();
 }

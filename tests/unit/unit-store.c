@@ -18,27 +18,9 @@
 #include <unistd.h>
 
 #include "store.h"
+#include "tap.h"
 
-static int tests_run, tests_failed;
 static char top_dir[] = "/tmp/unit-store.XXXXXX";
-
-static void
-ok(int passed, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-ok(int passed, const char *fmt, ...)
-{
-	va_list ap;
-
-	tests_run++;
-	if (!passed)
-		tests_failed++;
-	printf("%s %d - ", passed ? "ok" : "not ok", tests_run);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-}
 
 /* is_rc: the call gave the result wanted; shows both by name if not. */
 static void
@@ -778,6 +760,5 @@ main(void)
 	test_reap_and_boot();
 	test_dir_resolve();
 	remove_tree();
-	printf("1..%d\n", tests_run);
-	return tests_failed ? 1 : 0;
+	return done_testing();
 }
