@@ -893,9 +893,28 @@ parse_args(int argc, char **argv, struct options *options)
 		bad_word("bad state dir: '' (give a directory)");
 }
 
+/* Each command and the options it takes besides -S. */
+static const struct command {
+	const char *name;
+	int (*run)(const struct options *options);
+	int allow_set;		/* --up --down --burst --parent */
+	int allow_top;		/* -n -d */
+	int allow_json;
+} commands[] = {
+	{ "set", command_set, 1, 0, 0 },
+	{ "get", command_get, 0, 0, 1 },
+	{ "list", command_list, 0, 0, 1 },
+	{ "del", command_del, 0, 0, 0 },
+	{ "conns", command_conns, 0, 0, 1 },
+	{ "kill", command_kill, 0, 0, 0 },
+	{ "top", command_top, 0, 1, 1 },
+	{ NULL, NULL, 0, 0, 0 },
+};
+
 int
 main(int argc, char **argv)
 {
+	const struct command *command;
 	struct options options;
 
 	log_open("iprelay-limit", LOG_TO_STDERR);
@@ -904,33 +923,12 @@ main(int argc, char **argv)
 		options.parent = "none";
 	if (!options.command)
 		usage_error("missing command");
-	if (strcmp(options.command, "set") == 0) {
-		refuse_options(&options, 1, 0, 0);
-		return command_set(&options);
-	}
-	if (strcmp(options.command, "get") == 0) {
-		refuse_options(&options, 0, 0, 1);
-		return command_get(&options);
-	}
-	if (strcmp(options.command, "list") == 0) {
-		refuse_options(&options, 0, 0, 1);
-		return command_list(&options);
-	}
-	if (strcmp(options.command, "del") == 0) {
-		refuse_options(&options, 0, 0, 0);
-		return command_del(&options);
-	}
-	if (strcmp(options.command, "conns") == 0) {
-		refuse_options(&options, 0, 0, 1);
-		return command_conns(&options);
-	}
-	if (strcmp(options.command, "kill") == 0) {
-		refuse_options(&options, 0, 0, 0);
-		return command_kill(&options);
-	}
-	if (strcmp(options.command, "top") == 0) {
-		refuse_options(&options, 0, 1, 1);
-		return command_top(&options);
+	for (command = commands; command->name; command++) {
+		if (strcmp(options.command, command->name) != 0)
+			continue;
+		refuse_options(&options, command->allow_set,
+		    command->allow_top, command->allow_json);
+		return command->run(&options);
 	}
 	usage_error("unknown command: '%s'", options.command);
 }
