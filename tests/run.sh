@@ -12,12 +12,12 @@ for bindir in "$@"; do
 	IPRELAY_BIN=$bindir IPRELAY_TOP=$top \
 	    prove --timer -j "${TEST_JOBS:-2}" $units "$top"/tests/t/*.t 2>&1 | tee -a "$log"
 done
-# prove prints "Files=F, Tests=T" per run and "Failed N/M subtests" or a
-# non-zero wait status for each failing file.
+# prove prints "Files=F, Tests=T" per run, "Failed N/M subtests" for a file
+# with failures, and a non-zero Wstat with "Failed: 0" for one that died.
 awk '
 	/^Files=[0-9]+, Tests=[0-9]+/ { split($2, t, "="); sub(",", "", t[2]); total += t[2] }
 	/Failed [0-9]+\/[0-9]+ subtests/ { split($2, f, "/"); failed += f[1] }
-	/Wstat: [1-9]/ && !/subtests/ { died++ }
+	/Wstat: [1-9].*Failed: 0\)/ { died++ }
 	/No subtests run/ { died++ }
 	END { printf "check: %d passed, %d failed\n", total - failed, failed + died;
 	      exit (failed + died) ? 1 : 0 }' "$log"

@@ -169,8 +169,11 @@ for _ in $(seq 100); do kill -0 "$drawer" 2>/dev/null || break; sleep 0.1; done
 wait "$drawer"
 is "$?" 0 "without a refiller the relay finishes"
 got=$(json "$(cat "$TEST_TMP/norefill.report")" window)
-# 3%: one drawer under the sanitizer build loses up to two quanta at the
-# window edges (its last draw releases past the end).
-within "$got" $((4096 + 65536 * 2)) 3 "and gets burst + rate * t"
+# The contract's bounds: never more than burst + rate * t, and with a
+# drawer always waiting at least rate * t less what a loaded machine's late
+# wake-ups leave unused at the window's edges (2-3% seen under ASan with
+# other tests running; 5% allowed).
+ok "and gets at most burst + rate * t ($got)" [ "$got" -le $((4096 + 65536 * 2)) ]
+ok "and at least 95% of rate * t ($got)" [ "$got" -ge $((65536 * 2 * 95 / 100)) ]
 
 done_testing
