@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "store.h"
 
 /* Every opener must ask for the same reader table: the first opener of the
@@ -82,6 +83,15 @@ store_strerror(int rc)
 	case MDB_READERS_FULL: return "too many concurrent readers";
 	default: return mdb_strerror(rc);
 	}
+}
+
+int
+store_exit_code(int rc)
+{
+	if (rc == STORE_EFOREIGN || rc == STORE_EVERSION ||
+	    rc == STORE_EDAMAGED)
+		return EXIT_USAGE;
+	return EXIT_SYSTEM;
 }
 
 uint64_t

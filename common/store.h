@@ -91,6 +91,12 @@ typedef int (*conn_alive_fn)(void *ctx, const struct conn_info *info);
 const char *
 store_strerror(int rc);
 
+/* The exit status an open failure deserves: a state file that is foreign,
+ * of another version or damaged is for the admin to fix (100, usage or
+ * configuration); anything else is a system failure (111). */
+int
+store_exit_code(int rc);
+
 /* The state dir: -S DIR if given, else $IPRELAY_STATE_DIR, else
  * /var/lib/iprelay for root, else $XDG_STATE_HOME/iprelay or
  * ~/.local/state/iprelay. */

@@ -2047,15 +2047,10 @@ open_store(uint64_t bandwidth_Bps)
 	int rc;
 
 	rc = store_open(&relay.store, relay.state_dir, 0);
-	/* A state file that is not ours to use is for the admin to fix, not
-	 * a failure that may pass: 100, as iprelay-limit and shaperd say. */
-	if (rc == STORE_EFOREIGN || rc == STORE_EVERSION ||
-	    rc == STORE_EDAMAGED)
-		log_fatal(EXIT_USAGE, "unable to open the store in %s: %s",
-		    relay.state_dir, store_strerror(rc));
 	if (rc)
-		log_fatal(EXIT_SYSTEM, "unable to open the store in %s: %s",
-		    relay.state_dir, store_strerror(rc));
+		log_fatal(store_exit_code(rc),
+		    "unable to open the store in %s: %s", relay.state_dir,
+		    store_strerror(rc));
 	/* Relays get an absolute path: a daemon runs from /. */
 	if (realpath(relay.state_dir, resolved))
 		snprintf(relay.state_dir, sizeof(relay.state_dir), "%s",

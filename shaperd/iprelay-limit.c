@@ -212,13 +212,9 @@ open_for_writing(const struct options *options)
 		log_fatal(EXIT_POLICY, "unable to change limits in %s: %s "
 		    "(changing limits needs write access to the state dir "
 		    "and %s)", dir, strerror(rc), STORE_FILE);
-	if (rc == STORE_EFOREIGN || rc == STORE_EVERSION ||
-	    rc == STORE_EDAMAGED)
-		log_fatal(EXIT_USAGE, "unable to open %s/%s: %s", dir,
-		    STORE_FILE, store_strerror(rc));
 	if (rc)
-		log_fatal(EXIT_SYSTEM, "unable to open %s/%s: %s", dir,
-		    STORE_FILE, store_strerror(rc));
+		log_fatal(store_exit_code(rc), "unable to open %s/%s: %s",
+		    dir, STORE_FILE, store_strerror(rc));
 	return store;
 }
 
@@ -237,13 +233,9 @@ open_for_reading(const struct options *options)
 	if (rc == EACCES || rc == EPERM)
 		log_fatal(EXIT_POLICY, "unable to read %s/%s: %s", dir,
 		    STORE_FILE, strerror(rc));
-	if (rc == STORE_EFOREIGN || rc == STORE_EVERSION ||
-	    rc == STORE_EDAMAGED)
-		log_fatal(EXIT_USAGE, "unable to open %s/%s: %s", dir,
-		    STORE_FILE, store_strerror(rc));
 	if (rc)
-		log_fatal(EXIT_SYSTEM, "unable to open %s/%s: %s", dir,
-		    STORE_FILE, store_strerror(rc));
+		log_fatal(store_exit_code(rc), "unable to open %s/%s: %s",
+		    dir, STORE_FILE, store_strerror(rc));
 	return store;
 }
 

@@ -138,13 +138,9 @@ main(int argc, char **argv)
 		log_fatal(EXIT_SYSTEM, "unable to set up signals: %s",
 		    strerror(errno));
 	rc = store_open(&store, dir, 0);
-	if (rc == STORE_EFOREIGN || rc == STORE_EVERSION ||
-	    rc == STORE_EDAMAGED)
-		log_fatal(EXIT_USAGE, "unable to open %s/%s: %s", dir,
-		    STORE_FILE, store_strerror(rc));
 	if (rc)
-		log_fatal(EXIT_SYSTEM, "unable to open %s/%s: %s", dir,
-		    STORE_FILE, store_strerror(rc));
+		log_fatal(store_exit_code(rc), "unable to open %s/%s: %s",
+		    dir, STORE_FILE, store_strerror(rc));
 	if ((rc = refiller_create(&refiller, store, dir, REFILLER_SHAPERD)))
 		log_fatal(EXIT_SYSTEM, "unable to open the locks in %s: %s",
 		    dir, strerror(rc));
