@@ -9,7 +9,7 @@ n=$(pick 200 30 20)
 k=$((n / 10))
 per_conn=16384                  # bytes/s each way for each relay
 rate=$((n * per_conn))
-send=$((per_conn * $(pick 10 7 7)))
+send=$((per_conn * $(pick 10 9 9)))
 note="$(mode_note): $n relays, $k killed"
 diag "kill-relays: $note, limit $rate B/s each way, $send bytes each"
 

@@ -98,16 +98,20 @@ def run(args):
     timeline = []                       # (t, total received)
     total = 0
     t0 = None
-    run_at = run_start = run_end = None
+    run_at = run_start = run_end = runner = None
     run_output = ""
     open_count = len(conns)
     deadline = t_start + args.timeout
     while open_count and time.monotonic() < deadline:
+        # CMD runs beside the transfer, not in place of it: a slow CMD on a
+        # loaded machine must not stall the readers and skew the rates.
         if t0 is not None and args.run and run_start is None and \
                 time.monotonic() >= run_at:
             run_start = time.monotonic()
-            run_output = subprocess.run(args.run, shell=True, stdout=subprocess.PIPE,
-                                        text=True).stdout
+            runner = subprocess.Popen(args.run, shell=True, stdout=subprocess.PIPE,
+                                      text=True)
+        if run_start is not None and run_end is None and runner.poll() is not None:
+            run_output = runner.stdout.read()
             run_end = time.monotonic()
         for key, ev in sel.select(0.05):
             c = key.data
@@ -175,10 +179,22 @@ def run(args):
            "cut_ports": cut_ports, "run_output": run_output,
            "elapsed": round(max([c["end"] or time.monotonic() for c in conns])
                             - t_start, 3)}
+    if run_start is not None and run_end is None:
+        runner.wait()
+        run_output = runner.stdout.read()
+        run_end = time.monotonic()
     if run_start is not None:
         w = args.window
         out["rate_before"] = rate(run_start - w, run_start)
-        out["rate_after"] = rate(run_end + 1, run_end + 1 + w)
+        # After CMD, and only while every survivor is still sending: the
+        # first one to finish ends the window (a tail of finishing
+        # connections is not a slow relay).
+        a = run_end + 1
+        ends = [c["end"] for c in conns
+                if c["how"] == "eof" and c["recv"] == len(c["data"])]
+        b = min([a + w] + ends)
+        out["rate_after"] = rate(a, b) if b - a >= 0.25 else None
+        out["run_output"] = run_output
     elif t0 is not None:
         out["rate_before"] = rate(t0, t0 + args.window)
     print(json.dumps(out))
