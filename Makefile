@@ -17,7 +17,7 @@ COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
 
 CC ?= cc
 CFLAGS ?= -O2 -g
-WARNFLAGS = -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -Icommon
+WARNFLAGS = -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -Icommon -Irelay
 LDLIBS_STORE = -llmdb
 LDLIBS_NOTIFY = -lsystemd
 
@@ -54,7 +54,7 @@ build: $(EXISTING) $(UNIT_TESTS) $(TEST_TOOLS) $(FUZZ_REPLAYS)
 deps:
 	@sh tests/deps.sh
 
-$(OBJ)/%.o: %.c $(wildcard common/*.h) $(wildcard tests/unit/*.h)
+$(OBJ)/%.o: %.c $(wildcard common/*.h relay/*.h) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(WARNFLAGS) $(CFLAGS) -c -o $@ $<
 
@@ -70,7 +70,7 @@ $(BIN)/iprelay-conn: $(OBJ)/relay/iprelay-conn.o $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_STORE)
 
-$(BIN)/iprelay: $(OBJ)/relay/iprelay.o $(COMMON_OBJ)
+$(BIN)/iprelay: $(OBJ)/relay/iprelay.o $(OBJ)/relay/command.o $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_STORE)
 
@@ -82,7 +82,8 @@ $(BIN)/tools/%: $(OBJ)/tests/tools/%.o $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_STORE) -lm
 
-$(BIN)/fuzz/%: $(OBJ)/tests/fuzz/%.o $(OBJ)/tests/fuzz/replay.o $(COMMON_OBJ)
+$(BIN)/fuzz/%: $(OBJ)/tests/fuzz/%.o $(OBJ)/tests/fuzz/replay.o \
+    $(OBJ)/relay/command.o $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_STORE)
 
@@ -106,12 +107,14 @@ fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		$(FUZZ_CC) $(WARNFLAGS) $(FUZZ_FLAGS) -o $(FUZZ_DIR)/$$t \
 			tests/fuzz/$$t.c $(patsubst %,common/%.c,$(COMMON)) \
+			relay/command.c \
 			$(LDLIBS_STORE) || exit 1; \
 		mkdir -p $(FUZZ_DIR)/corpus/$$t; seeds=tests/fuzz/corpus/$$t; \
 		[ -d $$seeds ] || seeds=; \
+		dict=; if [ -f tests/fuzz/$$t.dict ]; then dict=-dict=tests/fuzz/$$t.dict; fi; \
 		echo "## $$t: $(FUZZ_SECONDS) s (log: $(FUZZ_DIR)/$$t.log)"; \
 		$(FUZZ_DIR)/$$t -max_total_time=$(FUZZ_SECONDS) \
-			-print_final_stats=1 $(FUZZ_ARGS) \
+			-print_final_stats=1 $$dict $(FUZZ_ARGS) \
 			-artifact_prefix=$(FUZZ_DIR)/crashes/$$t- \
 			$(FUZZ_DIR)/corpus/$$t $$seeds \
 			>$(FUZZ_DIR)/$$t.log 2>&1; rc=$$?; \

@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "command.h"
 #include "log.h"
 #include "parse.h"
 #include "refiller.h"
@@ -40,14 +41,11 @@
 			"[-p pidfile] [-S dir] [-a cidr] [-A cidr] " \
 			"[proxyspec ...]"
 #define FORWARDERS_MAX	128
-#define FORWARDER_NUM_MAX	9999
-#define ADDRS_MAX	4	/* addresses in local_addrs */
-#define LINE_MAX_B	1024	/* one command line */
+#define LINE_MAX_B	COMMAND_LINE_MAX	/* one command line */
 #define HISTORY_MAX	100
 #define SAMPLES		61	/* one a second: a minute of history */
 #define ACCEPTS_PER_WAKE	64
 #define STOP_GRACE_NS	(3ULL * NS_PER_SEC)
-#define ACL_MAX		32	/* entries in allow, and in deny */
 
 extern char **environ;
 
@@ -75,7 +73,7 @@ struct child {
 };
 
 struct settings {
-	char local_addrs[ADDRS_MAX * (INET6_ADDRSTRLEN + 1)];
+	char local_addrs[LOCAL_ADDRS_MAX_B];
 	char force_from[INET6_ADDRSTRLEN];
 	uint64_t debug;
 	uint64_t dump_traff;
@@ -143,12 +141,6 @@ static struct {
 		.dead_count = 10,
 	},
 };
-
-static const char *const variable_names[] = {
-	"local_addrs", "force_from", "debug", "dump_traff", "idle_out",
-	"dead_count", "data_size", "bandwidth", "allow", "deny",
-};
-#define NVARIABLES (sizeof(variable_names) / sizeof(variable_names[0]))
 
 /* ---- output ---------------------------------------------------------- */
 
@@ -259,37 +251,9 @@ format_sockaddr(const struct sockaddr *addr, char *buf, size_t size)
 }
 
 static int
-address_valid(const char *word)
-{
-	unsigned char addr[sizeof(struct in6_addr)];
-
-	return inet_pton(AF_INET, word, addr) == 1 ||
-	    inet_pton(AF_INET6, word, addr) == 1;
-}
-
-static int
 address_is_any(const char *word)
 {
 	return strcmp(word, "0.0.0.0") == 0 || strcmp(word, "::") == 0;
-}
-
-/* "a,b,c": 1 to ADDRS_MAX addresses, each an IPv4 or IPv6 literal. */
-static int
-local_addrs_valid(const char *word)
-{
-	char copy[sizeof(relay.set.local_addrs)], *saveptr, *token;
-	size_t count = 0;
-
-	if (strlen(word) >= sizeof(copy) || *word == '\0' ||
-	    word[strlen(word) - 1] == ',')
-		return 0;
-	strcpy(copy, word);
-	for (token = strtok_r(copy, ",", &saveptr); token;
-	    token = strtok_r(NULL, ",", &saveptr)) {
-		if (++count > ADDRS_MAX || !address_valid(token))
-			return 0;
-	}
-	return count > 0;
 }
 
 static struct forwarder *
@@ -916,29 +880,6 @@ kill_children(void)
 
 /* ---- the prompt's commands ------------------------------------------- */
 
-/* Match word against the names by prefix: an exact name wins; else the
- * one name it begins; -1 none, -2 more than one. */
-static int
-match_word(const char *word, const char *const names[], size_t count)
-{
-	size_t index, len = strlen(word);
-	int found = -1;
-
-	if (len == 0)
-		return -1;
-	for (index = 0; index < count; index++)
-		if (strcmp(word, names[index]) == 0)
-			return (int)index;
-	for (index = 0; index < count; index++) {
-		if (strncmp(word, names[index], len) == 0) {
-			if (found >= 0)
-				return -2;
-			found = (int)index;
-		}
-	}
-	return found;
-}
-
 /* "10.0.0.0/8,::1/128", or "none". */
 static void
 format_acl(const struct cidr *list, size_t count, char *out_text,
@@ -955,71 +896,39 @@ format_acl(const struct cidr *list, size_t count, char *out_text,
 	}
 }
 
-/* Comma-separated CIDRs, or "none" for an empty list; -1 with *bad
- * naming the first bad entry (in bad_text) when any is wrong. */
-static int
-parse_acl(const char *word, struct cidr list[ACL_MAX], size_t *count,
-    char *bad_text, size_t bad_size)
-{
-	struct cidr parsed[ACL_MAX];
-	const char *entry = word, *comma;
-	char one[CIDR_TEXT_MAX + 2];
-	size_t nparsed = 0, len;
-
-	if (strcmp(word, "none") == 0) {
-		*count = 0;
-		return 0;
-	}
-	for (;;) {
-		comma = strchr(entry, ',');
-		len = comma ? (size_t)(comma - entry) : strlen(entry);
-		snprintf(bad_text, bad_size, "%.*s", (int)len, entry);
-		if (nparsed == ACL_MAX || len >= sizeof(one))
-			return -1;
-		memcpy(one, entry, len);
-		one[len] = '\0';
-		if (parse_cidr(one, &parsed[nparsed]) < 0)
-			return -1;
-		nparsed++;
-		if (comma == NULL)
-			break;
-		entry = comma + 1;
-	}
-	memcpy(list, parsed, nparsed * sizeof(parsed[0]));
-	*count = nparsed;
-	return 0;
-}
-
 static void
-show_variable(size_t index)
+show_variable(enum variable variable)
 {
 	char rate[64], acl[ACL_MAX * (CIDR_TEXT_MAX + 1) + 8];
+	const char *name = variable_names[variable];
 
-	switch (index) {
-	case 0: out("local_addrs\t%s\n", relay.set.local_addrs); break;
-	case 1: out("force_from\t%s\n", relay.set.force_from); break;
-	case 2: out("debug\t%llu\n", (unsigned long long)relay.set.debug); break;
-	case 3: out("dump_traff\t%llu\n",
+	switch (variable) {
+	case VAR_LOCAL_ADDRS: out("%s\t%s\n", name, relay.set.local_addrs); break;
+	case VAR_FORCE_FROM: out("%s\t%s\n", name, relay.set.force_from); break;
+	case VAR_DEBUG: out("%s\t%llu\n", name,
+	    (unsigned long long)relay.set.debug); break;
+	case VAR_DUMP_TRAFF: out("%s\t%llu\n", name,
 	    (unsigned long long)relay.set.dump_traff); break;
-	case 4: out("idle_out\t%llu\n",
+	case VAR_IDLE_OUT: out("%s\t%llu\n", name,
 	    (unsigned long long)relay.set.idle_out_s); break;
-	case 5: out("dead_count\t%llu\n",
+	case VAR_DEAD_COUNT: out("%s\t%llu\n", name,
 	    (unsigned long long)relay.set.dead_count); break;
-	case 6: out("data_size\t%llu\n",
+	case VAR_DATA_SIZE: out("%s\t%llu\n", name,
 	    (unsigned long long)relay.set.data_size_B); break;
-	case 7:
+	case VAR_BANDWIDTH:
 		format_rate(relay.limit_name, rate, sizeof(rate));
-		out("bandwidth\t%s\n", rate);
+		out("%s\t%s\n", name, rate);
 		break;
-	case 8:
+	case VAR_ALLOW:
 		format_acl(relay.set.allow, relay.set.nallow, acl, sizeof(acl));
-		out("allow\t%s\n", acl);
+		out("%s\t%s\n", name, acl);
 		break;
-	case 9:
+	case VAR_DENY:
 		format_acl(relay.set.deny, relay.set.ndeny, acl, sizeof(acl));
-		out("deny\t%s\n", acl);
+		out("%s\t%s\n", name, acl);
 		break;
-	default: break;
+	case NVARIABLES:
+		break;
 	}
 }
 
@@ -1039,7 +948,7 @@ show_all(void)
 	size_t index;
 
 	for (index = 0; index < NVARIABLES; index++)
-		show_variable(index);
+		show_variable((enum variable)index);
 	out("forwarders:\n");
 	memcpy(sorted, relay.forwarders, relay.nforwarders * sizeof(sorted[0]));
 	qsort(sorted, relay.nforwarders, sizeof(sorted[0]), compare_forwarders);
@@ -1142,304 +1051,111 @@ show_stats(void)
 		out("  unable to read the connections: %s\n", store_strerror(rc));
 }
 
-static void
-cmd_help(void)
-{
-	out("Commands are:\n"
-	    "    ?, help           - Show these commands.\n"
-	    "    show              - Display variable(s): show ?\n"
-	    "    set               - Set a variable: set ?\n"
-	    "    kill              - Kill a connection: kill ?\n"
-	    "    quit, exit        - Close every connection and leave.\n");
-}
-
-static const char *const show_words[] = {
-	"?", "all", "stats", "version",
-	"local_addrs", "force_from", "debug", "dump_traff", "idle_out",
-	"dead_count", "data_size", "bandwidth", "allow", "deny",
-};
+/* The prompt's commands, parsed by command_parse() (relay/command.c):
+ * here only what depends on the running instance. */
 
 static void
-cmd_show(char **words, int nwords)
+do_set_forwarder(const struct command *command)
 {
-	int index;
-
-	if (nwords < 2) {
-		out("  Incomplete or incorrect command, try: show ?\n");
-		return;
-	}
-	if (nwords > 2) {
-		out("  Too many words after show %s\n", words[1]);
-		return;
-	}
-	/* "show a", "show al": all, as before allow was added. */
-	if (strncmp(words[1], "all", strlen(words[1])) == 0)
-		index = 1;
-	else
-		index = match_word(words[1], show_words,
-		    sizeof(show_words) / sizeof(show_words[0]));
-	switch (index) {
-	case -2:
-		out("  Ambiguous: show %s, try: show ?\n", words[1]);
-		return;
-	case -1:
-		out("  Incomplete or incorrect command, try: show ?\n");
-		return;
-	case 0:
-		out("  all\tShow all variables.\n"
-		    "  stats\tShow stats on connections.\n"
-		    "  ver\tShow current version.\n"
-		    "  <var>\tShow specific variable.\n");
-		return;
-	case 1: show_all(); return;
-	case 2: show_stats(); return;
-	case 3: print_version(); return;
-	default: show_variable((size_t)index - 4); return;
-	}
-}
-
-static const char *const set_words[] = {
-	"?", "forwarder", "limit",
-	"local_addrs", "force_from", "debug", "dump_traff", "idle_out",
-	"dead_count", "data_size", "bandwidth", "allow", "deny",
-};
-
-static int
-parse_forwarder_number(const char *word, int *number)
-{
-	uint64_t value;
-
-	if (parse_uint(word, 0, FORWARDER_NUM_MAX, &value) < 0)
-		return -1;
-	*number = (int)value;
-	return 0;
-}
-
-static void
-cmd_set_forwarder(char **words, int nwords)
-{
-	struct proxyspec spec;
 	char why[512];
-	int number, rc;
+	int rc;
 
-	if (nwords < 3 || strcmp(words[2], "?") == 0) {
-		out("  set forwarder <n> <local_port>:<remote_host>:<remote_port>\n"
-		    "  set forwarder <n>\tdelete forwarder <n>\n");
-		return;
-	}
-	if (parse_forwarder_number(words[2], &number) < 0) {
-		out("  Bad forwarder: %s (0-%d), try: set forwarder ?\n",
-		    words[2], FORWARDER_NUM_MAX);
-		return;
-	}
-	if (nwords == 3) {
-		if (forwarder_delete(number) < 0)
-			out("  No such forwarder: %d\n", number);
-		else
-			out("  forwarder %d deleted.\n", number);
-		return;
-	}
-	if (nwords > 4) {
-		out("  Too many words: set forwarder <n> <spec>\n");
-		return;
-	}
-	if (parse_proxyspec(words[3], &spec) < 0) {
-		out("  Bad proxyspec: %s (local_port:remote_host:remote_port), "
-		    "forwarder %d not set.\n", words[3], number);
-		return;
-	}
-	if (!address_valid(spec.remote.host)) {
+	if (!address_valid(command->spec.remote.host)) {
 		if (relay.resolving.active) {
 			out("  Still resolving for forwarder %d; forwarder %d not "
-			    "set, try again.\n", relay.resolving.number, number);
+			    "set, try again.\n", relay.resolving.number,
+			    command->forwarder);
 			return;
 		}
-		rc = resolve_start(number, &spec);
+		rc = resolve_start(command->forwarder, &command->spec);
 		if (rc) {
 			out("  forwarder %d not set: unable to resolve %s: %s\n",
-			    number, spec.remote.host, gai_strerror(rc));
+			    command->forwarder, command->spec.remote.host,
+			    gai_strerror(rc));
 			return;
 		}
-		out("  Resolving address (%s).....\n", spec.remote.host);
+		out("  Resolving address (%s).....\n",
+		    command->spec.remote.host);
 		return;
 	}
-	if (forwarder_set(number, &spec, why, sizeof(why)) < 0) {
-		out("  forwarder %d not set: %s\n", number, why);
+	if (forwarder_set(command->forwarder, &command->spec, why,
+	    sizeof(why)) < 0) {
+		out("  forwarder %d not set: %s\n", command->forwarder, why);
 		return;
 	}
-	out("  forwarder %d set.\n", number);
+	out("  forwarder %d set.\n", command->forwarder);
 }
 
 static void
-cmd_set_limit(char **words, int nwords)
+do_set_limit(const struct command *command)
 {
-	struct forwarder *forwarder;
+	struct forwarder *forwarder = forwarder_find(command->forwarder);
 	char name[LIMIT_NAME_MAX + 8];
-	uint64_t rate_Bps;
-	int number, rc;
+	int rc;
 
-	if (nwords != 4 || strcmp(words[2], "?") == 0) {
-		out("  set limit <n> <rate>\tgive forwarder <n> its own limit "
-		    "(bytes/s) inside bandwidth\n");
+	if (forwarder == NULL) {
+		out("  No such forwarder: %s\n", command->word);
 		return;
 	}
-	if (parse_forwarder_number(words[2], &number) < 0 ||
-	    (forwarder = forwarder_find(number)) == NULL) {
-		out("  No such forwarder: %s\n", words[2]);
-		return;
-	}
-	if (parse_rate(words[3], &rate_Bps) < 0) {
-		out("  Bad rate: %s (bytes/s, K/M/G suffixes, 0 = unlimited)\n",
-		    words[3]);
-		return;
-	}
-	forwarder_limit_name(number, name, sizeof(name));
+	forwarder_limit_name(command->forwarder, name, sizeof(name));
 	if (!limit_name_valid(name)) {
 		out("  Limit name too long: %s\n", name);
 		return;
 	}
-	rc = limit_set_rate(name, relay.limit_name, rate_Bps);
+	rc = limit_set_rate(name, relay.limit_name, command->value);
 	if (rc) {
 		out("  unable to set limit %s: %s\n", name, store_strerror(rc));
 		return;
 	}
 	forwarder->has_own_limit = 1;
-	forwarder->own_rate_Bps = rate_Bps;
+	forwarder->own_rate_Bps = command->value;
 	out("  forwarder %d limit %s set to %llu bytes / sec (new connections).\n",
-	    number, name, (unsigned long long)rate_Bps);
+	    command->forwarder, name, (unsigned long long)command->value);
 }
 
 static void
-cmd_set_variable(int index, const char *value)
+do_set_variable(const struct command *command)
 {
-	char bad[CIDR_TEXT_MAX + 2];
-	uint64_t number;
 	int rc;
 
-	switch (index) {
-	case 0:
-		if (!local_addrs_valid(value)) {
-			out("  Bad local_addrs: %s (1-%d IP addresses, "
-			    "comma-separated)\n", value, ADDRS_MAX);
-			return;
-		}
+	switch (command->variable) {
+	case VAR_LOCAL_ADDRS:
 		snprintf(relay.set.local_addrs, sizeof(relay.set.local_addrs),
-		    "%s", value);
+		    "%s", command->text);
 		break;
-	case 1:
-		if (!address_valid(value)) {
-			out("  Bad force_from: %s (an IP address; 0.0.0.0 = "
-			    "any)\n", value);
-			return;
-		}
+	case VAR_FORCE_FROM:
+		/* An address literal: always fits. */
 		snprintf(relay.set.force_from, sizeof(relay.set.force_from),
-		    "%s", value);
+		    "%.*s", (int)sizeof(relay.set.force_from) - 1,
+		    command->text);
 		break;
-	case 2:
-		if (parse_uint(value, 0, 1, &number) < 0) {
-			out("  Bad debug: %s (0 or 1)\n", value);
-			return;
-		}
-		relay.set.debug = number;
-		break;
-	case 3:
-		if (parse_uint(value, 0, 1, &number) < 0) {
-			out("  Bad dump_traff: %s (0 or 1)\n", value);
-			return;
-		}
-		if (number) {
-			out("  dump_traff 1 is not supported: relayed data never "
-			    "passes through iprelay (use tcpdump).\n");
-			return;
-		}
-		relay.set.dump_traff = number;
-		break;
-	case 4:
-		if (parse_uint(value, 0, 100000000, &number) < 0) {
-			out("  Bad idle_out: %s (seconds, 0 = never)\n", value);
-			return;
-		}
-		relay.set.idle_out_s = number;
-		break;
-	case 5:
-		if (parse_uint(value, 0, 1000000, &number) < 0) {
-			out("  Bad dead_count: %s (a count; ignored)\n", value);
-			return;
-		}
-		relay.set.dead_count = number;
-		break;
-	case 6:
-		if (parse_bytes(value, CHUNK_MAX, &number) < 0) {
-			out("  Bad data_size: %s (bytes, 0 = automatic, at most "
-			    "%u)\n", value, CHUNK_MAX);
-			return;
-		}
-		relay.set.data_size_B = number;
-		break;
-	case 7:
-		if (parse_rate(value, &number) < 0) {
-			out("  Bad bandwidth: %s (bytes/s, K/M/G suffixes, "
-			    "0 = unlimited)\n", value);
-			return;
-		}
-		rc = limit_set_rate(relay.limit_name, NULL, number);
+	case VAR_DEBUG: relay.set.debug = command->value; break;
+	case VAR_DUMP_TRAFF: relay.set.dump_traff = command->value; break;
+	case VAR_IDLE_OUT: relay.set.idle_out_s = command->value; break;
+	case VAR_DEAD_COUNT: relay.set.dead_count = command->value; break;
+	case VAR_DATA_SIZE: relay.set.data_size_B = command->value; break;
+	case VAR_BANDWIDTH:
+		rc = limit_set_rate(relay.limit_name, NULL, command->value);
 		if (rc) {
 			out("  unable to set bandwidth: %s\n",
 			    store_strerror(rc));
 			return;
 		}
 		break;
-	case 8:
-	case 9:
-		if (parse_acl(value, index == 8 ? relay.set.allow :
-		    relay.set.deny, index == 8 ? &relay.set.nallow :
-		    &relay.set.ndeny, bad, sizeof(bad)) < 0) {
-			out("  Bad %s: %s (at most %d addresses or CIDR "
-			    "ranges, comma-separated, or none)\n",
-			    variable_names[index], bad, ACL_MAX);
-			return;
-		}
+	case VAR_ALLOW:
+		memcpy(relay.set.allow, command->acl,
+		    command->nacl * sizeof(command->acl[0]));
+		relay.set.nallow = command->nacl;
 		break;
-	default:
-		return;
-	}
-	show_variable((size_t)index);
-}
-
-static void
-cmd_set(char **words, int nwords)
-{
-	int index;
-
-	if (nwords < 2) {
-		out("  Incomplete or incorrect command, try: set ?\n");
-		return;
-	}
-	index = match_word(words[1], set_words,
-	    sizeof(set_words) / sizeof(set_words[0]));
-	switch (index) {
-	case -2:
-		out("  Ambiguous: set %s, try: set ?\n", words[1]);
-		return;
-	case -1:
-		out("  Incomplete or incorrect command, try: set ?\n");
-		return;
-	case 0:
-		out("  <var> <val>\tSet specific variable to a value.\n"
-		    "  forwarder\tSet up forwarders.\n"
-		    "  limit\t\tGive a forwarder its own limit.\n");
-		return;
-	case 1: cmd_set_forwarder(words, nwords); return;
-	case 2: cmd_set_limit(words, nwords); return;
-	default:
+	case VAR_DENY:
+		memcpy(relay.set.deny, command->acl,
+		    command->nacl * sizeof(command->acl[0]));
+		relay.set.ndeny = command->nacl;
 		break;
-	}
-	if (nwords != 3) {
-		out("  Incomplete or incorrect command: set %s <value>\n",
-		    set_words[index]);
+	case NVARIABLES:
 		return;
 	}
-	cmd_set_variable(index - 3, words[2]);
+	show_variable(command->variable);
 }
 
 static int
@@ -1461,36 +1177,15 @@ kill_visit(void *ctx, const struct conn_info *info)
 }
 
 static void
-cmd_kill(char **words, int nwords)
+do_kill_conn(const struct command *command)
 {
-	uint64_t id;
-	uint32_t wanted;
+	uint32_t wanted = command->conn_id;
 
-	if (nwords < 2 || strcmp(words[1], "?") == 0) {
-		out("  all\t\tKill all connections.\n"
-		    "  <conn>\tKill specified connection.\n");
-		return;
-	}
-	if (nwords > 2) {
-		out("  Too many words: kill <conn>\n");
-		return;
-	}
-	if (strcmp(words[1], "all") == 0) {
-		out("  Closing %zu connections.\n", relay.nchildren);
-		kill_children();
-		return;
-	}
-	if (strncmp(words[1], "CONN", 4) != 0 ||
-	    parse_uint(words[1] + 4, 1, UINT32_MAX, &id) < 0) {
-		out("  No such connection: %s\n", words[1]);
-		return;
-	}
-	wanted = (uint32_t)id;
 	(void)store_conn_foreach(relay.store, kill_visit, &wanted);
 	if (wanted)
-		out("  No such connection: %s\n", words[1]);
+		out("  No such connection: %s\n", command->word);
 	else
-		out("  %s: closing.\n", words[1]);
+		out("  %s: closing.\n", command->word);
 }
 
 static void
@@ -1504,39 +1199,35 @@ begin_stop(const char *why)
 	kill_children();
 }
 
-static const char *const commands[] = {
-	"?", "help", "show", "set", "kill", "quit", "exit",
-};
-
 static void
-run_command(char *line)
+run_command(const char *line)
 {
-	char *words[8], *saveptr, *token;
-	int nwords = 0;
+	struct command command;
 
-	for (token = strtok_r(line, " \t\r\n", &saveptr); token;
-	    token = strtok_r(NULL, " \t\r\n", &saveptr)) {
-		if (nwords == (int)(sizeof(words) / sizeof(words[0]))) {
-			out("  Too many words.\n");
-			return;
-		}
-		words[nwords++] = token;
-	}
-	if (nwords == 0)
-		return;
-	switch (match_word(words[0], commands,
-	    sizeof(commands) / sizeof(commands[0]))) {
-	case 0: case 1: cmd_help(); break;
-	case 2: cmd_show(words, nwords); break;
-	case 3: cmd_set(words, nwords); break;
-	case 4: cmd_kill(words, nwords); break;
-	case 5: case 6: begin_stop("Quit"); break;
-	case -2:
-		out("  Ambiguous command: %s, try: ?\n", words[0]);
+	command_parse(line, &command);
+	switch (command.kind) {
+	case CMD_EMPTY: break;
+	case CMD_REPLY: out("%s", command.reply); break;
+	case CMD_SHOW_ALL: show_all(); break;
+	case CMD_SHOW_STATS: show_stats(); break;
+	case CMD_SHOW_VERSION: print_version(); break;
+	case CMD_SHOW_VARIABLE: show_variable(command.variable); break;
+	case CMD_SET_VARIABLE: do_set_variable(&command); break;
+	case CMD_SET_FORWARDER: do_set_forwarder(&command); break;
+	case CMD_DELETE_FORWARDER:
+		if (forwarder_delete(command.forwarder) < 0)
+			out("  No such forwarder: %d\n", command.forwarder);
+		else
+			out("  forwarder %d deleted.\n", command.forwarder);
 		break;
-	default:
-		out("  Unknown command: %s, try: ?\n", words[0]);
+	case CMD_SET_LIMIT: do_set_limit(&command); break;
+	case CMD_KILL_ALL:
+		out("  Closing %zu connections.\n", relay.nchildren);
+		kill_children();
 		break;
+	case CMD_KILL_CONN: do_kill_conn(&command); break;
+	case CMD_QUIT: begin_stop("Quit"); break;
+	case NCOMMAND_KINDS: break;
 	}
 }
 
@@ -1934,7 +1625,7 @@ acl_option(int option, const char *word)
 	char bad[CIDR_TEXT_MAX + 2];
 	size_t nmore;
 
-	if (strcmp(word, "none") == 0 || parse_acl(word, more, &nmore, bad,
+	if (strcmp(word, "none") == 0 || acl_parse(word, more, &nmore, bad,
 	    sizeof(bad)) < 0)
 		usage(option == 'a' ? "bad -a address or CIDR range" :
 		    "bad -A address or CIDR range", strcmp(word, "none") ?
