@@ -1058,30 +1058,55 @@ int
 store_limit_put(struct store *store, const char *name,
     const struct limit_cfg *cfg)
 {
+	return store_limit_update(store, name, cfg, LIMIT_FIELD_ALL, NULL);
+}
+
+int
+store_limit_update(struct store *store, const char *name,
+    const struct limit_cfg *given, unsigned fields, struct limit_cfg *result)
+{
 	MDB_txn *txn = NULL;
 	struct limit_rec limit = { .magic = LIMIT_MAGIC };
 	struct limit_rec old;
 	struct bucket_rec bucket;
+	const struct limit_cfg *cfg = &limit.cfg;
 	MDB_val key, value;
 	uint64_t now_ns;
 	int rc, dir, reparent = 1;
 
 	if (!limit_name_valid(name) ||
-	    (cfg->parent[0] && !limit_name_valid(cfg->parent)) ||
-	    cfg->rate_Bps[0] > RATE_MAX || cfg->rate_Bps[1] > RATE_MAX ||
-	    cfg->burst_B > BURST_MAX)
+	    ((fields & LIMIT_FIELD_PARENT) && given->parent[0] &&
+	    !limit_name_valid(given->parent)) ||
+	    ((fields & LIMIT_FIELD_UP) && given->rate_Bps[DIR_UP] > RATE_MAX) ||
+	    ((fields & LIMIT_FIELD_DOWN) &&
+	    given->rate_Bps[DIR_DOWN] > RATE_MAX) ||
+	    ((fields & LIMIT_FIELD_BURST) && given->burst_B > BURST_MAX))
 		return EINVAL;
-	limit.cfg = *cfg;
 	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)))
 		return rc;
 	/* The clock under the write lock (see store_reserve). */
 	now_ns = monotonic_ns();
-	if (cfg->parent[0] && (rc = would_cycle(store, txn, name, cfg->parent)))
-		goto abort;
 	rc = get_limit(store, txn, name, &old);
+	if (rc == 0) {
+		limit.cfg = old.cfg;
+	} else if (rc != STORE_ENOLIMIT) {
+		goto abort;
+	}
+	/* Merged here, under the write lock, so that nothing written since
+	 * the caller last read the limit is lost. */
+	if (fields & LIMIT_FIELD_UP)
+		limit.cfg.rate_Bps[DIR_UP] = given->rate_Bps[DIR_UP];
+	if (fields & LIMIT_FIELD_DOWN)
+		limit.cfg.rate_Bps[DIR_DOWN] = given->rate_Bps[DIR_DOWN];
+	if (fields & LIMIT_FIELD_BURST)
+		limit.cfg.burst_B = given->burst_B;
+	if (fields & LIMIT_FIELD_PARENT)
+		memcpy(limit.cfg.parent, given->parent, sizeof(limit.cfg.parent));
+	if (result)
+		*result = limit.cfg;
 	if (rc == 0)
 		reparent = strcmp(old.cfg.parent, cfg->parent) != 0;
-	else if (rc != STORE_ENOLIMIT)
+	if (cfg->parent[0] && (rc = would_cycle(store, txn, name, cfg->parent)))
 		goto abort;
 	rc = get_bucket(store, txn, name, &bucket);
 	if (rc == STORE_ENOLIMIT) {

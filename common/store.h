@@ -124,6 +124,22 @@ int
 store_limit_put(struct store *store, const char *name,
     const struct limit_cfg *cfg);
 
+/* The fields of a limit_cfg that store_limit_update sets. */
+#define LIMIT_FIELD_UP		0x1u	/* rate_Bps[DIR_UP] */
+#define LIMIT_FIELD_DOWN	0x2u	/* rate_Bps[DIR_DOWN] */
+#define LIMIT_FIELD_BURST	0x4u
+#define LIMIT_FIELD_PARENT	0x8u
+#define LIMIT_FIELD_ALL		0xfu
+
+/* Sets only the given fields of a limit, keeping the others as stored (zero
+ * for a new limit), in one write transaction: two commands changing
+ * different fields at once both take effect.  store_limit_put is this with
+ * LIMIT_FIELD_ALL.  On return *result (when not NULL) is the limit as
+ * written, or as it would have been when refused. */
+int
+store_limit_update(struct store *store, const char *name,
+    const struct limit_cfg *given, unsigned fields, struct limit_cfg *result);
+
 int
 store_limit_get(struct store *store, const char *name,
     struct limit_info *info);

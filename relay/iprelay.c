@@ -297,25 +297,19 @@ format_remote(const struct hostport *remote, char *buf, size_t size)
 
 /* ---- limits ---------------------------------------------------------- */
 
-/* Set a limit's rate in both directions, keeping its parent and burst as
- * they are (iprelay-limit may have set them). */
+/* Set a limit's rate in both directions, keeping its burst (and its
+ * parent, unless one is given) as iprelay-limit may have set them. */
 static int
 limit_set_rate(const char *name, const char *parent, uint64_t rate_Bps)
 {
-	struct limit_info info;
 	struct limit_cfg cfg = { .rate_Bps = { rate_Bps, rate_Bps } };
-	int rc;
+	unsigned fields = LIMIT_FIELD_UP | LIMIT_FIELD_DOWN;
 
-	rc = store_limit_get(relay.store, name, &info);
-	if (rc == 0) {
-		cfg.burst_B = info.cfg.burst_B;
-		memcpy(cfg.parent, info.cfg.parent, sizeof(cfg.parent));
-	} else if (rc != STORE_ENOLIMIT) {
-		return rc;
-	}
-	if (parent)
+	if (parent) {
 		snprintf(cfg.parent, sizeof(cfg.parent), "%s", parent);
-	return store_limit_put(relay.store, name, &cfg);
+		fields |= LIMIT_FIELD_PARENT;
+	}
+	return store_limit_update(relay.store, name, &cfg, fields, NULL);
 }
 
 static void

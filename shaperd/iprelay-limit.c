@@ -433,9 +433,9 @@ command_set(const struct options *options)
 {
 	const char *name, *refusal;
 	struct store *store;
-	struct limit_info old;
-	struct limit_cfg cfg;
+	struct limit_cfg cfg, written;
 	uint64_t rate_Bps, up_Bps, down_Bps, burst_B;
+	unsigned fields = 0;
 	int rc, dir;
 
 	if (options->nwords < 1)
@@ -473,36 +473,39 @@ command_set(const struct options *options)
 		return EXIT_POLICY;
 	}
 
-	store = open_for_writing(options);
+	/* Only the fields given are set; the store keeps the others as they
+	 * are when it writes (another set may be running beside this one). */
 	memset(&cfg, 0, sizeof(cfg));
-	rc = store_limit_get(store, name, &old);
-	if (rc == 0)
-		cfg = old.cfg;		/* fields not given are kept */
-	else if (rc != STORE_ENOLIMIT)
-		log_fatal(EXIT_SYSTEM, "unable to read limit %s: %s", name,
-		    store_strerror(rc));
-	if (options->nwords == 2)
+	if (options->nwords == 2) {
 		for (dir = 0; dir < 2; dir++)
 			cfg.rate_Bps[dir] = rate_Bps;
-	if (options->up)
+		fields |= LIMIT_FIELD_UP | LIMIT_FIELD_DOWN;
+	}
+	if (options->up) {
 		cfg.rate_Bps[DIR_UP] = up_Bps;
-	if (options->down)
+		fields |= LIMIT_FIELD_UP;
+	}
+	if (options->down) {
 		cfg.rate_Bps[DIR_DOWN] = down_Bps;
-	if (options->burst)
+		fields |= LIMIT_FIELD_DOWN;
+	}
+	if (options->burst) {
 		cfg.burst_B = burst_B;
+		fields |= LIMIT_FIELD_BURST;
+	}
 	if (options->parent) {
-		if (strcmp(options->parent, "none") == 0)
-			cfg.parent[0] = '\0';
-		else
+		if (strcmp(options->parent, "none") != 0)
 			snprintf(cfg.parent, sizeof(cfg.parent), "%s",
 			    options->parent);
+		fields |= LIMIT_FIELD_PARENT;
 	}
-	rc = store_limit_put(store, name, &cfg);
+	store = open_for_writing(options);
+	rc = store_limit_update(store, name, &cfg, fields, &written);
 	if (rc == STORE_ENOPARENT || rc == STORE_ECYCLE) {
 		refusal = rc == STORE_ENOPARENT ? "no such parent limit" :
 		    "it would make a cycle of limits";
 		fprintf(stderr, "iprelay-limit: refused: parent '%s' for %s: "
-		    "%s\n", cfg.parent, name, refusal);
+		    "%s\n", written.parent, name, refusal);
 		store_close(store);
 		return EXIT_POLICY;
 	}

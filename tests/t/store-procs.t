@@ -137,4 +137,24 @@ ok "the paced drawers kept drawing ($total bytes in $seconds s at 256K/s)" \
 	awk -v g="$total" -v s="$seconds" 'BEGIN { r = g / s; exit !(r >= 0.9 * 262144 && r <= 1.1 * 262144) }'
 ok "shaperd is still running" kill -0 "$shaperd_pid"
 
+# Two processes changing different fields of one limit at once, each
+# checking before every write that its own field still holds what it wrote
+# last: store_limit_update merges inside the write transaction, so none is
+# lost.  (limitctl's "whole" mode, read then write back in two
+# transactions as iprelay-limit set did, loses one within a few hundred.)
+C="$IPRELAY_BIN/tools/limitctl"
+"$C" set merge 1 >/dev/null
+"$C" hammer merge up 3000 >"$TEST_TMP/hammer-up" 2>&1 &
+up_pid=$!
+"$C" hammer merge burst 3000 >"$TEST_TMP/hammer-burst" 2>&1 &
+burst_pid=$!
+"$C" hammer merge down 3000 >"$TEST_TMP/hammer-down" 2>&1
+down_rc=$?
+wait "$up_pid"; up_rc=$?
+wait "$burst_pid"; burst_rc=$?
+is "$up_rc/$burst_rc/$down_rc" "0/0/0" "three processes setting up, burst and down of one limit at once: no update lost ($(cat "$TEST_TMP/hammer-up" "$TEST_TMP/hammer-burst" "$TEST_TMP/hammer-down" | tr '\n' ' '))"
+"$L" --json get merge >"$TEST_TMP/merge.json"
+is "$(python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d["up"], d["down"], d["burst"])' "$TEST_TMP/merge.json")" \
+    "3000 3000 3000" "the limit ends with every field's last value"
+
 done_testing

@@ -7,6 +7,12 @@
  *            [--burst BYTES] [--parent NAME]
  *   limitctl [-S DIR] total NAME	bytes ever passed: "UP DOWN"
  *   limitctl [-S DIR] nconns NAME	live relays in the subtree
+ *   limitctl [-S DIR] hammer NAME up|down|burst N [whole]
+ *	sets that one field to 1, 2, ... N with store_limit_update, and
+ *	before each checks it still holds the last value written: run two at
+ *	once on different fields and any update the other one lost is found
+ *	(exit 1).  "whole" reads the limit and writes it all back in two
+ *	transactions instead, the race store_limit_update closes.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -20,7 +26,8 @@
 
 static const char usage_line[] =
     "usage: limitctl [-S DIR] set NAME RATE [--up RATE] [--down RATE] "
-    "[--burst BYTES] [--parent NAME] | total NAME | nconns NAME";
+    "[--burst BYTES] [--parent NAME] | total NAME | nconns NAME | "
+    "hammer NAME up|down|burst N [whole]";
 
 static _Noreturn void
 usage(void)
@@ -96,6 +103,54 @@ show_limit(struct store *store, const char *what, const char *name)
 		printf("%u\n", info.nconns);
 }
 
+static uint64_t *
+field_of(struct limit_cfg *cfg, unsigned field)
+{
+	switch (field) {
+	case LIMIT_FIELD_UP: return &cfg->rate_Bps[DIR_UP];
+	case LIMIT_FIELD_DOWN: return &cfg->rate_Bps[DIR_DOWN];
+	default: return &cfg->burst_B;
+	}
+}
+
+static void
+hammer(struct store *store, int argc, char **argv)
+{
+	struct limit_info info;
+	struct limit_cfg cfg;
+	unsigned field;
+	uint64_t count, value;
+	int whole, rc;
+
+	if (argc < 3 || argc > 4 || (argc == 4 && strcmp(argv[3], "whole")))
+		usage();
+	whole = argc == 4;
+	field = strcmp(argv[1], "up") == 0 ? LIMIT_FIELD_UP :
+	    strcmp(argv[1], "down") == 0 ? LIMIT_FIELD_DOWN :
+	    strcmp(argv[1], "burst") == 0 ? LIMIT_FIELD_BURST : 0;
+	if (field == 0 || parse_uint(argv[2], 1, 1000000, &count) < 0)
+		usage();
+	for (value = 1; value <= count; value++) {
+		if ((rc = store_limit_get(store, argv[0], &info)))
+			log_fatal(EXIT_SYSTEM, "unable to read limit %s: %s",
+			    argv[0], store_strerror(rc));
+		if (value > 1 && *field_of(&info.cfg, field) != value - 1) {
+			printf("lost update: %s is %llu after writing %llu\n",
+			    argv[1], (unsigned long long)*field_of(&info.cfg,
+			    field), (unsigned long long)(value - 1));
+			exit(1);
+		}
+		cfg = info.cfg;
+		*field_of(&cfg, field) = value;
+		rc = whole ? store_limit_put(store, argv[0], &cfg) :
+		    store_limit_update(store, argv[0], &cfg, field, NULL);
+		if (rc)
+			log_fatal(EXIT_SYSTEM, "unable to set limit %s: %s",
+			    argv[0], store_strerror(rc));
+	}
+	printf("%llu updates\n", (unsigned long long)count);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -120,6 +175,8 @@ main(int argc, char **argv)
 		    dir, store_strerror(rc));
 	if (strcmp(argv[1], "set") == 0)
 		set_limit(store, argc - 2, argv + 2);
+	else if (strcmp(argv[1], "hammer") == 0)
+		hammer(store, argc - 2, argv + 2);
 	else if (argc == 3 && (strcmp(argv[1], "total") == 0 ||
 	    strcmp(argv[1], "nconns") == 0))
 		show_limit(store, argv[1], argv[2]);

@@ -224,6 +224,62 @@ test_chain_depth(void)
 	store_close(store);
 }
 
+/* store_limit_update sets only the fields it is given, merged under the
+ * write lock: what another command wrote in between is kept. */
+static void
+test_update_fields(void)
+{
+	struct store *store;
+	struct limit_info info;
+	struct limit_cfg given, written;
+	int rc;
+
+	if ((rc = store_open(&store, dir_for("update"), 0)))
+		bail("store_open", rc);
+	given = cfg_of(0, 0, 0, "");
+	given.burst_B = 4096;
+	is_rc(store_limit_update(store, "new", &given, LIMIT_FIELD_BURST,
+	    &written), 0, "update a missing limit: created");
+	ok(written.burst_B == 4096 && written.rate_Bps[DIR_UP] == 0 &&
+	    written.rate_Bps[DIR_DOWN] == 0 && written.parent[0] == '\0',
+	    "a new limit's fields not given are zero");
+	is_rc(put(store, "top", 9000, ""), 0, "put top");
+	given = cfg_of(1000, 0, 0, "");
+	is_rc(store_limit_update(store, "new", &given, LIMIT_FIELD_UP, NULL), 0,
+	    "update up only");
+	given = cfg_of(0, 0, 0, "top");
+	is_rc(store_limit_update(store, "new", &given, LIMIT_FIELD_PARENT,
+	    NULL), 0, "update parent only");
+	given = cfg_of(0, 2000, 0, "");
+	is_rc(store_limit_update(store, "new", &given, LIMIT_FIELD_DOWN,
+	    &written), 0, "update down only");
+	rc = store_limit_get(store, "new", &info);
+	ok(rc == 0 && info.cfg.rate_Bps[DIR_UP] == 1000 &&
+	    info.cfg.rate_Bps[DIR_DOWN] == 2000 && info.cfg.burst_B == 4096 &&
+	    strcmp(info.cfg.parent, "top") == 0 &&
+	    memcmp(&written, &info.cfg, sizeof(written)) == 0,
+	    "each update kept what the others set (up 1000, down 2000, burst "
+	    "4096, parent top)");
+	ok(rc == 0 && info.bucket[DIR_DOWN].rate_Bps == 2000 &&
+	    info.bucket[DIR_UP].burst_B == 4096,
+	    "and the live buckets follow the merged limit");
+	given = cfg_of(RATE_MAX + 1, 0, 0, "");
+	is_rc(store_limit_update(store, "new", &given, LIMIT_FIELD_DOWN, NULL),
+	    0, "a bad value in a field not given is not looked at");
+	is_rc(store_limit_update(store, "new", &given, LIMIT_FIELD_UP, NULL),
+	    EINVAL, "a bad value in a field given is refused");
+	given = cfg_of(0, 0, 0, "new");
+	is_rc(store_limit_update(store, "top", &given, LIMIT_FIELD_PARENT,
+	    &written), STORE_ECYCLE, "a parent making a cycle refused");
+	ok(strcmp(written.parent, "new") == 0 &&
+	    written.rate_Bps[DIR_UP] == 9000,
+	    "the refused result is reported (parent new, rate 9000 kept)");
+	rc = store_limit_get(store, "top", &info);
+	ok(rc == 0 && info.cfg.parent[0] == '\0',
+	    "and nothing of it was written");
+	store_close(store);
+}
+
 static void
 test_conns(void)
 {
@@ -753,6 +809,7 @@ main(void)
 	unsetenv("IPRELAY_STATE_DIR");
 	test_limits();
 	test_chain_depth();
+	test_update_fields();
 	test_conns();
 	test_reserve();
 	test_bad_files();
