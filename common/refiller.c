@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "refiller.h"
 
 #define LIMIT_RING	601	/* 60 s of 100 ms ticks, and the newest */
@@ -43,6 +44,7 @@ struct refiller {
 	int active;		/* we hold refiller.lock */
 	uint64_t tick_ns;	/* CLOCK_MONOTONIC of the tick under way */
 	uint64_t housekept_ns;	/* of the last reap; 0 = never */
+	int headroom_rc;	/* store_keep_headroom's last answer */
 	struct limit_history *limits;
 	size_t nlimits, limits_cap;
 	struct conn_history *conns;
@@ -397,6 +399,19 @@ refiller_tick(struct refiller *refiller, unsigned *reaped)
 		return 0;
 	refiller->housekept_ns = now_ns;
 	forget_unseen(refiller);
+	/* Said when it starts and when it ends, not every second. */
+	rc = store_keep_headroom(refiller->store);
+	if (rc != refiller->headroom_rc) {
+		if (rc)
+			log_warn("unable to keep %llu MiB allocated ahead in "
+			    "the state file: %s; relays may pass bytes "
+			    "unshaped if it must grow",
+			    STORE_HEADROOM_B >> 20, store_strerror(rc));
+		else
+			log_line(LOG_INFO, "the state file has %llu MiB "
+			    "allocated ahead again", STORE_HEADROOM_B >> 20);
+		refiller->headroom_rc = rc;
+	}
 	return store_reap(refiller->store, conn_alive, NULL, reaped);
 }
 

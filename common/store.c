@@ -468,6 +468,18 @@ txn_commit(struct store *store, MDB_txn *txn)
 	return rc;
 }
 
+/* A limit change needs a few pages; refused on a filesystem about to be
+ * full, so that the state file's headroom is left to the relays' draws. */
+static int
+fs_nearly_full(struct store *store)
+{
+	struct statvfs fs;
+	int fd;
+
+	return mdb_env_get_fd(store->env, &fd) == 0 && fstatvfs(fd, &fs) == 0 &&
+	    (uint64_t)fs.f_bavail * fs.f_frsize < STORE_FS_FREE_MIN_B;
+}
+
 static int
 open_dbs(struct store *store, int create)
 {
@@ -1082,6 +1094,8 @@ store_limit_update(struct store *store, const char *name,
 	    given->rate_Bps[DIR_DOWN] > RATE_MAX) ||
 	    ((fields & LIMIT_FIELD_BURST) && given->burst_B > BURST_MAX))
 		return EINVAL;
+	if (fs_nearly_full(store))
+		return ENOSPC;
 	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)))
 		return rc;
 	/* The clock under the write lock (see store_reserve). */
@@ -1205,6 +1219,8 @@ store_limit_del(struct store *store, const char *name, uint32_t *nconns)
 	*nconns = 0;
 	if (!limit_name_valid(name))
 		return STORE_ENOLIMIT;
+	if (fs_nearly_full(store))
+		return ENOSPC;
 	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)))
 		return rc;
 	if ((rc = get_limit(store, txn, name, &limit)))
@@ -1642,6 +1658,41 @@ abort:
 		mdb_cursor_close(cursor);
 	mdb_txn_abort(txn);
 	return rc;
+}
+
+int
+store_keep_headroom(struct store *store)
+{
+	MDB_envinfo info;
+	MDB_stat stat;
+	struct stat file_stat;
+	uint64_t used_B, want_B, have_B;
+	int fd, rc;
+
+	if ((rc = mdb_env_info(store->env, &info)) ||
+	    (rc = mdb_env_stat(store->env, &stat)) ||
+	    (rc = mdb_env_get_fd(store->env, &fd)))
+		return rc;
+	used_B = ((uint64_t)info.me_last_pgno + 1) * stat.ms_psize;
+	want_B = used_B + STORE_HEADROOM_B;
+	if (want_B > info.me_mapsize)
+		want_B = info.me_mapsize;
+	if (fstat(fd, &file_stat) < 0)
+		return errno;
+	have_B = (uint64_t)file_stat.st_blocks * 512;
+	if ((uint64_t)file_stat.st_size < have_B)
+		have_B = (uint64_t)file_stat.st_size;
+	if (have_B >= want_B)
+		return 0;
+	/* fallocate(2), not posix_fallocate(3): where the filesystem cannot
+	 * preallocate, glibc's fallback writes a zero into every block it
+	 * thinks is a hole, racing the relays' commits. */
+	if (fallocate(fd, 0, 0, (off_t)want_B) == 0)
+		return 0;
+	/* Topped up a little short of the mark is no trouble yet. */
+	if (have_B >= used_B + STORE_HEADROOM_B / 2)
+		return 0;
+	return errno;
 }
 
 int

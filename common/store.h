@@ -188,6 +188,23 @@ int
 store_reap(struct store *store, conn_alive_fn alive, void *ctx,
     unsigned *reaped);
 
+/* Disk blocks kept allocated in the state file past the last page LMDB
+ * uses.  LMDB grows the file when no freed page can be reused yet (a
+ * reader holds an old snapshot, many relays start at once); on a full
+ * filesystem that growth fails, and a relay that cannot draw passes bytes
+ * on unshaped.  The refiller keeps this much allocated ahead, and a limit
+ * change is refused (ENOSPC) while the filesystem has less than
+ * STORE_FS_FREE_MIN_B free, so that the room left is the relays'. */
+#define STORE_HEADROOM_B	(8ULL * 1024 * 1024)
+#define STORE_FS_FREE_MIN_B	(1ULL * 1024 * 1024)
+
+/* Allocates the state file's blocks up to STORE_HEADROOM_B past its last
+ * used page (fallocate; nothing written).  0 while at least half of that
+ * is allocated, else an errno value: ENOSPC when the filesystem cannot
+ * give it, EOPNOTSUPP when it cannot preallocate at all. */
+int
+store_keep_headroom(struct store *store);
+
 int
 store_reader_check(struct store *store, int *cleared);
 

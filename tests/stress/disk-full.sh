@@ -2,8 +2,9 @@
 # The state dir's filesystem full (issue 7, Faults): a small tmpfs in a
 # private mount namespace (unshare -m) is filled up while relays move data
 # through a limit on it.  iprelay-limit set must fail with a clear message,
-# the relays must keep relaying (bytes intact), and once space is freed the
-# store must work as before.  The inner part runs in the namespace and
+# the relays must keep relaying (bytes intact) and stay shaped (the state
+# file's headroom, allocated ahead by the refiller, is theirs), and once
+# space is freed the store must work as before.  The inner part runs in the namespace and
 # reports "check 0|1 NAME" and "diag TEXT" lines, turned into TAP here.
 [ -n "${STRESS_EMBEDDED:-}" ] || . "$IPRELAY_TOP/tests/lib.sh"
 . "$IPRELAY_TOP/tests/stress/common.sh"
@@ -27,7 +28,7 @@ check() { name=$1; shift; if "$@"; then echo "check 0 $name"; else echo "check 1
 pids=
 trap 'for p in $pids; do kill $p 2>/dev/null; done; sleep 0.3; for p in $pids; do kill -9 $p 2>/dev/null; done; umount "$IPRELAY_STATE_DIR"' EXIT
 mount --make-rprivate / 2>/dev/null
-mount -t tmpfs -o size=${FULL_SIZE:-2M},mode=0770 tmpfs "$IPRELAY_STATE_DIR" || { echo "check 1 tmpfs mounted"; exit 0; }
+mount -t tmpfs -o size=${FULL_SIZE:-24M},mode=0770 tmpfs "$IPRELAY_STATE_DIR" || { echo "check 1 tmpfs mounted"; exit 0; }
 rate=$((n * 32768))
 $LIMIT set full "$rate" >/dev/null
 "$BIN/shaperd" -S "$IPRELAY_STATE_DIR" 2>"$DIR/shaperd.err" & pids="$pids $!"
@@ -48,7 +49,7 @@ for _ in $(seq 200); do
 done
 sleep 0.5
 dd if=/dev/zero of="$IPRELAY_STATE_DIR/filler" bs=4k 2>/dev/null
-echo "diag tmpfs after filling: $(df -k "$IPRELAY_STATE_DIR" | awk 'NR == 2 { print $3 " KiB used, " $4 " KiB free" }')"
+echo "diag tmpfs after filling: $(df -k "$IPRELAY_STATE_DIR" | awk 'NR == 2 { print $3 " KiB used, " $4 " KiB free" }'), state file $(du -k "$IPRELAY_STATE_DIR/iprelay.mdb" | cut -f1) KiB allocated"
 # New limits until the store must grow its file: one has to fail.
 err= made=0 rc_line=0
 for i in $(seq 300); do
@@ -61,11 +62,21 @@ check "iprelay-limit set fails on the full filesystem" test -n "$err"
 check "with one line naming the cause: No space left on device" sh -c 'printf "%s\n" "$1" | grep -Eq "^iprelay-limit: .*: No space left on device$" && [ $(printf "%s\n" "$1" | wc -l) -eq 1 ]' - "$err"
 check "and a non-zero exit ($rc_line)" test "$rc_line" -ne 0
 check "conns still works on the full filesystem" sh -c "$LIMIT --json conns >/dev/null"
+# A relay that starts now registers in the headroom (it used to exit 111).
+late=$($MANY run --connect "127.0.0.1:$port" --count 1 --send 32768 --timeout 20)
+echo "diag a relay started on the full filesystem: $late"
+check "a new connection on the full filesystem is relayed intact" python3 -c 'import json, sys
+o = json.loads(sys.argv[1]); sys.exit(not (o["intact"] == 1 and o["bad"] == 0))' "$late"
 wait "$many"
 out=$(cat "$DIR/many.out")
 echo "diag relays over the full filesystem: $out"
 check "the relays kept relaying: every connection intact" python3 -c 'import json, sys
 o = json.loads(sys.argv[1]); sys.exit(not (o["intact"] == int(sys.argv[2]) and o["bad"] == 0))' "$out" "$n"
+# Six seconds of data at the limit: unshaped relays would finish in about
+# two (as they did before the headroom).
+check "and the limit held while the filesystem was full (6 s of data in $(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["elapsed"])' "$out") s)" python3 -c 'import json, sys
+sys.exit(not json.loads(sys.argv[1])["elapsed"] >= 0.85 * 6)' "$out"
+check "shaperd never lost its headroom" sh -c "! grep -q 'unable to keep' '$DIR/shaperd.err'"
 rm -f "$IPRELAY_STATE_DIR/filler"
 check "after freeing space, list works" sh -c "$LIMIT list >/dev/null"
 check "the limit is intact ($(($rate / 1024))K)" sh -c "$LIMIT get full | grep -q '$((rate / 1024))K'"

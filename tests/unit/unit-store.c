@@ -280,6 +280,39 @@ test_update_fields(void)
 	store_close(store);
 }
 
+/* The refiller's headroom: blocks allocated ahead in the file, which LMDB
+ * and the store's own checks take as they are. */
+static void
+test_headroom(void)
+{
+	struct store *store;
+	struct limit_info info;
+	struct stat st;
+	int rc;
+
+	if ((rc = store_open(&store, dir_for("headroom"), 0)))
+		bail("store_open", rc);
+	is_rc(put(store, "h", 1000, ""), 0, "put h");
+	rc = store_keep_headroom(store);
+	ok(rc == 0 || rc == EOPNOTSUPP, "store_keep_headroom: %s",
+	    store_strerror(rc));
+	ok(stat(dir_for("headroom/" STORE_FILE), &st) == 0 &&
+	    (rc == EOPNOTSUPP || ((uint64_t)st.st_size >= STORE_HEADROOM_B &&
+	    (uint64_t)st.st_blocks * 512 >= STORE_HEADROOM_B)),
+	    "the file has the headroom allocated (%lld bytes, %lld blocks)",
+	    (long long)st.st_size, (long long)st.st_blocks);
+	is_rc(store_keep_headroom(store), rc, "a second call: the same");
+	is_rc(put(store, "h2", 2000, "h"), 0, "writes go on in the file");
+	store_close(store);
+	if ((rc = store_open(&store, dir_for("headroom"), STORE_RDONLY)))
+		bail("store_open read-only", rc);
+	rc = store_limit_get(store, "h2", &info);
+	ok(rc == 0 && info.cfg.rate_Bps[DIR_UP] == 2000 &&
+	    strcmp(info.cfg.parent, "h") == 0,
+	    "reopened (the file checked again): h2 inside h at 2000");
+	store_close(store);
+}
+
 static void
 test_conns(void)
 {
@@ -810,6 +843,7 @@ main(void)
 	test_limits();
 	test_chain_depth();
 	test_update_fields();
+	test_headroom();
 	test_conns();
 	test_reserve();
 	test_bad_files();
