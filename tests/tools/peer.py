@@ -127,11 +127,15 @@ def client(args):
     host, port = args.connect.rsplit(":", 1)
     host = host.strip("[]")
     sock = socket.create_connection((host, int(port)), timeout=30)
+    connected = time.monotonic()
     sock.settimeout(None)
     rx = Receiver(sock, args.duration)
     rx.start()
     result = send_all(sock, args.send, args.chunk, args.write_delay)
     rx.join()
+    # Connected to finished receiving: the relay's time, not the
+    # interpreter's start-up (seconds on a loaded machine).
+    result["elapsed"] = round(time.monotonic() - connected, 3)
     sock.close()
     result.update(rx.report())
     print(json.dumps(result))
