@@ -21,6 +21,23 @@ WARNFLAGS = -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -Icommon -Irelay
 LDLIBS_STORE = -llmdb
 LDLIBS_NOTIFY = -lsystemd
 
+# iprelay-conn is exec'd once per connection, so its start-up is on every
+# connection's path: linked statically it skips ld.so, which was 55% of a
+# short connection's instructions (bench/README.md, "Connection cost").
+# CONN_LINK=static-pie (default; keeps PIE/ASLR), static, or dynamic (like
+# the other programs: `make CONN_LINK=dynamic`).  Static needs libc.a
+# (libc6-dev) and liblmdb.a (liblmdb-dev).  The linker warns that static
+# getaddrinfo needs glibc's shared NSS modules at run time: "files" and "dns"
+# are built into libc.a (names in /etc/hosts and DNS resolve without them);
+# an nsswitch.conf naming other modules for hosts needs the same glibc
+# version installed.  A sanitizer build (CFLAGS with -fsanitize, as in
+# build/asan) is always dynamic: the sanitizer runtimes need it.
+CONN_LINK ?= static-pie
+CONN_LINK_USED = $(if $(findstring -fsanitize,$(CFLAGS)),dynamic,$(CONN_LINK))
+CONN_LDFLAGS = $(if $(filter static,$(CONN_LINK_USED)),-static,$(if \
+	$(filter static-pie,$(CONN_LINK_USED)),-static-pie))
+LDLIBS_CONN = $(LDLIBS_STORE) $(if $(CONN_LDFLAGS),-lpthread)
+
 # The variant being built: bin/ and build/obj by default; the sanitizer
 # pass sets OUT=build/asan.
 OUT ?= .
@@ -44,7 +61,7 @@ src_of = $(if $(filter %/shaperd %/iprelay-limit,$(1)),shaperd/$(notdir $(1)).c,
 # Keep object files of tests and tools between builds.
 .SECONDARY:
 
-.PHONY: all build deps check check-plain check-asan test install uninstall run clean bench bench-quick fuzz package-test stress
+.PHONY: FORCE all build deps check check-plain check-asan test install uninstall run clean bench bench-quick fuzz package-test stress
 
 all: deps
 	@$(MAKE) --no-print-directory build
@@ -66,9 +83,17 @@ $(BIN)/iprelay-limit: $(OBJ)/shaperd/iprelay-limit.o $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_STORE)
 
-$(BIN)/iprelay-conn: $(OBJ)/relay/iprelay-conn.o $(COMMON_OBJ)
+$(BIN)/iprelay-conn: $(OBJ)/relay/iprelay-conn.o $(COMMON_OBJ) $(OBJ)/conn-link
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_STORE)
+	$(CC) $(CFLAGS) $(LDFLAGS) $(CONN_LDFLAGS) -o $@ $(filter %.o,$^) $(LDLIBS_CONN)
+
+# The link mode last used, rewritten only when it changes, so that another
+# CONN_LINK relinks iprelay-conn.
+$(OBJ)/conn-link: FORCE
+	@mkdir -p $(dir $@)
+	@[ "$$(cat $@ 2>/dev/null)" = "$(CONN_LINK_USED)" ] || echo "$(CONN_LINK_USED)" >$@
+
+FORCE:
 
 $(BIN)/iprelay: $(OBJ)/relay/iprelay.o $(OBJ)/relay/command.o $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
@@ -134,10 +159,14 @@ stress: build
 # Benchmarks print figures (bench/README.md); they are not tests.
 BENCHES = $(patsubst bench/%.c,$(BIN)/bench/%,$(wildcard bench/*.c))
 
+# `make bench` also builds iprelay with a dynamically linked iprelay-conn in
+# build/dyn, which the connection-cost section runs beside bin/ (DYN_BIN).
 bench: build $(BENCHES)
 	@for b in $(BENCHES); do echo "## $$b"; $$b || exit 1; done
+	@$(MAKE) --no-print-directory OUT=build/dyn CONN_LINK=dynamic \
+		build/dyn/bin/iprelay build/dyn/bin/iprelay-conn
 	@sh bench/deps.sh
-	@bash bench/run.sh
+	@DYN_BIN=$(CURDIR)/build/dyn/bin bash bench/run.sh
 
 # The same peers and figures, fewer rates and shorter runs (under a minute).
 bench-quick: build
@@ -153,7 +182,7 @@ ASAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 
 check: deps
 	@$(MAKE) --no-print-directory build
-	@$(MAKE) --no-print-directory OUT=build/asan CFLAGS="$(ASAN_FLAGS)" build
+	@$(MAKE) --no-print-directory OUT=build/asan CFLAGS="$(ASAN_FLAGS)" CONN_LINK=dynamic build
 	@sh tests/run.sh bin build/asan/bin
 
 test: check

@@ -11,6 +11,9 @@
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 rounds=${1:-5}
+# IPRELAY_BIN: where iprelay-conn is (default bin/; build/dyn/bin after
+# `make OUT=build/dyn CONN_LINK=dynamic build/dyn/bin/iprelay-conn`).
+bin=${IPRELAY_BIN:-$top/bin}
 work=$(mktemp -d /tmp/conn-startup.XXXXXX)
 pids=
 trap 'for p in $pids; do kill $p 2>/dev/null || :; done; rm -rf "$work"' EXIT
@@ -55,7 +58,7 @@ best() { sort -n | head -n1; }
 export IPRELAY_LOG_FILE=$work/relay.log IPRELAY_STATE_DIR=$work/state
 for name in trivial-static trivial-dynamic iprelay-conn; do
 	if [ $name = iprelay-conn ]; then
-		cmd=("$top/bin/iprelay-conn" -x)
+		cmd=("$bin/iprelay-conn" -x)
 	else
 		cmd=("$work/$name")
 	fi
@@ -103,12 +106,12 @@ for _ in $(seq 100); do [ -s "$work/echo.port" ] && break; sleep 0.05; done
 origin=$(cat "$work/echo.port")
 relay=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 tcpserver -q -H -R -l localhost 127.0.0.1 "$relay" \
-    "$top/bin/iprelay-conn" "127.0.0.1:$origin" &
+    "$bin/iprelay-conn" "127.0.0.1:$origin" &
 pids="$pids $!"
 # The same relay with no usable state store: what LMDB costs a connection.
 nostore=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 IPRELAY_STATE_DIR=/dev/null/none tcpserver -q -H -R -l localhost 127.0.0.1 \
-    "$nostore" "$top/bin/iprelay-conn" "127.0.0.1:$origin" &
+    "$nostore" "$bin/iprelay-conn" "127.0.0.1:$origin" &
 pids="$pids $!"
 sleep 0.5
 direct=$(for _ in $(seq "$rounds"); do python3 "$work/pingpong.py" "$origin" 100; done | best)

@@ -4,10 +4,18 @@
 set -e
 want="haproxy nginx libnginx-mod-stream socat trickle gnuplot-nox iproute2 iperf3
 	openbsd-inetd systemd linux-perf valgrind"
+# One dpkg-query for all (make bench-quick runs this every time).
+installed=$(dpkg-query -W -f='${Package} ${Status}\n' $want 2>/dev/null || true)
 missing=
 for p in $want; do
-	dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' ||
-		missing="$missing $p"
+	case "
+$installed
+" in
+	*"
+$p install ok installed
+"*) ;;
+	*) missing="$missing $p" ;;
+	esac
 done
 [ -z "$missing" ] && exit 0
 echo "bench/deps.sh: installing$missing"

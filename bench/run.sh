@@ -9,7 +9,10 @@
 # Environment: IPRELAY_BIN (default bin/), REPS (default 3), SCALE_CONNS
 # (default 1000, 50 with --quick), BENCH_OUT (default bench/results),
 # SECTIONS (default "throughput shaping nested reaction cps scale"),
-# BENCH_KEEP=1 (keep the work dir).
+# BENCH_KEEP=1 (keep the work dir), DYN_BIN (a dir with iprelay and a
+# dynamically linked iprelay-conn, `make OUT=build/dyn CONN_LINK=dynamic`:
+# the connection-cost section then also runs them, as iprelay-dyn and
+# spawn-conn-dyn; `make bench` sets it).
 set -u
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${IPRELAY_BIN:-$TOP/bin}
@@ -25,10 +28,10 @@ if [ -n "$QUICK" ]; then
 	CPS_COUNT=20
 	RATES="1048576"
 	COUNTS="8"
-	SHAPE_D=1.2; SHAPE_WIN="0.4 1.2"
+	SHAPE_D=1; SHAPE_WIN="0.3 1"
 	NEST_D=2
-	REACT_D=2; REACT_AT=1
-	SCALE_D=2; SCALE_WIN="0.8 2"
+	REACT_D=1.5; REACT_AT=0.8
+	SCALE_D=2; SCALE_WIN="0.8 2"; SCALE_MEM_AT=1
 else
 	SCALE_CONNS=${SCALE_CONNS:-1000}
 	VOLUME_B=$((1 << 30))
@@ -38,7 +41,7 @@ else
 	SHAPE_D=2; SHAPE_WIN="0.5 2"
 	NEST_D=4.5
 	REACT_D=4; REACT_AT=2
-	SCALE_D=5; SCALE_WIN="1 5"
+	SCALE_D=5; SCALE_WIN="1 5"; SCALE_MEM_AT=3.5
 fi
 
 WORK=$(mktemp -d /tmp/iprelay-bench.XXXXXX)
@@ -70,6 +73,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# nap SECONDS: sleep without an exec (a sleep exec costs 10-40 ms on the
+# loaded 2-core machine, and the bench polls): read with a timeout from a
+# fifo that nothing writes to.
+mkfifo "$WORK/nap"
+exec {NAP_FD}<>"$WORK/nap"
+nap() { read -r -t "$1" -u "$NAP_FD" _; return 0; }
 say() { printf "%3ds %s\n" "$SECONDS" "$*" >&2; }
 note() { printf '%s\n' "$*" >>"$NOTES"; say "note: $*"; }
 # record FIGURE PEER VALUE: one repetition's value.
@@ -82,13 +91,24 @@ for p in iprelay-conn iprelay iprelay-limit shaperd; do
 done
 CONN=$BIN/iprelay-conn
 LIMIT="$BIN/iprelay-limit -S $STATE"
-TOOLS=$WORK/tools
-mkdir -p "$TOOLS"
-cc -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -O2 -o "$TOOLS/bnet" "$TOP/bench/tools/bnet.c" || exit 111
-if ! cc -O2 -static -o "$TOOLS/trivial" "$TOP/bench/tools/trivial.c" 2>/dev/null; then
-	cc -O2 -o "$TOOLS/trivial" "$TOP/bench/tools/trivial.c" || exit 111
-	note "no static libc: the spawn floor is a dynamically linked program"
+# The tools are built once into build/bench-tools and rebuilt when their
+# source changes (a compile is seconds of a quick run on the loaded machine).
+TOOLS=$TOP/build/bench-tools
+mkdir -p "$TOOLS" || exit 111
+if ! [ "$TOOLS/bnet" -nt "$TOP/bench/tools/bnet.c" ]; then
+	cc -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -O2 -o "$TOOLS/bnet.$$" "$TOP/bench/tools/bnet.c" &&
+	    mv -f "$TOOLS/bnet.$$" "$TOOLS/bnet" || exit 111
 fi
+if ! [ "$TOOLS/trivial" -nt "$TOP/bench/tools/trivial.c" ]; then
+	rm -f "$TOOLS/trivial.dynamic"
+	if ! cc -O2 -static -o "$TOOLS/trivial.$$" "$TOP/bench/tools/trivial.c" 2>/dev/null; then
+		cc -O2 -o "$TOOLS/trivial.$$" "$TOP/bench/tools/trivial.c" || exit 111
+		: >"$TOOLS/trivial.dynamic"
+	fi
+	mv -f "$TOOLS/trivial.$$" "$TOOLS/trivial" || exit 111
+fi
+[ -e "$TOOLS/trivial.dynamic" ] &&
+	note "no static libc: the spawn floor is a dynamically linked program"
 BNET=$TOOLS/bnet
 have() { command -v "$1" >/dev/null 2>&1; }
 
@@ -100,51 +120,83 @@ start() {
 	LAST=$!
 	PIDS+=("$LAST")
 }
+# alive PID: PID runs and is not a zombie.  bin/iprelay -d is init's
+# child, and init here reaps it up to a second or two after it exits: a
+# `kill -0` loop waited that long at every stop.
+alive() {
+	local stat
+	{ read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 1
+	stat=${stat##*) }
+	[ "${stat%% *}" != Z ]
+}
+# Shell builtins only where the bench loops: every sed, seq or grep is an
+# exec, 10-30 ms on the loaded 2-core machine (make bench-quick ran
+# about 500 of them).
+# field NAME TEXT: the value of TEXT's NAME=VALUE line.
+field() {
+	local line
+	while IFS= read -r line; do
+		[[ $line == "$1="* ]] && { printf '%s\n' "${line#*=}"; return; }
+	done <<<"$2"
+}
 # stop PID: TERM, wait a moment, KILL.
 stop() {
 	local pid=$1 i
 	kill "$pid" 2>/dev/null
-	for i in $(seq 50); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.02
+	for ((i = 0; i < 50; i++)); do
+		alive "$pid" || break
+		nap 0.02
 	done
 	kill -9 "$pid" 2>/dev/null
 	wait "$pid" 2>/dev/null
 }
+# The sockets of this host: /proc/net/tcp and tcp6, read by the shell
+# itself (an ss costs 50-90 ms an exec on the loaded machine, and the quick
+# run made 140); ports in hex, "0A" is LISTEN.
 # free_port: a port nothing on this host listens on or is connected from
-# (random in 20000-59999, checked with ss).
+# (random in 20000-59999).
 free_port() {
-	local port
+	local port hex sockets
 	while :; do
 		port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
-		ss -Htan "( sport = :$port or dport = :$port )" 2>/dev/null | grep -q . || break
+		printf -v hex '%04X' "$port"
+		sockets=$(</proc/net/tcp)$(</proc/net/tcp6)
+		[[ $sockets == *":$hex "* ]] || break
 	done
 	echo "$port"
 }
 wait_file() {
 	local i
-	for i in $(seq 200); do [ -s "$1" ] && return 0; sleep 0.05; done
+	for ((i = 0; i < 200; i++)); do [ -s "$1" ] && return 0; nap 0.05; done
 	return 1
 }
-# wait_listen PORT [NETNS]: until something listens on 127.0.0.1:PORT (ss,
-# so that no probe connection reaches a relay and draws from a limit).
+# wait_listen PORT [NETNS]: until something listens on PORT, any address
+# (bin/iprelay binds the wildcard); from the socket table, so that no probe
+# connection reaches a relay and draws from a limit.
 wait_listen() {
-	local i pre=
-	[ -n "${2:-}" ] && pre="ip netns exec $2"
-	for i in $(seq 200); do
-		$pre ss -Hltn "sport = :$1" 2>/dev/null | grep -q . && return 0
-		sleep 0.025
+	local i hex sockets
+	printf -v hex '%04X' "$1"
+	for ((i = 0; i < 200; i++)); do
+		if [ -n "${2:-}" ]; then
+			[ -n "$(ip netns exec "$2" ss -Hltn "sport = :$1" 2>/dev/null)" ] && return 0
+		else
+			sockets=$(</proc/net/tcp)$(</proc/net/tcp6)
+			[[ $sockets == *":$hex 00000000:0000 0A "* ||
+			    $sockets == *":$hex 00000000000000000000000000000000:0000 0A "* ]] && return 0
+		fi
+		nap 0.025
 	done
 	say "bench: nothing listens on port $1"
 	return 1
 }
 
+HZ=$(getconf CLK_TCK)
 # cpu_tree PID: user+sys seconds of PID and every live descendant,
 # including the children they have reaped (cutime, cstime).
 cpu_tree() {
 	# In BEGIN with getline: a process that ends between the glob and
 	# the read must not stop awk (it would print nothing).
-	awk -v root="$1" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+	awk -v root="$1" -v hz="$HZ" 'BEGIN {
 		for (i = 1; i < ARGC; i++) {
 			if ((getline line < ARGV[i]) <= 0) continue
 			close(ARGV[i])
@@ -172,7 +224,7 @@ wait_file "$WORK/reply.port" || exit 111
 REPLY=127.0.0.1:$(cat "$WORK/reply.port")
 start "$WORK/shaperd.log" "$BIN/shaperd" -S "$STATE"
 SHAPERD_PID=$LAST
-sleep 0.3
+nap 0.3
 
 # ---- the peers --------------------------------------------------------------
 # peer_start PEER TARGET [RATE N LIMITNAME]: a relay of kind PEER on a free
@@ -184,12 +236,13 @@ for m in /usr/lib/nginx/modules/ngx_stream_module.so; do [ -f "$m" ] && NGINX_MO
 
 peer_start() {
 	local peer=$1 target=$2 rate=${3:-0} n=${4:-1} limit=${5:-} conf
-	PORT=$(free_port)
 	ROOT=
-	case $peer in
-	direct)
+	if [ "$peer" = direct ]; then
 		PORT=${target##*:}
-		return 0 ;;
+		return 0
+	fi
+	PORT=$(free_port)
+	case $peer in
 	iprelay-conn)	# systemd-socket-activate --accept: the socket on fd 3
 		start "$WORK/sa.log" systemd-socket-activate --accept \
 		    -l "127.0.0.1:$PORT" -E IPRELAY_STATE_DIR -E IPRELAY_LOG_FILE \
@@ -202,11 +255,14 @@ peer_start() {
 		printf '127.0.0.1:%s stream tcp4 nowait %s %s iprelay-conn -S %s %s\n' \
 		    "$PORT" "$(id -un)" "$CONN" "$STATE" "$target" >"$WORK/inetd.conf"
 		start "$WORK/inetd.log" /usr/sbin/inetd -i -E -R 1000000 "$WORK/inetd.conf" ;;
-	iprelay)	# the classic command, daemonised, its own limit
+	iprelay|iprelay-dyn)	# the classic command, daemonised, its own
+		# limit; iprelay-dyn: the one in DYN_BIN, whose iprelay-conn
+		# beside it is linked dynamically
 		rm -f "$WORK/iprelay.pid"
-		local bopt=()
+		local bopt=() ibin=$BIN
+		[ "$peer" = iprelay-dyn ] && ibin=$DYN_BIN
 		[ "$rate" != 0 ] && bopt=(-b "$rate")
-		"$BIN/iprelay" -d -p "$WORK/iprelay.pid" -S "$STATE" \
+		"$ibin/iprelay" -d -p "$WORK/iprelay.pid" -S "$STATE" \
 		    -n "${limit:-bench-iprelay}" -m $((SCALE_CONNS + 100)) \
 		    "${bopt[@]}" "$PORT:$target" >"$WORK/iprelay.log" 2>&1 || {
 			say "bench: iprelay did not start: $(cat "$WORK/iprelay.log")"; return 1; }
@@ -263,6 +319,7 @@ peer_available() {
 	socat) have socat ;;
 	trickle) have trickle ;;
 	inetd) [ -x /usr/sbin/inetd ] ;;
+	iprelay-dyn) [ -n "${DYN_BIN:-}" ] && [ -x "$DYN_BIN/iprelay" ] && [ -x "$DYN_BIN/iprelay-conn" ] ;;
 	*) return 0 ;;
 	esac
 }
@@ -314,20 +371,19 @@ for REP in $(seq "$REPS"); do
 		rm -f "$WORK/hold"
 		"$BNET" bulk -s "$VOLUME_B" -k "$WORK/hold" "127.0.0.1:$PORT" >"$WORK/bulk.out" &
 		bpid=$!
-		for _ in $(seq 3000); do
+		for ((i = 0; i < 3000; i++)); do
 			[ -e "$WORK/hold" ] || ! kill -0 "$bpid" 2>/dev/null && break
-			sleep 0.01
+			nap 0.01
 		done
 		[ -n "$ROOT" ] && cpu1=$(cpu_tree "$ROOT")
 		rm -f "$WORK/hold"
 		wait "$bpid"
-		rate=$(sed -n 's/^rate=//p' "$WORK/bulk.out")
-		if [ -n "$ROOT" ]; then
-			record cpu_per_gib "$peer" "$(awk -v a="$cpu0" -v b="$cpu1" -v v="$VOLUME_B" \
-			    'BEGIN { printf "%.3f", (b - a) * 1073741824 / v }')"
-		fi
-		record throughput "$peer" "$(awk -v r="$rate" 'BEGIN { printf "%.1f", r / 1048576 }')"
-		say "  rep $REP $peer: $(awk -v r="$rate" 'BEGIN { printf "%.0f", r / 1048576 }') MiB/s"
+		rate=$(field rate "$(<"$WORK/bulk.out")")
+		read -r mib cpu <<<"$(awk -v r="$rate" -v a="$cpu0" -v b="${cpu1:-0}" -v v="$VOLUME_B" \
+		    'BEGIN { printf "%.1f %.3f\n", r / 1048576, (b - a) * 1073741824 / v }')"
+		[ -n "$ROOT" ] && record cpu_per_gib "$peer" "$cpu"
+		record throughput "$peer" "$mib"
+		say "  rep $REP $peer: ${mib%.*} MiB/s"
 		peer_stop
 	done
 done
@@ -367,14 +423,17 @@ shaped() {
 		    "$BNET" recv -B -b $((rate / 20 > 262144 ? 262144 : rate / 20)) "${recv_args[@]}" "$ORIGIN" 2>/dev/null) ;;
 	esac
 	local total first jain
-	total=$(sed -n 's/^total=//p' <<<"$out")
-	first=$(sed -n 's/^first_sec=//p' <<<"$out")
-	jain=$(sed -n 's/^jain=//p' <<<"$out")
+	total=$(field total "$out")
+	first=$(field first_sec "$out")
+	jain=$(field jain "$out")
 	[ -n "$total" ] || { say "  $peer $rate x$n: no result"; return 1; }
-	record "accuracy $rate $n" "$peer" "$(awk -v t="$total" -v r="$rate" 'BEGIN { printf "%.4f", t / r }')"
-	record "burst $rate $n" "$peer" "$(awk -v f="$first" -v r="$rate" 'BEGIN { printf "%.4f", f / (r * 1.1) }')"
+	local acc burst
+	read -r acc burst <<<"$(awk -v t="$total" -v f="$first" -v r="$rate" \
+	    'BEGIN { printf "%.4f %.4f\n", t / r, f / (r * 1.1) }')"
+	record "accuracy $rate $n" "$peer" "$acc"
+	record "burst $rate $n" "$peer" "$burst"
 	[ "$n" -gt 1 ] && record "jain $rate $n" "$peer" "$jain"
-	say "  rep $REP $peer $rate B/s x$n: $(awk -v t="$total" -v r="$rate" 'BEGIN { printf "%.4f", t / r }') of target, jain $jain"
+	say "  rep $REP $peer $rate B/s x$n: $acc of target, jain $jain"
 }
 
 say "== shaping accuracy"
@@ -395,7 +454,7 @@ for REP in $(seq "$REPS"); do
 		done
 	done
 done
-grep -q trickle <<<"$SHAPE_PEERS" &&
+[[ " $SHAPE_PEERS " == *" trickle "* ]] &&
 	note "trickle: one connection only (it wraps recv() and select/poll, not epoll; standalone mode shapes one process), and whole KiB/s only (no 512 B/s)"
 note "nginx: proxy_download_rate is per connection, so it was set to the total divided by the number of connections"
 [ -n "$TC_OK" ] && note "tc tbf counts every packet on lo (headers and ACKs), so its payload rate is under the configured rate (more so at low rates); not run under 64 KiB/s, where one 1514-byte packet takes seconds and connections time out"
@@ -415,8 +474,8 @@ for REP in $(seq "$REPS"); do
 	cpid=$!
 	"$BNET" recv -d "$NEST_D" -w 0.5 "$NEST_D" "127.0.0.1:$sib_port" >"$WORK/nest.sib"
 	wait "$cpid"
-	c=$(sed -n 's/^total=//p' "$WORK/nest.child")
-	s=$(sed -n 's/^total=//p' "$WORK/nest.sib")
+	c=$(field total "$(<"$WORK/nest.child")")
+	s=$(field total "$(<"$WORK/nest.sib")")
 	record "nested child" iprelay-conn "$(awk -v c="$c" 'BEGIN { printf "%.4f", c / 1024 }')"
 	record "nested total" iprelay-conn "$(awk -v c="$c" -v s="$s" 'BEGIN { printf "%.4f", (c + s) / 3072 }')"
 	say "  rep $REP child $c B/s, sibling $s B/s"
@@ -448,34 +507,48 @@ fi
 if want cps; then
 
 say "== connection cost: $CPS_COUNT short connections one after another"
-CPS_PEERS=$(available direct iprelay inetd iprelay-conn iprelay-conn-nostore socat haproxy)
+# iprelay-conn-nostore prices the store (a diagnosis, no aim): not in quick runs.
+nostore=iprelay-conn-nostore
+[ -n "$QUICK" ] && nostore=
+CPS_PEERS=$(available direct iprelay ${DYN_BIN:+iprelay-dyn} inetd iprelay-conn $nostore socat haproxy)
+# How iprelay-conn is linked (Makefile CONN_LINK): no PT_INTERP, no ld.so.
+conn_link() {
+	if ! LC_ALL=C readelf -lW "$1" 2>/dev/null | grep -q 'Requesting program interpreter'; then
+		LC_ALL=C readelf -hW "$1" 2>/dev/null | grep -q 'Type:.*DYN' && echo static-pie || echo static
+	else
+		echo dynamic
+	fi
+}
+note "iprelay-conn ($CONN) is linked $(conn_link "$CONN")${DYN_BIN:+; iprelay-dyn and spawn-conn-dyn: $DYN_BIN, iprelay-conn linked $(conn_link "$DYN_BIN/iprelay-conn")}"
+SPAWNS="spawn-floor:$TOOLS/trivial spawn-conn:$CONN"
+peer_available iprelay-dyn && SPAWNS="$SPAWNS spawn-conn-dyn:$DYN_BIN/iprelay-conn"
 for REP in $(seq "$REPS"); do
-	out=$("$BNET" spawn -n "$CPS_COUNT" "$TOOLS/trivial")
-	record "cps rate" spawn-floor "$(sed -n 's/^rate=//p' <<<"$out")"
-	record "cps p50 added" spawn-floor "$(sed -n 's/^p50_us=//p' <<<"$out")"
-	record "cps p99 added" spawn-floor "$(sed -n 's/^p99_us=//p' <<<"$out")"
-	# The same for iprelay-conn itself, which exits at its usage line:
-	# exec, dynamic linking and start-up, no store and no sockets.
-	out=$("$BNET" spawn -n "$CPS_COUNT" "$CONN" 2>/dev/null)
-	record "cps rate" spawn-conn "$(sed -n 's/^rate=//p' <<<"$out")"
-	record "cps p50 added" spawn-conn "$(sed -n 's/^p50_us=//p' <<<"$out")"
-	record "cps p99 added" spawn-conn "$(sed -n 's/^p99_us=//p' <<<"$out")"
+	# The floor, and iprelay-conn itself exiting at its usage line: exec,
+	# linking and start-up, no store and no sockets.
+	for s in $SPAWNS; do
+		out=$("$BNET" spawn -n "$CPS_COUNT" "${s#*:}" 2>/dev/null)
+		record "cps rate" "${s%%:*}" "$(field rate "$out")"
+		record "cps p50 added" "${s%%:*}" "$(field p50_us "$out")"
+		record "cps p99 added" "${s%%:*}" "$(field p99_us "$out")"
+	done
 	for peer in $CPS_PEERS; do
 		peer_start "$peer" "$REPLY" || continue
 		out=$("$BNET" cps -n "$CPS_COUNT" "127.0.0.1:$PORT")
 		peer_stop
-		p50=$(sed -n 's/^p50_us=//p' <<<"$out")
-		p99=$(sed -n 's/^p99_us=//p' <<<"$out")
-		record "cps rate" "$peer" "$(sed -n 's/^rate=//p' <<<"$out")"
+		p50=$(field p50_us "$out")
+		p99=$(field p99_us "$out")
+		record "cps rate" "$peer" "$(field rate "$out")"
 		if [ "$peer" = direct ]; then
 			direct_p50=$p50 direct_p99=$p99
 			record "cps p50" direct "$p50"
 			record "cps p99" direct "$p99"
 		else
-			record "cps p50 added" "$peer" "$(awk -v a="$p50" -v b="$direct_p50" 'BEGIN { printf "%.1f", a - b }')"
-			record "cps p99 added" "$peer" "$(awk -v a="$p99" -v b="$direct_p99" 'BEGIN { printf "%.1f", a - b }')"
+			read -r a50 a99 <<<"$(awk -v a="$p50" -v b="$direct_p50" -v c="$p99" -v d="$direct_p99" \
+			    'BEGIN { printf "%.1f %.1f\n", a - b, c - d }')"
+			record "cps p50 added" "$peer" "$a50"
+			record "cps p99 added" "$peer" "$a99"
 		fi
-		say "  rep $REP $peer: $(sed -n 's/^rate=//p' <<<"$out") conn/s, p50 $p50 us, p99 $p99 us"
+		say "  rep $REP $peer: $(field rate "$out") conn/s, p50 $p50 us, p99 $p99 us"
 	done
 done
 fi
@@ -493,25 +566,31 @@ for REP in $(seq "$REPS"); do
 	"$BNET" recv -n "$SCALE_CONNS" -d "$SCALE_D" -w $SCALE_WIN -s 120 \
 	    -R "$WORK/rates.scale.$REP" "127.0.0.1:$PORT" >"$WORK/scale.out" &
 	rpid=$!
-	# Memory while every relay runs: private bytes of each iprelay-conn.
-	sleep $(awk -v d="$SCALE_D" 'BEGIN { print d / 2 + 1 }')
-	for _ in $(seq 100); do
+	# Memory while every relay runs: private bytes of each iprelay-conn
+	# (one awk for all: a relay may end between pgrep and the read).
+	nap "$SCALE_MEM_AT"
+	for ((i = 0; i < 100; i++)); do
 		[ "$(pgrep -c -P "$ROOT")" -ge "$SCALE_CONNS" ] && break
-		sleep 0.1
+		nap 0.1
 	done
-	for p in $(pgrep -P "$ROOT"); do
-		awk '/^Private_(Clean|Dirty):/ { s += $2 } END { print s }' "/proc/$p/smaps_rollup" 2>/dev/null
-	done | sort -n >"$WORK/mem.$REP"
+	pgrep -P "$ROOT" | awk '{
+		f = "/proc/" $1 "/smaps_rollup"; s = ""
+		while ((getline line < f) > 0)
+			if (line ~ /^Private_(Clean|Dirty):/) { split(line, a, " "); s += a[2] }
+		close(f)
+		if (s != "") print s
+	}' | sort -n >"$WORK/mem.$REP"
 	wait "$rpid"
 	cpu1=$(cpu_tree "$SHAPERD_PID"); t1=$(date +%s.%N)
-	total=$(sed -n 's/^total=//p' "$WORK/scale.out")
-	jain=$(sed -n 's/^jain=//p' "$WORK/scale.out")
-	started=$(sed -n 's/^started=//p' "$WORK/scale.out")
+	scale_out=$(<"$WORK/scale.out")
+	total=$(field total "$scale_out")
+	jain=$(field jain "$scale_out")
+	started=$(field started "$scale_out")
 	record "scale accuracy" iprelay "$(awk -v t="$total" -v r="$SCALE_RATE" 'BEGIN { printf "%.4f", t / r }')"
 	record "scale jain" iprelay "$jain"
 	record "scale started" iprelay "$started"
-	record "scale first second" iprelay "$(awk -v f="$(sed -n 's/^first_sec=//p' "$WORK/scale.out")" -v r="$SCALE_RATE" 'BEGIN { printf "%.4f", f / (r * 1.1) }')"
-	record "scale t0" iprelay "$(sed -n 's/^t0=//p' "$WORK/scale.out")"
+	record "scale first second" iprelay "$(awk -v f="$(field first_sec "$scale_out")" -v r="$SCALE_RATE" 'BEGIN { printf "%.4f", f / (r * 1.1) }')"
+	record "scale t0" iprelay "$(field t0 "$scale_out")"
 	record "scale shaperd cpu" iprelay "$(awk -v a="$cpu0" -v b="$cpu1" -v s="$t0" -v e="$t1" \
 	    'BEGIN { printf "%.4f", (b - a) / (e - s) }')"
 	record "scale relay private KiB" iprelay "$(awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : "" }' "$WORK/mem.$REP")"
@@ -527,7 +606,7 @@ cp "$VALUES" "$OUT/values.tsv"
 LOAD_START="$LOAD_START" LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)" \
     QUICK="$QUICK" REPS="$REPS" SCALE_CONNS="$SCALE_CONNS" SCALE_RATE="$SCALE_RATE" \
     VOLUME_B="$VOLUME_B" CPS_COUNT="$CPS_COUNT" \
-    sh "$TOP/bench/report.sh" "$VALUES" "$NOTES" >"$OUT/latest.md"
+    bash "$TOP/bench/report.sh" "$VALUES" "$NOTES" >"$OUT/latest.md"
 
 # Plots: the median repetition's files are as good as any; take rep 1.
 if have gnuplot; then
