@@ -7,7 +7,9 @@
 # and max.  Needs root only for the tc netns peer (skipped otherwise).
 #
 # Environment: IPRELAY_BIN (default bin/), REPS (default 3), SCALE_CONNS
-# (default 1000, 50 with --quick), BENCH_OUT (default bench/results),
+# (default 1000, 50 with --quick), BENCH_OUT (default bench/results;
+# build/bench-quick with --quick, so a quick run never overwrites the
+# committed full run),
 # SECTIONS (default "throughput shaping nested reaction cps scale"),
 # BENCH_KEEP=1 (keep the work dir), DYN_BIN (a dir with iprelay and a
 # dynamically linked iprelay-conn, `make OUT=build/dyn CONN_LINK=dynamic`:
@@ -22,6 +24,7 @@ REPS=${REPS:-3}
 SECTIONS=${SECTIONS:-throughput shaping nested reaction cps scale}
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 OUT=${BENCH_OUT:-$TOP/bench/results}
+[ -n "$QUICK" ] && OUT=${BENCH_OUT:-$TOP/build/bench-quick}
 if [ -n "$QUICK" ]; then
 	SCALE_CONNS=${SCALE_CONNS:-50}
 	VOLUME_B=$((64 << 20))
