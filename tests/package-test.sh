@@ -29,7 +29,7 @@ check "a .deb was built" test -n "$deb"
 [ -n "$deb" ] || exit 1
 
 # lintian: every tag above "info" fails, unless overridden with a reason
-# (debian/iprelay.lintian-overrides, debian/source/lintian-overrides).
+# (debian/source/lintian-overrides, or debian/iprelay.lintian-overrides).
 lintian --fail-on error,warning --suppress-tags-from-file /dev/null "$deb" \
 	>"$tmp/lintian.log" 2>&1
 lintian_rc=$?
@@ -42,6 +42,10 @@ for file in /usr/bin/iprelay /usr/bin/iprelay-limit /usr/sbin/iprelay-conn \
     /usr/sbin/shaperd /usr/sbin/iprelay-forwarder; do
 	check "$file is an executable" test -x "$root$file"
 done
+# debian/rules: the package's iprelay-conn uses the shared libc, so that
+# libc's security updates reach it (make's default is static-pie).
+check "the packaged iprelay-conn is linked dynamically" \
+	sh -c "readelf -d '$root/usr/sbin/iprelay-conn' | grep -q 'NEEDED.*libc\.so'"
 for file in /lib/systemd/system/shaperd.service \
     /usr/lib/sysusers.d/iprelay.conf /usr/lib/tmpfiles.d/iprelay.conf \
     /usr/share/bash-completion/completions/iprelay-limit \
