@@ -509,13 +509,18 @@ command_set(const struct options *options)
 		store_close(store);
 		return EXIT_POLICY;
 	}
-	if (rc)
+	/* Closed before any fatal line: a failure here is an answer (a full
+	 * filesystem), not a crash, and leaves nothing behind. */
+	if (rc) {
+		store_close(store);
 		log_fatal(EXIT_SYSTEM, "unable to set limit %s: %s", name,
 		    store_strerror(rc));
-	if ((rc = store_sync(store)))
+	}
+	rc = store_sync(store);
+	store_close(store);
+	if (rc)
 		log_fatal(EXIT_SYSTEM, "unable to write the state file to "
 		    "disk: %s", store_strerror(rc));
-	store_close(store);
 	return 0;
 }
 
@@ -611,9 +616,11 @@ command_del(const struct options *options)
 		store_close(store);
 		return EXIT_POLICY;
 	}
-	if (rc)
+	if (rc) {
+		store_close(store);
 		log_fatal(EXIT_SYSTEM, "unable to delete limit %s: %s", name,
 		    store_strerror(rc));
+	}
 	if ((rc = store_sync(store)))
 		log_fatal(EXIT_SYSTEM, "unable to write the state file to "
 		    "disk: %s", store_strerror(rc));
