@@ -5,9 +5,10 @@
 # reads every connection from the moment it is open, so a byte is counted
 # when the relay lets it go, not when a slow receiver gets round to it.
 # Checked: the bytes of the first second after the first byte stay within
-# 1.05 x (rate + burst), the bucket contract for the limit as a whole; and
+# 1.05 x (rate + burst), the bucket contract for the limit as a whole;
 # every connection receives within a bounded time of connecting, so no
-# relay starves behind the others' reservations.
+# relay starves behind the others' reservations; and once all run, the
+# limit is used (refused draws do not leave it idle).
 . "$IPRELAY_TOP/tests/lib.sh"
 
 IPRELAY=$IPRELAY_BIN/iprelay
@@ -159,9 +160,11 @@ is "$started" "$N" "all $N connections started at once receive"
 ok "first second: at most 1.05 x (rate + burst) = $(( (RATE + BURST) * 105 / 100 )) B (got ${first_sec:-none})" \
     awk -v f="${first_sec:-x}" -v r="$RATE" -v b="$BURST" \
     'BEGIN { exit !(f ~ /^[0-9]+$/ && f <= 1.05 * (r + b)) }'
-ok "first second: at least 0.9 x rate (the limit is used, got ${first_sec:-none})" \
-    awk -v f="${first_sec:-x}" -v r="$RATE" \
-    'BEGIN { exit !(f ~ /^[0-9]+$/ && f >= 0.9 * r) }'
+# Not in the first second: N relays take seconds to spawn under ASan on
+# a loaded machine, and the few running then cannot fill the limit.
+ok "once all run: at least 0.9 x rate in total, nothing left unused (got ${total:-none} B/s)" \
+    awk -v t="${total:-x}" -v r="$RATE" \
+    'BEGIN { exit !(t ~ /^[0-9]+$/ && t >= 0.9 * r) }'
 ok "every connection receives within ${FIRST_WAIT_S}s of connecting (longest ${first_wait_max:-none}s)" \
     awk -v w="${first_wait_max:-x}" -v m="$FIRST_WAIT_S" \
     'BEGIN { exit !(w ~ /^[0-9.]+$/ && w <= m) }'
