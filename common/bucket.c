@@ -135,6 +135,14 @@ bucket_quantum(uint64_t rate_Bps, uint64_t burst_B, uint32_t nconns)
 		quantum_B = rate_Bps < QUANTUM_MIN_B ? rate_Bps : QUANTUM_MIN_B;
 	if (burst_B && quantum_B > burst_B)
 		quantum_B = burst_B;
+	/* One draw per relay fits in one burst, so N relays waiting at once
+	 * owe at most max(b, N) bytes: a new relay waits at most about b / r
+	 * for its first grant, and no draw meets the debt cap of
+	 * bucket_draw_capped().  Below 128 B this beats the wake-up floor
+	 * above: a relay then wakes r / (N * q) >= 10 times a second only
+	 * while it is alone on a limit of under 1280 B/s. */
+	if (burst_B && quantum_B > burst_B / nconns)
+		quantum_B = burst_B / nconns ? burst_B / nconns : 1;
 	if (quantum_B > CHUNK_MAX)
 		quantum_B = CHUNK_MAX;
 	return quantum_B;
@@ -177,14 +185,45 @@ hold_until(struct bucket *bucket, uint64_t want_B, uint64_t now_ns,
 	    (__int128)bucket->tokens_B * NS_PER_SEC);
 }
 
+/* The first whole nanosecond at which the settled bucket holds at least
+ * need_B tokens (need_B <= burst, so settling can get there). */
+static uint64_t
+tokens_ready_ns(const struct bucket *bucket, int64_t need_B)
+{
+	__int128 short_nB;
+	u128 wait_ns;
+
+	short_nB = ((__int128)need_B - bucket->tokens_B) * (__int128)NS_PER_SEC -
+	    (__int128)bucket->frac_nB;
+	if (bucket->rate_Bps == 0 || short_nB <= 0)
+		return bucket->stamp_ns;
+	wait_ns = ((u128)short_nB + bucket->rate_Bps - 1) / bucket->rate_Bps;
+	if (wait_ns > UINT64_MAX - bucket->stamp_ns)
+		return UINT64_MAX;
+	return bucket->stamp_ns + (uint64_t)wait_ns;
+}
+
 uint64_t
 bucket_draw(struct bucket *const levels[], size_t nlevels, uint64_t want_B,
     uint64_t now_ns, uint64_t *release_ns)
 {
-	uint64_t ready_ns;
+	size_t bottleneck;
+
+	return bucket_draw_capped(levels, NULL, nlevels, want_B, now_ns,
+	    release_ns, &bottleneck);
+}
+
+uint64_t
+bucket_draw_capped(struct bucket *const levels[], const uint64_t debt_max_B[],
+    size_t nlevels, uint64_t want_B, uint64_t now_ns, uint64_t *release_ns,
+    size_t *bottleneck_out)
+{
+	uint64_t ready_ns, cap_B;
 	size_t level, bottleneck = 0;
+	struct bucket *neck;
 
 	*release_ns = now_ns;
+	*bottleneck_out = 0;
 	for (level = 0; level < nlevels; level++) {
 		if (levels[level]->rate_Bps == 0)
 			continue;
@@ -205,8 +244,44 @@ bucket_draw(struct bucket *const levels[], size_t nlevels, uint64_t want_B,
 			bottleneck = level;
 		}
 	}
+	*bottleneck_out = bottleneck;
+	neck = levels[bottleneck];
+	if (debt_max_B && neck->rate_Bps != 0) {
+		/* Only the bottleneck's debt delays this draw; a level below
+		 * it may owe more, but only what hold_until() charged it for
+		 * waiting on the bottleneck. */
+		cap_B = debt_max_B[bottleneck] > neck->burst_B ?
+		    debt_max_B[bottleneck] : neck->burst_B;
+		if (cap_B > BURST_MAX)
+			cap_B = BURST_MAX;
+		if (neck->tokens_B < -(int64_t)cap_B) {
+			/* Refused: give every level its bytes back (settled,
+			 * so nothing else changed) and say when it fits. */
+			for (level = 0; level < nlevels; level++)
+				if (levels[level]->rate_Bps != 0)
+					levels[level]->tokens_B +=
+					    (int64_t)want_B;
+			*release_ns = tokens_ready_ns(neck,
+			    (int64_t)want_B - (int64_t)cap_B);
+			return 0;
+		}
+	}
 	for (level = 0; level < bottleneck; level++)
 		if (levels[level]->rate_Bps != 0)
 			hold_until(levels[level], want_B, now_ns, *release_ns);
 	return want_B;
+}
+
+uint64_t
+bucket_retry_spread_ns(uint64_t rate_Bps, uint64_t debt_max_B, uint32_t nconns,
+    uint32_t slot)
+{
+	u128 slot_ns;
+
+	if (rate_Bps == 0 || nconns <= 1)
+		return 0;
+	slot_ns = (u128)debt_max_B * NS_PER_SEC / rate_Bps / nconns;
+	slot_ns *= slot % nconns;
+	/* A cap of a terabyte at 1 B/s: "much later" is enough. */
+	return slot_ns > UINT64_MAX / 2 ? UINT64_MAX / 2 : (uint64_t)slot_ns;
 }

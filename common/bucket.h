@@ -27,6 +27,22 @@
  * Tokens never exceed b however long the bucket idles: no catch-up burst.
  * r <= RATE_MAX and b <= BURST_MAX keep r * dt inside 128 bits for any dt
  * and k inside int64_t.
+ *
+ * Bounded debt (bucket_draw_capped): each level has a debt cap
+ * d >= max(b, q).  A draw is refused when it would leave its bottleneck
+ * owing more than that level's cap, k - q < -d: nothing is taken from any
+ * level, and the draw would fit from
+ *     T = the first whole nanosecond at which the bottleneck's k >= q - d.
+ * So a level that sets release times never owes more than d, and a draw it
+ * grants is released at most (d + 1 ns * r) / r after it was made, however
+ * many relays draw at once.  With the quantum below, N relays each holding
+ * one draw owe at most N * q <= max(b, N) bytes, so in steady state no
+ * draw is refused; refusals cover only quanta sized before N grew.
+ *
+ * Quantum for N relays on a level (bucket_quantum):
+ *     period = clamp(N * 2 ms, 20 ms, 100 ms)
+ *     q = min(max(r * period / N, min(r, 128)), b, max(1, b / N), CHUNK_MAX)
+ * The b / N term lets every relay hold one draw inside one burst.
  */
 #ifndef IPRELAY_BUCKET_H
 #define IPRELAY_BUCKET_H
@@ -70,5 +86,22 @@ bucket_quantum(uint64_t rate_Bps, uint64_t burst_B, uint32_t nconns);
 uint64_t
 bucket_draw(struct bucket *const levels[], size_t nlevels, uint64_t want_B,
     uint64_t now_ns, uint64_t *release_ns);
+
+/* bucket_draw() with a debt cap per level (debt_max_B[level], bytes, at
+ * least that level's burst).  Returns the bytes granted; 0 with want_B > 0
+ * means refused, and then *release_ns is the time T at which the draw
+ * would fit.  *bottleneck is the level that set *release_ns. */
+uint64_t
+bucket_draw_capped(struct bucket *const levels[], const uint64_t debt_max_B[],
+    size_t nlevels, uint64_t want_B, uint64_t now_ns, uint64_t *release_ns,
+    size_t *bottleneck);
+
+/* A refused drawer's place in the retry spread: slot (0 .. nconns - 1) of
+ * nconns equal slots covering the time the level takes to refill its debt
+ * cap, debt_max_B / rate_Bps.  Returns the ns to add to T, so refused
+ * relays come back one by one instead of all at T. */
+uint64_t
+bucket_retry_spread_ns(uint64_t rate_Bps, uint64_t debt_max_B, uint32_t nconns,
+    uint32_t slot);
 
 #endif

@@ -374,6 +374,24 @@ chain_quantum(const struct chain *chain, int dir, int *shaped)
 	return quantum_B;
 }
 
+/* The most a level may owe (bytes): its burst, or one byte per live relay
+ * in its subtree if that is more, since bucket_quantum() never goes below
+ * one byte.  With quanta of at most max(1, b / N), N relays each holding a
+ * draw stay inside it (bucket.h). */
+static uint64_t
+level_debt_max(const struct bucket_rec *rec, int dir)
+{
+	uint64_t burst_B = rec->bucket[dir].burst_B;
+
+	return rec->nconns > burst_B ? rec->nconns : burst_B;
+}
+
+static uint64_t
+saturating_add(uint64_t a, uint64_t b)
+{
+	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
 /* Zero every bucket's nconns and count the live relays again, each on its
  * limit and every ancestor: the only way counts change besides register
  * and unregister, so drift after a kill -9 or a re-parenting heals. */
@@ -1308,6 +1326,16 @@ meta_get_txn(struct store *store, MDB_txn *txn, const char *key_name,
 int
 store_conn_register(struct store *store, struct conn_info *info)
 {
+	int shaped[2];
+	uint64_t quantum_B[2];
+
+	return store_conn_register_shaped(store, info, shaped, quantum_B);
+}
+
+int
+store_conn_register_shaped(struct store *store, struct conn_info *info,
+    int shaped[2], uint64_t quantum_B[2])
+{
 	MDB_txn *txn = NULL;
 	struct conn_rec rec = { .magic = CONN_MAGIC };
 	struct conn_rec existing;
@@ -1315,8 +1343,9 @@ store_conn_register(struct store *store, struct conn_info *info)
 	MDB_val key = { 9, "next_conn" }, value;
 	uint32_t next_id = 1, tries;
 	size_t got, level;
-	int rc;
+	int rc, dir;
 
+	shaped[DIR_UP] = shaped[DIR_DOWN] = 0;
 	if (!limit_name_valid(info->limit) && info->limit[0])
 		return EINVAL;
 	chain = store->chain;
@@ -1356,6 +1385,10 @@ store_conn_register(struct store *store, struct conn_info *info)
 		goto abort;
 	for (level = 0; level < chain->depth; level++)
 		chain->recs[level].nconns++;
+	/* Counting this relay first sizes its first quantum for everyone
+	 * on the limit including itself. */
+	for (dir = 0; dir < 2; dir++)
+		quantum_B[dir] = chain_quantum(chain, dir, &shaped[dir]);
 	if ((rc = save_chain(store, txn, chain)))
 		goto abort;
 	rc = txn_commit(store, txn);
@@ -1470,9 +1503,10 @@ store_reserve(struct store *store, uint32_t id, const char *limit, int dir,
 	MDB_txn *txn = NULL;
 	struct chain *chain;
 	struct bucket *levels[CHAIN_MAX];
+	uint64_t debt_max_B[CHAIN_MAX];
 	uint64_t moved_B[2] = { 0, 0 };
 	uint64_t now_ns;
-	size_t level;
+	size_t level, bottleneck = 0;
 	int rc;
 
 	chain = store->chain;
@@ -1484,12 +1518,23 @@ store_reserve(struct store *store, uint32_t id, const char *limit, int dir,
 	now_ns = monotonic_ns();
 	if ((rc = load_chain(store, txn, limit, chain)))
 		goto abort;
-	for (level = 0; level < chain->depth; level++)
+	for (level = 0; level < chain->depth; level++) {
 		levels[level] = &chain->recs[level].bucket[dir];
+		debt_max_B[level] = level_debt_max(&chain->recs[level], dir);
+	}
 	grant->quantum_B = chain_quantum(chain, dir, &grant->shaped);
 	if (grant->shaped) {
-		grant->bytes = bucket_draw(levels, chain->depth, want_B, now_ns,
-		    &grant->release_ns);
+		grant->bytes = bucket_draw_capped(levels, debt_max_B,
+		    chain->depth, want_B, now_ns, &grant->release_ns,
+		    &bottleneck);
+		/* Refused past the debt cap: come back in this relay's own
+		 * slot after T, not with every other refused relay at T. */
+		if (grant->bytes == 0 && want_B > 0)
+			grant->release_ns = saturating_add(grant->release_ns,
+			    bucket_retry_spread_ns(
+			    levels[bottleneck]->rate_Bps,
+			    debt_max_B[bottleneck],
+			    chain->recs[bottleneck].nconns, id));
 	} else {
 		grant->bytes = want_B;
 		grant->release_ns = now_ns;

@@ -154,6 +154,13 @@ store_limit_foreach(struct store *store, limit_visit_fn visit, void *ctx);
 int
 store_conn_register(struct store *store, struct conn_info *info);
 
+/* The same, and in the same transaction say whether each direction is
+ * shaped and its first quantum, sized with this relay counted: a relay
+ * then shapes from its first byte without a second transaction. */
+int
+store_conn_register_shaped(struct store *store, struct conn_info *info,
+    int shaped[2], uint64_t quantum_B[2]);
+
 int
 store_conn_unregister(struct store *store, uint32_t id);
 
@@ -165,7 +172,11 @@ store_conn_foreach(struct store *store, conn_visit_fn visit, void *ctx);
 
 /* Draw want_B bytes for connection id in direction dir from its limit and
  * every ancestor at once.  Counts the bytes on the connection and on every
- * level.  A missing limit (deleted) is unshaped. */
+ * level.  A missing limit (deleted) is unshaped.  A draw that would take
+ * its bottleneck past the debt cap (the level's burst, or one byte per
+ * relay on it if more; bucket.h) is refused: grant->bytes is 0 and
+ * release_ns says when to try again (the time it fits plus this
+ * connection's slot of the retry spread). */
 int
 store_reserve(struct store *store, uint32_t id, const char *limit, int dir,
     uint64_t want_B, struct grant *grant);

@@ -125,6 +125,8 @@ struct relay {
 	struct store *store;
 	struct conn_info conn;
 	int registered;
+	int start_shaped[2];		/* per direction, said by register */
+	uint64_t start_quantum_B[2];	/* the first read when shaped */
 	uint64_t last_account_ns;
 	uint64_t last_store_warn_ns;
 	uint64_t start_ns;
@@ -552,7 +554,8 @@ open_store(struct relay *relay)
 	if (rc == 0)
 		rc = store_open(&relay->store, dir, 0);
 	if (rc == 0) {
-		rc = store_conn_register(relay->store, &relay->conn);
+		rc = store_conn_register_shaped(relay->store, &relay->conn,
+		    relay->start_shaped, relay->start_quantum_B);
 		if (rc == 0) {
 			relay->registered = 1;
 			return;
@@ -676,10 +679,14 @@ static void
 reserve(struct relay *relay, struct direction *d, uint64_t now_ns)
 {
 	struct grant grant;
+	uint64_t want_B;
 	int rc;
 
+	/* After a refusal the quantum may have shrunk: draw that much of the
+	 * pipe, and the rest after it. */
+	want_B = d->pipe_B < d->quantum_B ? d->pipe_B : d->quantum_B;
 	rc = store_reserve(relay->store, relay->conn.id, relay->limit, d->dir,
-	    d->pipe_B, &grant);
+	    want_B, &grant);
 	if (rc) {
 		/* Never wedge on a sick store: pass the bytes on. */
 		store_warn(relay, "draw tokens", rc);
@@ -694,7 +701,10 @@ reserve(struct relay *relay, struct direction *d, uint64_t now_ns)
 	}
 	d->quantum_B = grant.quantum_B;
 	if (grant.bytes == 0) {
-		d->release_ns = now_ns + ZERO_GRANT_RETRY_NS;
+		/* Refused past the limit's debt cap: the store says when to
+		 * come back (no polling meanwhile). */
+		d->release_ns = grant.release_ns > now_ns ? grant.release_ns :
+		    now_ns + ZERO_GRANT_RETRY_NS;
 		return;
 	}
 	d->covered_B = grant.bytes;
@@ -1236,10 +1246,14 @@ main(int argc, char **argv)
 	    relay.label, relay.peer, relay.launcher, relay.remote_word,
 	    relay.remote_addr, relay.limit[0] ? relay.limit : "none");
 	/* Unshaped bytes are counted at most every ACCOUNT_PERIOD_NS: a
-	 * short connection then costs one count, at its end. */
+	 * short connection then costs one count, at its end.  A shaped
+	 * direction is shaped from its first byte: registering said so, in
+	 * the same transaction. */
 	relay.last_account_ns = monotonic_ns();
-	if (relay.limit[0])
-		account(&relay, relay.last_account_ns);
+	if (relay.start_shaped[DIR_UP])
+		become_shaped(&relay.up, relay.start_quantum_B[DIR_UP]);
+	if (relay.start_shaped[DIR_DOWN])
+		become_shaped(&relay.down, relay.start_quantum_B[DIR_DOWN]);
 	relay_loop(&relay);
 	if (relay.end == END_SIGNAL || relay.end == END_IDLE) {
 		/* A clean close: FIN both ways, whatever was in flight. */

@@ -710,6 +710,15 @@ test_quantum(void)
 	    "quantum: at most the burst");
 	ok(bucket_quantum(RATE_MAX, BURST_MAX, 1) == CHUNK_MAX,
 	    "quantum: at most CHUNK_MAX");
+	ok(bucket_quantum(65536, 6553, 64) == 102,
+	    "quantum: at most burst / N, under the 128 B floor (64 relays "
+	    "at 64 KiB/s: 102)");
+	ok(bucket_quantum(1048576, 1000, 10) == 100,
+	    "quantum: a small burst is shared: 10 relays, burst 1000: 100");
+	ok(bucket_quantum(512, 51, 64) == 1,
+	    "quantum: a burst under one byte per relay: 1 byte");
+	ok(bucket_quantum(8192000, 819200, 1000) == 819,
+	    "quantum: 1000 relays on 8000 KiB/s: burst / 1000");
 }
 
 static void
@@ -777,6 +786,244 @@ test_chain_draw(void)
 	    "chain: all levels unlimited: the whole draw, at once");
 }
 
+/*
+ * Many relays starting at once on one limit, as bucket_draw_capped() and
+ * bucket_quantum() are used by store_reserve(): drawer i registers at a
+ * random moment inside the first millisecond (the limit then counts i + 1
+ * relays), sizes each draw with bucket_quantum() for the relays registered
+ * at that moment, draws again the moment a grant is released, and after a
+ * refusal comes back at T plus its slot of bucket_retry_spread_ns().
+ * Checked for every seed: the bucket contract over every interval, the
+ * debt never past the cap, every grant released within cap / r of its
+ * draw, every drawer granted within a bound however many start, and no
+ * refusal once every drawer has drawn with the final count.
+ */
+#define STORM_DRAWERS_MAX	2000
+#define STORM_DRAWS_MAX		(4U << 20)
+
+struct storm_drawer {
+	uint64_t join_ns;	/* registers (counted from then on) */
+	uint64_t next_ns;	/* draws next */
+	uint64_t first_grant_ns;
+	int settled;		/* has drawn with every drawer counted */
+};
+
+static int
+storm_one(uint64_t seed, int verbose, unsigned *steady_refusals,
+    uint64_t *worst_first_ns, uint64_t *first_bound_ns)
+{
+	static struct storm_drawer drawers[STORM_DRAWERS_MAX];
+	struct bucket bucket, *levels[1] = { &bucket };
+	struct level_log *log = &log_pool[0];
+	uint64_t rate_Bps, burst_B, cap_B, start_ns, now_ns, release_ns;
+	uint64_t want_B, got_B, wait_max_ns, t0, t1, draws, refill_ns;
+	uint64_t steady_draws;
+	uint32_t ndrawers, joined, d, next, settled = 0;
+	size_t bottleneck;
+	i128 excess;
+	char b1[48];
+	int good = 1;
+
+	rng_state = seed;
+	ndrawers = 1 + (uint32_t)rng_below(STORM_DRAWERS_MAX);
+	rate_Bps = rng_log(1, 10 * GBps);
+	burst_B = rng_below(3) ? bucket_default_burst(rate_Bps) :
+	    rng_log(1, rate_Bps + 1);
+	start_ns = rng_log(1, 1ULL << 52);
+	bucket_init(&bucket, rate_Bps, burst_B, start_ns);
+	/* An idle limit starts full: the whole burst at once. */
+	if (rng_below(2))
+		bucket_settle(&bucket, start_ns + 10 * NS_PER_SEC);
+	start_ns += 10 * NS_PER_SEC;
+	cap_B = burst_B > ndrawers ? burst_B : ndrawers;
+	wait_max_ns = (uint64_t)(((unsigned __int128)cap_B * NS_PER_SEC +
+	    rate_Bps - 1) / rate_Bps) + 1;
+	refill_ns = (uint64_t)((unsigned __int128)cap_B * NS_PER_SEC /
+	    rate_Bps);
+	/* Every drawer granted within: the join window, one cap of waiting
+	 * behind the draws already made, and one round of the retry spread
+	 * per refusal, of which there are at most a few per drawer. */
+	*first_bound_ns = 1000000 + 4 * wait_max_ns + 4 * refill_ns;
+	for (d = 0; d < ndrawers; d++) {
+		drawers[d].join_ns = start_ns + rng_below(1000000);
+		drawers[d].next_ns = drawers[d].join_ns;
+		drawers[d].first_grant_ns = 0;
+		drawers[d].settled = 0;
+	}
+	log->count = 0;
+	*steady_refusals = 0;
+	*worst_first_ns = 0;
+	/* Until every drawer has drawn with all counted, then five more
+	 * rounds; a storm that never settles fails below. */
+	steady_draws = 0;
+	for (draws = 0; draws < STORM_DRAWS_MAX &&
+	    steady_draws < 5 * (uint64_t)ndrawers; draws++) {
+		if (settled == ndrawers)
+			steady_draws++;
+		next = 0;
+		for (d = 1; d < ndrawers; d++)
+			if (drawers[d].next_ns < drawers[next].next_ns)
+				next = d;
+		now_ns = drawers[next].next_ns;
+		joined = 0;
+		for (d = 0; d < ndrawers; d++)
+			if (drawers[d].join_ns <= now_ns)
+				joined++;
+		want_B = bucket_quantum(rate_Bps, bucket.burst_B, joined);
+		got_B = bucket_draw_capped(levels, &cap_B, 1, want_B, now_ns,
+		    &release_ns, &bottleneck);
+		if (got_B == 0) {
+			if (settled == ndrawers)
+				(*steady_refusals)++;
+			if (release_ns <= now_ns) {
+				diag("storm seed %" PRIu64 ": refused with "
+				    "no later time", seed);
+				return 0;
+			}
+			drawers[next].next_ns = release_ns +
+			    bucket_retry_spread_ns(rate_Bps, cap_B, joined,
+			    next);
+			continue;
+		}
+		if (bucket.tokens_B < -(int64_t)cap_B ||
+		    release_ns - now_ns > wait_max_ns) {
+			diag("storm seed %" PRIu64 ": owes %s past a cap of %"
+			    PRIu64 ", or waits %" PRIu64 " ns past %" PRIu64,
+			    seed, i128_str(-(i128)bucket.tokens_B, b1), cap_B,
+			    release_ns - now_ns, wait_max_ns);
+			good = 0;
+		}
+		log_release(log, release_ns, release_ns, got_B);
+		if (!drawers[next].first_grant_ns) {
+			drawers[next].first_grant_ns = release_ns;
+			if (release_ns - start_ns > *worst_first_ns)
+				*worst_first_ns = release_ns - start_ns;
+		}
+		if (!drawers[next].settled && joined == ndrawers) {
+			drawers[next].settled = 1;
+			settled++;
+		}
+		drawers[next].next_ns = release_ns;
+	}
+	if (settled < ndrawers) {
+		diag("storm seed %" PRIu64 ": %u of %u drawers never drew "
+		    "with all counted in %" PRIu64 " draws", seed,
+		    ndrawers - settled, ndrawers, draws);
+		good = 0;
+	}
+	for (d = 0; d < ndrawers; d++)
+		if (!drawers[d].first_grant_ns) {
+			diag("storm seed %" PRIu64 ": drawer %u of %u never "
+			    "granted", seed, d, ndrawers);
+			good = 0;
+			break;
+		}
+	excess = worst_excess_nB(log, rate_Bps, 1, &t0, &t1);
+	if (excess > (i128)bucket.burst_B * NS_PER_SEC + rate_Bps) {
+		diag("storm seed %" PRIu64 ": %s nB over r * dt in [%" PRIu64
+		    ", %" PRIu64 "], burst %" PRIu64, seed,
+		    i128_str(excess, b1), t0, t1, bucket.burst_B);
+		good = 0;
+	}
+	if (verbose)
+		diag("storm seed %" PRIu64 ": %u drawers, %" PRIu64 " B/s, "
+		    "burst %" PRIu64 ", cap %" PRIu64 ", last first grant %"
+		    PRIu64 " ns (bound %" PRIu64 "), steady refusals %u",
+		    seed, ndrawers, rate_Bps, bucket.burst_B, cap_B,
+		    *worst_first_ns, *first_bound_ns, *steady_refusals);
+	return good;
+}
+
+static void
+test_start_storm(uint64_t first_seed, unsigned nseeds, int verbose)
+{
+	unsigned s, bad = 0, late = 0, refusing = 0, refusals;
+	uint64_t first_ns, bound_ns;
+
+	for (s = 0; s < nseeds; s++) {
+		if (!storm_one(first_seed + s, verbose, &refusals, &first_ns,
+		    &bound_ns))
+			bad++;
+		if (first_ns > bound_ns) {
+			late++;
+			diag("storm seed %" PRIu64 ": last first grant %"
+			    PRIu64 " ns after the start, bound %" PRIu64,
+			    first_seed + s, first_ns, bound_ns);
+		}
+		if (refusals)
+			refusing++;
+	}
+	ok(bad == 0, "start storm (1-%u relays at once, capped draws): the "
+	    "contract holds, debt never past the cap, every grant released "
+	    "within cap / r (%u of %u seeds failed)", STORM_DRAWERS_MAX, bad,
+	    nseeds);
+	ok(late == 0, "start storm: every relay granted within a bound "
+	    "independent of how many start (%u of %u seeds late)", late,
+	    nseeds);
+	ok(refusing == 0, "start storm: no refusal once every relay drew "
+	    "with all counted (%u of %u seeds refused)", refusing, nseeds);
+}
+
+static void
+test_draw_capped(void)
+{
+	struct bucket bucket, child, parent, *levels[2];
+	uint64_t release_ns, got_B, cap_B[2], before_B;
+	size_t bottleneck;
+
+	bucket_init(&bucket, 1000, 100, 0);
+	levels[0] = &bucket;
+	cap_B[0] = 100;
+	got_B = bucket_draw_capped(levels, cap_B, 1, 100, 0, &release_ns,
+	    &bottleneck);
+	ok(got_B == 100 && release_ns == NS_PER_SEC / 10 &&
+	    bucket.tokens_B == -100, "capped: a draw to exactly the cap is "
+	    "granted, released when repaid");
+	got_B = bucket_draw_capped(levels, cap_B, 1, 1, 0, &release_ns,
+	    &bottleneck);
+	ok(got_B == 0 && bucket.tokens_B == -100 && bucket.frac_nB == 0 &&
+	    release_ns == 1000000, "capped: one byte past the cap is "
+	    "refused, nothing taken, fits 1 ms later");
+	got_B = bucket_draw_capped(levels, cap_B, 1, 1, release_ns,
+	    &release_ns, &bottleneck);
+	ok(got_B == 1 && bucket.tokens_B == -100 &&
+	    release_ns == NS_PER_SEC / 10 + 1000000,
+	    "capped: ... and granted at that time, behind the others");
+	cap_B[0] = 30;
+	bucket_init(&bucket, 1000, 100, 0);
+	got_B = bucket_draw_capped(levels, cap_B, 1, 90, 0, &release_ns,
+	    &bottleneck);
+	ok(got_B == 90, "capped: a cap under the burst counts as the burst");
+	/* Child 1000 B/s under a parent of 100 B/s: the parent sets the
+	 * release, so its cap counts; the held child may owe more. */
+	bucket_init(&child, 1000, 100, 0);
+	bucket_init(&parent, 100, 50, 0);
+	levels[0] = &child;
+	levels[1] = &parent;
+	cap_B[0] = 100;
+	cap_B[1] = 50;
+	got_B = bucket_draw_capped(levels, cap_B, 2, 50, 0, &release_ns,
+	    &bottleneck);
+	ok(got_B == 50 && bottleneck == 1 && release_ns == NS_PER_SEC / 2,
+	    "capped chain: the slower parent is the bottleneck");
+	before_B = (uint64_t)-child.tokens_B;
+	got_B = bucket_draw_capped(levels, cap_B, 2, 10, 0, &release_ns,
+	    &bottleneck);
+	ok(got_B == 0 && bottleneck == 1 && parent.tokens_B == -50 &&
+	    (uint64_t)-child.tokens_B == before_B &&
+	    release_ns == NS_PER_SEC / 10,
+	    "capped chain: refused at the parent's cap, neither level "
+	    "charged, fits when the parent has repaid 10 B");
+	ok(bucket_retry_spread_ns(1000, 100, 4, 0) == 0 &&
+	    bucket_retry_spread_ns(1000, 100, 4, 1) == 25000000 &&
+	    bucket_retry_spread_ns(1000, 100, 4, 7) == 75000000 &&
+	    bucket_retry_spread_ns(1000, 100, 1, 7) == 0 &&
+	    bucket_retry_spread_ns(0, 100, 4, 3) == 0,
+	    "retry spread: slot %% N of N slots over cap / r");
+	ok(bucket_retry_spread_ns(1, BURST_MAX, 2, 1) == UINT64_MAX / 2,
+	    "retry spread: saturates instead of wrapping");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -801,6 +1048,8 @@ main(int argc, char **argv)
 		test_quantum();
 		test_ready_exact();
 		test_chain_draw();
+		test_draw_capped();
+		test_start_storm(1, 60, 0);
 	}
 	return done_testing();
 }

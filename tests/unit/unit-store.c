@@ -414,9 +414,29 @@ test_reserve(void)
 	ok(grant.quantum_B > 0 && grant.quantum_B <= 1000,
 	    "the quantum fits the smallest burst (%" PRIu64 ")",
 	    grant.quantum_B);
+	/* The parent owes 500 of its 1000-byte cap: a draw of 5000, cut to
+	 * the smallest burst (1000), would leave it owing 1500. */
+	before_ns = monotonic_ns();
 	rc = store_reserve(store, id, "child", DIR_UP, 5000, &grant);
-	ok(rc == 0 && grant.bytes == 1000,
-	    "a draw past the smallest burst is cut to it");
+	after_ns = monotonic_ns();
+	store_limit_get(store, "parent", &parent_info);
+	ok(rc == 0 && grant.shaped && grant.bytes == 0 &&
+	    parent_info.bucket[DIR_UP].tokens_B >= -500 &&
+	    parent_info.total_B[DIR_UP] == 500,
+	    "a draw past the parent's debt cap is refused, nothing taken");
+	/* It fits once the parent has repaid its 500: half a second after
+	 * the first draw; one relay, so no retry spread. */
+	ok(grant.release_ns > after_ns &&
+	    grant.release_ns <= before_ns + 500000000,
+	    "... and says when it fits: when the parent's debt is repaid");
+	{
+		struct limit_cfg wide = cfg_of(1000, 0, 1000, "");
+
+		store_limit_put(store, "wide", &wide);
+		rc = store_reserve(store, id, "wide", DIR_UP, 5000, &grant);
+		ok(rc == 0 && grant.bytes == 1000,
+		    "a draw past the smallest burst is cut to it");
+	}
 
 	rc = store_reserve(store, id, "child", DIR_DOWN, 70000, &grant);
 	ok(rc == 0 && grant.bytes == 70000 && !grant.shaped &&
@@ -430,7 +450,7 @@ test_reserve(void)
 		struct conn_info info;
 
 		store_conn_get(store, id, &info);
-		ok(info.bytes[DIR_UP] == 500 + 1000 + 4000 &&
+		ok(info.bytes[DIR_UP] == 500 + 0 + 1000 + 4000 &&
 		    info.bytes[DIR_DOWN] == 70000,
 		    "the connection counts every granted byte (%" PRIu64
 		    " up, %" PRIu64 " down)", info.bytes[DIR_UP],
@@ -834,6 +854,84 @@ remove_tree(void)
 		printf("# could not remove %s\n", top_dir);
 }
 
+/* Registering says how each direction is shaped and sizes the first
+ * quantum with the new relay counted; many relays starting at once owe
+ * the limit at most its cap, and a refused one is told to come back in
+ * its own slot after the time its draw fits. */
+static void
+test_start_many(void)
+{
+	struct store *store;
+	struct limit_cfg cfg;
+	struct conn_info info;
+	struct limit_info limit_info;
+	struct grant grant;
+	uint64_t quantum_B[2], before_ns, after_ns, slot_ns, first_fit_ns = 0;
+	uint32_t ids[10];
+	int shaped[2], rc, i, granted = 0, refused = 0, spread_ok = 1;
+
+	if ((rc = store_open(&store, dir_for("start"), 0)))
+		bail("store_open", rc);
+	/* 100 B/s down only, burst 100: slow enough that the draws below
+	 * come long before the bucket refills on a loaded machine. */
+	cfg = cfg_of(0, 100, 100, "");
+	before_ns = monotonic_ns();
+	store_limit_put(store, "storm", &cfg);
+	after_ns = monotonic_ns();
+	for (i = 0; i < 10; i++) {
+		memset(&info, 0, sizeof(info));
+		info.pid = getpid();
+		snprintf(info.limit, sizeof(info.limit), "storm");
+		rc = store_conn_register_shaped(store, &info, shaped,
+		    quantum_B);
+		if (rc)
+			bail("register", rc);
+		ids[i] = info.id;
+		if (i == 0)
+			ok(!shaped[DIR_UP] && shaped[DIR_DOWN] &&
+			    quantum_B[DIR_DOWN] == 100,
+			    "register: up unshaped, down shaped, first "
+			    "quantum for 1 relay: the burst (%" PRIu64 ")",
+			    quantum_B[DIR_DOWN]);
+	}
+	ok(shaped[DIR_DOWN] && quantum_B[DIR_DOWN] == 10,
+	    "register: the tenth relay's first quantum counts all ten: "
+	    "burst / 10 (%" PRIu64 ")", quantum_B[DIR_DOWN]);
+	/* Ten relays drawing quanta sized for one, at once: the debt stops
+	 * at the cap (the burst, 100) and the rest are refused. */
+	for (i = 0; i < 10; i++) {
+		rc = store_reserve(store, ids[i], "storm", DIR_DOWN, 50,
+		    &grant);
+		if (rc)
+			bail("reserve", rc);
+		if (grant.bytes) {
+			granted++;
+			continue;
+		}
+		refused++;
+		/* T is when 50 more fit under the cap: when the bucket,
+		 * empty when the limit was set, has refilled 50 of the
+		 * 100 B drawn (500 ms after the set); then this relay's
+		 * slot of ten over cap / r = 1 s. */
+		slot_ns = (ids[i] % 10) * 100000000ULL;
+		if (!first_fit_ns)
+			first_fit_ns = grant.release_ns - slot_ns;
+		if (grant.release_ns - slot_ns != first_fit_ns)
+			spread_ok = 0;
+	}
+	store_limit_get(store, "storm", &limit_info);
+	ok(granted == 2 && refused == 8 &&
+	    limit_info.bucket[DIR_DOWN].tokens_B >= -100 &&
+	    limit_info.total_B[DIR_DOWN] == 100,
+	    "ten draws of 50 at once: two granted (owing the cap, 100), "
+	    "eight refused and not counted (%d, %d)", granted, refused);
+	ok(spread_ok && first_fit_ns >= before_ns + 500000000 &&
+	    first_fit_ns <= after_ns + 500000000,
+	    "refused draws: the same fit time T (when 50 B fit under the "
+	    "cap), each offset by its own slot of cap / r / N");
+	store_close(store);
+}
+
 int
 main(void)
 {
@@ -846,6 +944,7 @@ main(void)
 	test_headroom();
 	test_conns();
 	test_reserve();
+	test_start_many();
 	test_bad_files();
 	test_decode();
 	test_reap_and_boot();
