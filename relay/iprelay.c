@@ -400,7 +400,10 @@ forwarder_bind(struct forwarder *forwarder, char *why, size_t why_size)
 			goto fail;
 		}
 		freeaddrinfo(result);
-		if (listen(fd, 128) < 0) {
+		/* The kernel's own cap (somaxconn, 4096 on Debian 12): a
+		 * burst of connections past a short queue loses the client's
+		 * last handshake ACK and waits for retransmits, seconds. */
+		if (listen(fd, SOMAXCONN) < 0) {
 			snprintf(why, why_size, "unable to listen on %s port %s: %s",
 			    token, forwarder->spec.lport, strerror(errno));
 			close(fd);
