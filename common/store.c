@@ -1328,13 +1328,15 @@ store_conn_register(struct store *store, struct conn_info *info)
 {
 	int shaped[2];
 	uint64_t quantum_B[2];
+	size_t levels;
 
-	return store_conn_register_shaped(store, info, shaped, quantum_B);
+	return store_conn_register_shaped(store, info, shaped, quantum_B,
+	    &levels);
 }
 
 int
 store_conn_register_shaped(struct store *store, struct conn_info *info,
-    int shaped[2], uint64_t quantum_B[2])
+    int shaped[2], uint64_t quantum_B[2], size_t *levels)
 {
 	MDB_txn *txn = NULL;
 	struct conn_rec rec = { .magic = CONN_MAGIC };
@@ -1346,6 +1348,7 @@ store_conn_register_shaped(struct store *store, struct conn_info *info,
 	int rc, dir;
 
 	shaped[DIR_UP] = shaped[DIR_DOWN] = 0;
+	*levels = 0;
 	if (!limit_name_valid(info->limit) && info->limit[0])
 		return EINVAL;
 	chain = store->chain;
@@ -1391,6 +1394,7 @@ store_conn_register_shaped(struct store *store, struct conn_info *info,
 		quantum_B[dir] = chain_quantum(chain, dir, &shaped[dir]);
 	if ((rc = save_chain(store, txn, chain)))
 		goto abort;
+	*levels = chain->depth;
 	rc = txn_commit(store, txn);
 	goto out;
 abort:

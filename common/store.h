@@ -156,10 +156,12 @@ store_conn_register(struct store *store, struct conn_info *info);
 
 /* The same, and in the same transaction say whether each direction is
  * shaped and its first quantum, sized with this relay counted: a relay
- * then shapes from its first byte without a second transaction. */
+ * then shapes from its first byte without a second transaction.  *levels
+ * is how many limits the relay's chain holds: 0 for a limit named that
+ * does not exist (yet). */
 int
 store_conn_register_shaped(struct store *store, struct conn_info *info,
-    int shaped[2], uint64_t quantum_B[2]);
+    int shaped[2], uint64_t quantum_B[2], size_t *levels);
 
 int
 store_conn_unregister(struct store *store, uint32_t id);

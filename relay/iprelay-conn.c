@@ -126,6 +126,7 @@ struct relay {
 	struct conn_info conn;
 	int registered;
 	int start_shaped[2];		/* per direction, said by register */
+	size_t start_levels;		/* limits on the chain; 0 = none found */
 	uint64_t start_quantum_B[2];	/* the first read when shaped */
 	uint64_t last_account_ns;
 	uint64_t last_store_warn_ns;
@@ -555,7 +556,8 @@ open_store(struct relay *relay)
 		rc = store_open(&relay->store, dir, 0);
 	if (rc == 0) {
 		rc = store_conn_register_shaped(relay->store, &relay->conn,
-		    relay->start_shaped, relay->start_quantum_B);
+		    relay->start_shaped, relay->start_quantum_B,
+		    &relay->start_levels);
 		if (rc == 0) {
 			relay->registered = 1;
 			return;
@@ -1245,6 +1247,12 @@ main(int argc, char **argv)
 	log_line(LOG_INFO, "%s open: peer %s via %s, remote %s (%s), limit %s",
 	    relay.label, relay.peer, relay.launcher, relay.remote_word,
 	    relay.remote_addr, relay.limit[0] ? relay.limit : "none");
+	/* Never a silently wrong limit: a misspelt -l, or a limit not made
+	 * yet, is said; the relay takes it up once it exists. */
+	if (relay.limit[0] && relay.registered && relay.start_levels == 0)
+		log_line(LOG_WARNING, "%s: no limit named %s: relaying "
+		    "unshaped until one is set (iprelay-limit set %s RATE)",
+		    relay.label, relay.limit, relay.limit);
 	/* Unshaped bytes are counted at most every ACCOUNT_PERIOD_NS: a
 	 * short connection then costs one count, at its end.  A shaped
 	 * direction is shaped from its first byte: registering said so, in

@@ -156,6 +156,20 @@ like "$(grep "via ucspi" "$LOG" | tail -n1)" \
     "tcpserver: the open line names peer, launcher, remote and limit"
 stop_pid "$ucspi_pid"
 
+# -l naming a limit that does not exist: the bytes pass, and the log says
+# the relay is unshaped and how to fix it (never a silently wrong limit).
+start_origin nolimit --send $DOWN_B
+port=$(free_port)
+spawn tcpserver -q -H -R -l localhost 127.0.0.1 "$port" \
+    "$CONN" -l nosuchlimit "127.0.0.1:$ORIGIN_PORT"
+nolimit_pid=$last_pid
+wait_listen "$port" || diag "tcpserver did not listen"
+through "-l with no such limit" "$port" ucspi
+like "$(grep "no limit named" "$LOG" | tail -n1)" \
+    "iprelay-conn\[[0-9]+\]: .*no limit named nosuchlimit: relaying unshaped until one is set \(iprelay-limit set nosuchlimit RATE\)" \
+    "-l with no such limit: a warning names it and the fix"
+stop_pid "$nolimit_pid"
+
 # Launches to refuse: one line naming the problem, exit 100.
 # refused NAME WANT-REGEX CMD...: run CMD, stderr captured.
 refused() {

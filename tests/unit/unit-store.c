@@ -868,10 +868,23 @@ test_start_many(void)
 	struct grant grant;
 	uint64_t quantum_B[2], before_ns, after_ns, slot_ns, first_fit_ns = 0;
 	uint32_t ids[10];
+	size_t levels;
 	int shaped[2], rc, i, granted = 0, refused = 0, spread_ok = 1;
 
 	if ((rc = store_open(&store, dir_for("start"), 0)))
 		bail("store_open", rc);
+	/* A limit named that does not exist: registered, unshaped, and
+	 * told so (iprelay-conn logs it). */
+	memset(&info, 0, sizeof(info));
+	info.pid = getpid();
+	snprintf(info.limit, sizeof(info.limit), "misspelt");
+	rc = store_conn_register_shaped(store, &info, shaped, quantum_B,
+	    &levels);
+	ok(rc == 0 && levels == 0 && !shaped[DIR_UP] && !shaped[DIR_DOWN],
+	    "register on a missing limit: 0 levels, nothing shaped (%s)",
+	    store_strerror(rc));
+	if (rc == 0)
+		store_conn_unregister(store, info.id);
 	/* 100 B/s down only, burst 100: slow enough that the draws below
 	 * come long before the bucket refills on a loaded machine. */
 	cfg = cfg_of(0, 100, 100, "");
@@ -883,10 +896,12 @@ test_start_many(void)
 		info.pid = getpid();
 		snprintf(info.limit, sizeof(info.limit), "storm");
 		rc = store_conn_register_shaped(store, &info, shaped,
-		    quantum_B);
+		    quantum_B, &levels);
 		if (rc)
 			bail("register", rc);
 		ids[i] = info.id;
+		if (i == 0)
+			ok(levels == 1, "register on storm: 1 level");
 		if (i == 0)
 			ok(!shaped[DIR_UP] && shaped[DIR_DOWN] &&
 			    quantum_B[DIR_DOWN] == 100,
