@@ -328,6 +328,25 @@ span_s(uint64_t from_ns, uint64_t to_ns)
 	return b > a ? (b - a) * (SLOT_NS / 1e9) : 1e-9;
 }
 
+/* One epoll_wait (timeout in ms) and a read from every ready connection. */
+static void
+drain_ready(int epoll_fd, struct epoll_event *events, int max_events,
+    int timeout_ms)
+{
+	int ready = epoll_wait(epoll_fd, events, max_events, timeout_ms);
+	uint64_t t = now_ns();
+
+	for (int i = 0; i < ready; i++) {
+		struct conn *c = &conns[events[i].data.u32];
+		ssize_t got = read(c->fd, buffer, BUF_B);
+
+		if (got > 0)
+			account(c, got, t);
+		else if (got == 0 || errno != EAGAIN)
+			epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
+	}
+}
+
 static int
 recv_main(int argc, char **argv)
 {
@@ -378,21 +397,25 @@ recv_main(int argc, char **argv)
 	    !(event_cum_B = malloc(EVENTS_MAX * sizeof(uint64_t))))
 		die("allocate");
 	start_ns = now_ns();
+	if (!blocking && (epoll_fd = epoll_create1(0)) < 0)
+		die("epoll_create1");
 	for (unsigned i = 0; i < count; i++) {
 		if (!(conns[i].slot_B = calloc(nslots, sizeof(uint64_t))))
 			die("allocate");
 		conns[i].fd = connect_to(argv[optind]);
+		if (blocking)
+			continue;
+		fcntl(conns[i].fd, F_SETFL, O_NONBLOCK);
+		ev.events = EPOLLIN;
+		ev.data.u32 = i;
+		epoll_ctl(epoll_fd, EPOLL_CTL_ADD, conns[i].fd, &ev);
+		/* Read what the relays already connected send while the rest
+		 * connect: left in socket buffers until every connect is done
+		 * (seconds at 1000), it came out at once and was counted as a
+		 * first-second burst of the relays. */
+		drain_ready(epoll_fd, events, 512, 0);
 	}
-	if (!blocking) {
-		if ((epoll_fd = epoll_create1(0)) < 0)
-			die("epoll_create1");
-		for (unsigned i = 0; i < count; i++) {
-			fcntl(conns[i].fd, F_SETFL, O_NONBLOCK);
-			ev.events = EPOLLIN;
-			ev.data.u32 = i;
-			epoll_ctl(epoll_fd, EPOLL_CTL_ADD, conns[i].fd, &ev);
-		}
-	} else {
+	if (blocking) {
 		struct timeval tv = { .tv_usec = 50000 };
 		setsockopt(conns[0].fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	}
@@ -423,17 +446,7 @@ recv_main(int argc, char **argv)
 				break;
 			continue;
 		}
-		int ready = epoll_wait(epoll_fd, events, 512, child ? 2 : 10);
-		t = now_ns();
-		for (int i = 0; i < ready; i++) {
-			struct conn *c = &conns[events[i].data.u32];
-			ssize_t got = read(c->fd, buffer, BUF_B);
-
-			if (got > 0)
-				account(c, got, t);
-			else if (got == 0 || errno != EAGAIN)
-				epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
-		}
+		drain_ready(epoll_fd, events, 512, child ? 2 : 10);
 	}
 	if (child) {
 		waitpid(child, NULL, 0);
