@@ -162,7 +162,9 @@ BENCHES = $(patsubst bench/%.c,$(BIN)/bench/%,$(wildcard bench/*.c))
 # `make bench` also builds iprelay with a dynamically linked iprelay-conn in
 # build/dyn, which the connection-cost section runs beside bin/ (DYN_BIN).
 bench: build $(BENCHES)
-	@for b in $(BENCHES); do echo "## $$b"; $$b || exit 1; done
+	@echo "## $(BIN)/bench/store"; $(BIN)/bench/store || exit 1
+	@dir=$$(mktemp -d) && echo "## $(BIN)/bench/store-open $$dir" && \
+		$(BIN)/bench/store-open "$$dir"; rc=$$?; rm -rf "$$dir"; exit $$rc
 	@$(MAKE) --no-print-directory OUT=build/dyn CONN_LINK=dynamic \
 		build/dyn/bin/iprelay build/dyn/bin/iprelay-conn
 	@sh bench/deps.sh
