@@ -91,6 +91,16 @@ wait_port() {
 	return 1
 }
 
+# wait_listen PORT: until something listens on PORT, up to 10 s, without
+# connecting (a connection would start a socket-activated relay).
+wait_listen() {
+	for _ in $(seq 200); do
+		ss -Hltn "sport = :$1" 2>/dev/null | grep -q . && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
 # free_port: a TCP port on 127.0.0.1 that was free a moment ago.
 free_port() {
 	python3 -c 'import socket

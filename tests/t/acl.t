@@ -24,14 +24,6 @@ EOF
 chmod +x "$TEST_TMP/conn-wrap"
 : >"$EXITS"
 
-wait_listen() {
-	for _ in $(seq 200); do
-		ss -Hltn "sport = :$1" 2>/dev/null | grep -q . && return 0
-		sleep 0.05
-	done
-	return 1
-}
-
 # probe HOST PORT [SOURCE]: connect, send a line, read to the end; prints
 # "eof BYTES SECONDS", "reset BYTES SECONDS" or "timeout BYTES SECONDS".
 probe() {

@@ -7,14 +7,6 @@
 CONN=$IPRELAY_BIN/iprelay-conn
 mkdir -p "$IPRELAY_STATE_DIR"
 
-wait_listen() {
-	for _ in $(seq 200); do
-		ss -Hltn "sport = :$1" 2>/dev/null | grep -q . && return 0
-		sleep 0.05
-	done
-	return 1
-}
-
 # relay_to NAME HOSTPORT [LISTEN-HOST] [relay options...]: a socket-activated
 # relay (fd 3) in front of HOSTPORT; sets RELAY_PORT.
 relay_to() {

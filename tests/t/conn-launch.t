@@ -9,16 +9,6 @@ UP_B=300000
 DOWN_B=500000
 LOG=$IPRELAY_LOG_FILE
 
-# wait_listen PORT: until something listens on 127.0.0.1:PORT, without
-# connecting (a connection would spawn a relay and reach the origin).
-wait_listen() {
-	for _ in $(seq 200); do
-		ss -Hltn "sport = :$1" 2>/dev/null | grep -q . && return 0
-		sleep 0.05
-	done
-	return 1
-}
-
 # through NAME PORT LAUNCHER [HOST]: one peer client through the relay
 # listening on PORT, to the origin started last; checks both directions
 # byte for byte and the relay's open and close lines.

@@ -11,16 +11,6 @@ UP_B=200000
 DOWN_B=300000
 LIMIT="$IPRELAY_BIN/iprelay-limit"
 
-# wait_listen PORT: until something listens on 127.0.0.1:PORT, without
-# connecting (a connection would start a relay).
-wait_listen() {
-	for _ in $(seq 200); do
-		ss -Hltn "sport = :$1" 2>/dev/null | grep -q . && return 0
-		sleep 0.05
-	done
-	return 1
-}
-
 # render FILE PORT: the example with its placeholder words replaced.
 render() {
 	sed -e "s|^10110\\([[:space:]]\\)|127.0.0.1:$2\\1|" \
