@@ -18,21 +18,32 @@ start_shaperd
 start_echo kr
 start_relay kr -l kr "127.0.0.1:$ECHO_PORT"
 
-# The killer: k relays' pids and client ports from conns, kill -9, then a
+# The killer: the k youngest relays' pids and client ports from conns, kill -9, then a
 # poller in the background timing the reaping (manyconn waits for us).
+# awk, not python: on a loaded machine python's start-up alone can outlast
+# the transfer.  It retries (bounded) until conns lists k relays, and keeps
+# what conns said for the diagnosis below.
 cat >"$TEST_TMP/killer.sh" <<KILL
-$LIMIT --json conns | python3 -c '
-import json, sys
-conns = json.load(sys.stdin)[:$k]
-print(" ".join(str(c["pid"]) for c in conns))
-print(" ".join(c["peer"].rsplit(":", 1)[1] for c in conns))' >"$TEST_TMP/victims"
+for _ in \$(seq 50); do
+	$LIMIT conns >"$TEST_TMP/killer.conns" 2>>"$TEST_TMP/killer.err"
+	[ "\$(tail -n +2 "$TEST_TMP/killer.conns" | wc -l)" -ge $k ] && break
+	sleep 0.1
+done
+# The last k rows: the youngest relays, furthest from finishing, so a
+# victim cannot end its transfer between the listing and the kill.
+tail -n +2 "$TEST_TMP/killer.conns" | tail -n $k |
+    awk '{ sep = pids == "" ? "" : " "; pids = pids sep \$2
+    n = split(\$4, p, ":"); ports = ports sep p[n] }
+    END { print pids; print ports }' >"$TEST_TMP/victims"
 kill -9 \$(sed -n 1p "$TEST_TMP/victims")
 date +%s.%N >"$TEST_TMP/killed_at"
 (
 	for _ in \$(seq 100); do
-		# grep, not python: the poll's own start-up must not count as reap time.
-		c=\$($LIMIT --json conns | grep -o '"id"' | wc -l)
-		if [ "\$c" -le $((n - k)) ]; then date +%s.%N >"$TEST_TMP/reaped_at"; break; fi
+		# A failed conns says nothing: only a listing counts.
+		if $LIMIT conns >"$TEST_TMP/poll.conns" 2>/dev/null &&
+		    [ "\$(tail -n +2 "$TEST_TMP/poll.conns" | wc -l)" -le $((n - k)) ]; then
+			date +%s.%N >"$TEST_TMP/reaped_at"; break
+		fi
 		sleep 0.05
 	done
 ) </dev/null >/dev/null 2>&1 &
@@ -47,6 +58,12 @@ is "$(json "$out" intact 2>/dev/null)" $((n - k)) "kill-relays ($note): the $((n
 is "$(json "$out" bad 2>/dev/null)" 0 "kill-relays ($note): no connection got a wrong byte"
 is "$(json "$out" hung 2>/dev/null)" 0 "kill-relays ($note): no connection hung"
 is "$cut_ports " "$victim_ports" "kill-relays ($note): exactly the killed relays' clients were cut"
+if [ "$(json "$out" intact 2>/dev/null)" != $((n - k)) ] || [ "$cut_ports " != "$victim_ports" ]; then
+	diag "kill-relays: conns as the killer saw it:"
+	sed 's/^/#   /' "$TEST_TMP/killer.conns" "$TEST_TMP/killer.err" 2>/dev/null
+	diag "kill-relays: relay and activation logs (tail):"
+	tail -n 20 "$RELAY_LOG" "$IPRELAY_LOG_FILE" 2>/dev/null | sed 's/^/#   /'
+fi
 if [ -s "$TEST_TMP/reaped_at" ]; then
 	reap=$(awk -v a="$(cat "$TEST_TMP/killed_at")" -v b="$(cat "$TEST_TMP/reaped_at")" \
 	    'BEGIN { printf "%.2f", b - a }')
@@ -58,8 +75,11 @@ ok "kill-relays ($note): the dead reaped within 2 s (${reap} s)" \
     awk -v r="$reap" 'BEGIN { exit !(r <= 2) }'
 before=$(json "$out" rate_before 2>/dev/null) after=$(json "$out" rate_after 2>/dev/null)
 diag "kill-relays: aggregate rate back to the client before ${before:-?} B/s, after ${after:-?} B/s (limit $rate)"
+# manyconn says null when the survivors finished too soon after the kill to
+# measure: that is a failure of this test's timing, not a pass.
 ok "kill-relays ($note): aggregate rate recovers (after ${after:-?} >= 80% of before ${before:-?})" \
-    awk -v a="${after:-0}" -v b="${before:-1}" 'BEGIN { exit !(a >= 0.8 * b && b > 0) }'
+    awk -v a="${after:-null}" -v b="${before:-null}" \
+    'BEGIN { exit !(a ~ /^[0-9]+$/ && b ~ /^[0-9]+$/ && b > 0 && a + 0 >= 0.8 * b) }'
 ok "kill-relays ($note): list works afterwards" eval "$LIMIT list >/dev/null"
 wait_conns() { for _ in $(seq 60); do [ "$(conn_count)" = 0 ] && return 0; sleep 0.1; done; return 1; }
 ok "kill-relays ($note): conns works and is empty afterwards" wait_conns

@@ -7,6 +7,10 @@
 L="$IPRELAY_BIN/iprelay-limit"
 DRAWER="$IPRELAY_BIN/tools/drawer"
 NPROC=64
+case $IPRELAY_BIN in
+*asan*) SANITIZED=1 ;;
+*) SANITIZED= ;;
+esac
 SECONDS_T=3
 
 mono_ns_in() { "$DRAWER" -p "$1"; }
@@ -57,7 +61,16 @@ print(total, int(want), "%.3f" % (min(window) / fair), "%.3f" % (max(window) / f
 PY
 )
 	set -- "$1" $verdict
-	within "$2" "$3" 1 "$1: released in the window is burst + rate * t"
+	# Over the contract is a shaping error whatever the load: 1%.  Under
+	# it, 1% too, except under the sanitizers: 64 sanitized drawers on two
+	# cores beside other suites can all stall past the burst's 0.1 s (the
+	# write lock's holder descheduled), and the refill a full bucket
+	# cannot hold is lost; 3% below is allowed there, and said.
+	local under=1
+	[ -n "$SANITIZED" ] && under=3
+	ok "$1: released in the window is burst + rate * t ($2 vs $3, +1% -$under%)" \
+	    awk -v g="$2" -v w="$3" -v u="$under" \
+	    'BEGIN { exit !(g <= w * 1.01 && g >= w * (1 - u / 100)) }'
 	ok "$1: nobody under half its fair share (min $4, max $5 of fair)" \
 		awk -v m="$4" 'BEGIN { exit !(m >= 0.5) }'
 }
