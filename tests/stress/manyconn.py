@@ -187,11 +187,14 @@ def run(args):
         w = args.window
         out["rate_before"] = rate(run_start - w, run_start)
         # After CMD, and only while every survivor is still sending: the
-        # first one to finish ends the window (a tail of finishing
-        # connections is not a slow relay).
+        # first one to finish after the window opens ends it (a tail of
+        # finishing connections is not a slow relay).  One that finished
+        # before it opens is not counted: the first to start may have had
+        # the whole rate while the others were still being spawned.
         a = run_end + 1
         ends = [c["end"] for c in conns
-                if c["how"] == "eof" and c["recv"] == len(c["data"])]
+                if c["how"] == "eof" and c["recv"] == len(c["data"])
+                and c["end"] > a]
         b = min([a + w] + ends)
         out["rate_after"] = rate(a, b) if b - a >= 0.25 else None
         out["run_output"] = run_output
