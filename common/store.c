@@ -1054,6 +1054,23 @@ store_close(struct store *store)
 }
 
 int
+store_is_current(struct store *store, const char *dir)
+{
+	struct stat open_stat, path_stat;
+	char path[4200];
+	int fd;
+
+	if (snprintf(path, sizeof(path), "%s/%s", dir, STORE_FILE) >=
+	    (int)sizeof(path))
+		return 0;
+	if (mdb_env_get_fd(store->env, &fd) || fstat(fd, &open_stat) < 0 ||
+	    stat(path, &path_stat) < 0)
+		return 0;
+	return open_stat.st_dev == path_stat.st_dev &&
+	    open_stat.st_ino == path_stat.st_ino;
+}
+
+int
 store_sync(struct store *store)
 {
 	return mdb_env_sync(store->env, 1);

@@ -113,6 +113,12 @@ store_give_to_dir_owner(const char *dir, const char *file);
 void
 store_close(struct store *store);
 
+/* Whether DIR's state file is still the file this store has open (a
+ * relay opened ahead of its client may have waited while it was
+ * replaced).  1 = the same, 0 = not (or gone). */
+int
+store_is_current(struct store *store, const char *dir);
+
 uint64_t
 monotonic_ns(void);
 

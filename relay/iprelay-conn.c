@@ -40,9 +40,9 @@
 #include "store.h"
 
 #define PROG		"iprelay-conn"
-#define USAGE		"usage: iprelay-conn [-l LIMIT] [-S DIR] [-c SECONDS] " \
-			"[-i SECONDS] [-s ADDRESS] [-z BYTES] [-a CIDR] " \
-			"[-A CIDR] HOST:PORT"
+#define USAGE		"usage: iprelay-conn [-W] [-l LIMIT] [-S DIR] " \
+			"[-c SECONDS] [-i SECONDS] [-s ADDRESS] [-z BYTES] " \
+			"[-a CIDR] [-A CIDR] HOST:PORT"
 
 #define CONNECT_TIMEOUT_NS	(10ULL * NS_PER_SEC)
 #define ACCOUNT_PERIOD_NS	(50ULL * 1000 * 1000)
@@ -114,6 +114,7 @@ struct relay {
 	const char *remote_word;
 	struct cidr allow[CIDRS_MAX], deny[CIDRS_MAX];
 	size_t nallow, ndeny;
+	int started_ahead;		/* -W: the client comes later, on fd 0 */
 
 	int client_in, client_out;
 	const char *launcher;
@@ -123,6 +124,8 @@ struct relay {
 	char label[32];
 
 	struct store *store;
+	int store_rc;			/* of opening it; 0 = open */
+	char store_dir[4096];
 	struct conn_info conn;
 	int registered;
 	int start_shaped[2];		/* per direction, said by register */
@@ -422,8 +425,11 @@ parse_options(struct relay *relay, int argc, char **argv)
 	relay->connect_timeout_ns = CONNECT_TIMEOUT_NS;
 	relay->chunk_max_B = CHUNK_MAX;
 	opterr = 0;
-	while ((option = getopt(argc, argv, ":l:S:c:i:s:z:a:A:")) != -1) {
+	while ((option = getopt(argc, argv, ":Wl:S:c:i:s:z:a:A:")) != -1) {
 		switch (option) {
+		case 'W':
+			relay->started_ahead = 1;
+			break;
 		case 'l':
 			if (!limit_name_valid(optarg))
 				usage_error("limit name '%s' is not valid",
@@ -537,11 +543,23 @@ store_warn(struct relay *relay, const char *what, int rc)
 	    store_strerror(rc));
 }
 
+/* Opening is apart from registering so that a relay started ahead (-W)
+ * has it done before its client exists. */
 static void
 open_store(struct relay *relay)
 {
-	char dir[4096];
-	int rc;
+	relay->store_rc = store_dir_resolve(relay->state_option,
+	    relay->store_dir, sizeof(relay->store_dir));
+	if (relay->store_rc == 0)
+		relay->store_rc = store_open(&relay->store, relay->store_dir,
+		    0);
+}
+
+static void
+register_conn(struct relay *relay)
+{
+	const char *dir = relay->store_dir;
+	int rc = relay->store_rc;
 
 	relay->conn.pid = getpid();
 	relay->conn.pid_start = refiller_proc_start(getpid());
@@ -551,9 +569,6 @@ open_store(struct relay *relay)
 	    relay->peer);
 	snprintf(relay->conn.remote, sizeof(relay->conn.remote), "%s",
 	    relay->remote_word);
-	rc = store_dir_resolve(relay->state_option, dir, sizeof(dir));
-	if (rc == 0)
-		rc = store_open(&relay->store, dir, 0);
 	if (rc == 0) {
 		rc = store_conn_register_shaped(relay->store, &relay->conn,
 		    relay->start_shaped, relay->start_quantum_B,
@@ -573,6 +588,46 @@ open_store(struct relay *relay)
 	log_warn("peer %s: unable to use the state store%s%s: %s; relaying "
 	    "unregistered", relay->peer, rc == ENOENT ? "" : " in ",
 	    rc == ENOENT ? "" : dir, store_strerror(rc));
+}
+
+/* -W: iprelay starts a relay before its client connects, so that exec and
+ * start-up are not on the client's path.  fd 0 (and 1) is then a unix
+ * socket on which iprelay passes the client's socket (SCM_RIGHTS) once
+ * one connects; end of file there means iprelay no longer needs us. */
+static void
+wait_for_client(void)
+{
+	char byte, control[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { &byte, 1 };
+	struct msghdr msg = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = control, .msg_controllen = sizeof(control),
+	};
+	struct cmsghdr *cmsg;
+	ssize_t got;
+	int client_fd = -1;
+
+	do
+		got = recvmsg(0, &msg, MSG_CMSG_CLOEXEC);
+	while (got < 0 && errno == EINTR);
+	if (got < 0)
+		log_fatal(EXIT_SYSTEM, "-W: unable to receive the client "
+		    "socket on standard input: %s", strerror(errno));
+	if (got == 0)
+		exit(0);
+	for (cmsg = CMSG_FIRSTHDR(&msg); cmsg; cmsg = CMSG_NXTHDR(&msg, cmsg))
+		if (cmsg->cmsg_level == SOL_SOCKET &&
+		    cmsg->cmsg_type == SCM_RIGHTS &&
+		    cmsg->cmsg_len == CMSG_LEN(sizeof(int)))
+			memcpy(&client_fd, CMSG_DATA(cmsg), sizeof(int));
+	if (client_fd < 0)
+		log_fatal(EXIT_SYSTEM, "-W: unable to receive the client "
+		    "socket: the message on standard input carried none");
+	/* The unix socket goes with the second dup2: iprelay sees it close. */
+	if (dup2(client_fd, 0) < 0 || dup2(client_fd, 1) < 0)
+		log_fatal(EXIT_SYSTEM, "unable to move the client socket to "
+		    "fds 0 and 1: %s", strerror(errno));
+	close(client_fd);
 }
 
 static void
@@ -1224,13 +1279,26 @@ main(int argc, char **argv)
 	stderr_is_client = fd_is_socket(2);
 	log_open(PROG, LOG_TO_SYSTEM);
 	parse_options(&relay, argc, argv);
+	if (relay.started_ahead) {
+		open_store(&relay);
+		wait_for_client();
+	}
 	find_client(&relay);
+	if (relay.started_ahead)
+		relay.launcher = "iprelay";
 	check_access(&relay);
 	setup_signals();
 	relay.start_ns = monotonic_ns();
 	the_relay = &relay;
 	atexit(close_store_at_exit);
-	open_store(&relay);
+	/* Opened ahead, it may have waited while the file was replaced. */
+	if (relay.store && !store_is_current(relay.store, relay.store_dir)) {
+		store_close(relay.store);
+		relay.store = NULL;
+	}
+	if (relay.store == NULL)
+		open_store(&relay);
+	register_conn(&relay);
 	if (relay.registered)
 		snprintf(relay.label, sizeof(relay.label), "CONN%06u",
 		    relay.conn.id);

@@ -70,6 +70,8 @@ struct child {
 	uint64_t bytes[SAMPLES][2];	/* per second, for the averages */
 	unsigned filled, head;
 	int term_sent;
+	int ahead;			/* started ahead: no client yet */
+	int ahead_fd;			/* our end of its -W socket; -1 = none */
 };
 
 struct settings {
@@ -460,6 +462,26 @@ resolve_remote(const struct hostport *remote, char *shown, size_t size,
 
 /* Add or replace forwarder number, its remote already resolved to shown.
  * On failure the old one (if any) is kept when it can still listen. */
+/* A relay started ahead (see spare_start) waits with the settings of its
+ * start: a change lets it go, end of file on its socket, and it exits. */
+static void
+spare_let_go(struct child *child)
+{
+	close(child->ahead_fd);
+	child->ahead_fd = -1;
+	child->forwarder = -1;
+}
+
+static void
+spares_let_go(void)
+{
+	size_t index;
+
+	for (index = 0; index < relay.nchildren; index++)
+		if (relay.children[index].ahead_fd >= 0)
+			spare_let_go(&relay.children[index]);
+}
+
 static int
 forwarder_install(int number, const struct proxyspec *spec,
     const char *shown, char *why, size_t why_size)
@@ -486,6 +508,7 @@ forwarder_install(int number, const struct proxyspec *spec,
 		}
 		return -1;
 	}
+	spares_let_go();
 	if (old) {
 		fresh.nconns = old->nconns;
 		fresh.own_rate_Bps = old->own_rate_Bps;
@@ -566,6 +589,7 @@ forwarder_delete(int number)
 	if (forwarder == NULL)
 		return -1;
 	forwarder_close_listeners(forwarder);
+	spares_let_go();
 	/* Its open connections go on, counted against nothing. */
 	for (index = 0; index < relay.nchildren; index++)
 		if (relay.children[index].forwarder == number)
@@ -624,14 +648,17 @@ child_add(pid_t pid, int number, const char *peer)
 	grown = &relay.children[relay.nchildren++];
 	memset(grown, 0, sizeof(*grown));
 	grown->pid = pid;
+	grown->ahead_fd = -1;
 	grown->start_ticks = refiller_proc_start(pid);
 	grown->forwarder = number;
 	snprintf(grown->peer, sizeof(grown->peer), "%s", peer);
 	return grown;
 }
 
+/* With ahead, fd is our end's peer of a socketpair and the relay is
+ * started with -W, to be passed its client later (hand_to_spare). */
 static int
-spawn_conn(struct forwarder *forwarder, int client_fd, pid_t *pid)
+spawn_conn(struct forwarder *forwarder, int client_fd, int ahead, pid_t *pid)
 {
 	posix_spawn_file_actions_t actions;
 	posix_spawnattr_t attr;
@@ -646,6 +673,8 @@ spawn_conn(struct forwarder *forwarder, int client_fd, pid_t *pid)
 	snprintf(limit, sizeof(limit), "%s", forwarder_limit_for(forwarder->number));
 	format_remote(&forwarder->spec.remote, remote, sizeof(remote));
 	argv[argc++] = "iprelay-conn";
+	if (ahead)
+		argv[argc++] = "-W";
 	argv[argc++] = "-S";
 	argv[argc++] = relay.state_dir;
 	argv[argc++] = "-l";
@@ -722,6 +751,98 @@ destroy_actions:
 	return rc;
 }
 
+/* ---- relays started ahead --------------------------------------------
+ * A forwarder that has had a connection keeps one relay started ahead
+ * (iprelay-conn -W): exec, linking and opening the store are then done
+ * before the next client connects, which only waits for its socket to be
+ * passed over (SCM_RIGHTS).  -m counts it: a forwarder never has more
+ * than max iprelay-conn processes.  A command that may change what a
+ * relay is started with lets the waiting ones go (end of file on their
+ * socket: they exit 0). */
+
+static struct child *
+spare_of(int number)
+{
+	size_t index;
+
+	for (index = 0; index < relay.nchildren; index++)
+		if (relay.children[index].ahead_fd >= 0 &&
+		    relay.children[index].forwarder == number)
+			return &relay.children[index];
+	return NULL;
+}
+
+static void
+spare_start(struct forwarder *forwarder)
+{
+	struct child *child;
+	pid_t pid;
+	int pair[2];
+
+	if (relay.stopping || forwarder->nlisten == 0 ||
+	    spare_of(forwarder->number) ||
+	    forwarder->nconns + 1 > relay.max_conns)
+		return;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
+		return;		/* the next client is spawned for, as before */
+	if (spawn_conn(forwarder, pair[1], 1, &pid)) {
+		close(pair[0]);
+		close(pair[1]);
+		return;
+	}
+	close(pair[1]);
+	if ((child = child_add(pid, forwarder->number, "")) == NULL) {
+		kill(pid, SIGTERM);
+		close(pair[0]);
+		return;
+	}
+	child->ahead = 1;
+	child->ahead_fd = pair[0];
+}
+
+/* The forwarder's relay started ahead takes this client: NULL when there
+ * is none or it is gone (then it is spawned for, as before). */
+static struct child *
+hand_to_spare(struct forwarder *forwarder, int client_fd, const char *peer)
+{
+	struct child *child = spare_of(forwarder->number);
+	char byte = 0, control[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { &byte, 1 };
+	struct msghdr msg = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = control, .msg_controllen = sizeof(control),
+	};
+	struct cmsghdr *cmsg;
+
+	if (child == NULL)
+		return NULL;
+	memset(control, 0, sizeof(control));
+	cmsg = CMSG_FIRSTHDR(&msg);
+	cmsg->cmsg_level = SOL_SOCKET;
+	cmsg->cmsg_type = SCM_RIGHTS;
+	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cmsg), &client_fd, sizeof(int));
+	if (sendmsg(child->ahead_fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) != 1) {
+		spare_let_go(child);	/* dead or wedged: reaped later */
+		return NULL;
+	}
+	close(child->ahead_fd);
+	child->ahead_fd = -1;
+	child->ahead = 0;
+	snprintf(child->peer, sizeof(child->peer), "%s", peer);
+	return child;
+}
+
+static size_t
+live_connections(void)
+{
+	size_t index, count = 0;
+
+	for (index = 0; index < relay.nchildren; index++)
+		count += !relay.children[index].ahead;
+	return count;
+}
+
 static void
 accept_on(struct forwarder *forwarder, int listen_fd)
 {
@@ -729,7 +850,7 @@ accept_on(struct forwarder *forwarder, int listen_fd)
 	socklen_t addr_len;
 	char peer[PEER_MAX + 1];
 	pid_t pid;
-	int fd, count, rc, number = forwarder->number;
+	int fd, count, rc, handed, number = forwarder->number;
 
 	for (count = 0; count < ACCEPTS_PER_WAKE; count++) {
 		addr_len = sizeof(addr);
@@ -742,7 +863,7 @@ accept_on(struct forwarder *forwarder, int listen_fd)
 				    "accept: %s", number, strerror(errno));
 				forwarder->paused = 1;
 			}
-			return;
+			break;
 		}
 		format_sockaddr((struct sockaddr *)&addr, peer, sizeof(peer));
 		if (forwarder->nconns >= relay.max_conns) {
@@ -752,7 +873,8 @@ accept_on(struct forwarder *forwarder, int listen_fd)
 			close(fd);
 			continue;
 		}
-		rc = spawn_conn(forwarder, fd, &pid);
+		handed = hand_to_spare(forwarder, fd, peer) != NULL;
+		rc = handed ? 0 : spawn_conn(forwarder, fd, 0, &pid);
 		close(fd);
 		if (rc) {
 			say(LOG_ERR, "** forwarder %d: unable to spawn %s for "
@@ -760,7 +882,7 @@ accept_on(struct forwarder *forwarder, int listen_fd)
 			    strerror(rc));
 			continue;
 		}
-		if (child_add(pid, number, peer) == NULL) {
+		if (!handed && child_add(pid, number, peer) == NULL) {
 			/* Untracked, it would escape -m and kill all. */
 			kill(pid, SIGTERM);
 			say(LOG_ERR, "** forwarder %d: out of memory, closing "
@@ -773,6 +895,9 @@ accept_on(struct forwarder *forwarder, int listen_fd)
 			say(LOG_INFO, "- Received connect from %s (forwarder %d)",
 			    peer, number);
 	}
+	/* Past the burst, while the relays just started run. */
+	if (count > 0)
+		spare_start(forwarder);
 }
 
 static void
@@ -788,6 +913,13 @@ reap_children(void)
 		child = child_find(pid);
 		if (child == NULL)
 			continue;
+		if (child->ahead) {
+			/* Never had a client: nothing to say or count. */
+			if (child->ahead_fd >= 0)
+				close(child->ahead_fd);
+			*child = relay.children[--relay.nchildren];
+			continue;
+		}
 		forwarder = child->forwarder >= 0 ?
 		    forwarder_find(child->forwarder) : NULL;
 		if (forwarder && forwarder->nconns)
@@ -818,6 +950,9 @@ reap_children(void)
 		    child->conn_id)
 			(void)store_conn_unregister(relay.store, child->conn_id);
 		*child = relay.children[--relay.nchildren];
+		/* Below -m again: one may be started ahead now. */
+		if (forwarder)
+			spare_start(forwarder);
 	}
 }
 
@@ -1028,7 +1163,7 @@ show_stats(void)
 	struct limit_info info;
 	int rc;
 
-	out("  Total connections: %zu\n", relay.nchildren);
+	out("  Total connections: %zu\n", live_connections());
 	rc = store_limit_get(relay.store, relay.limit_name, &info);
 	if (rc)
 		out("  Bandwidth: unknown (%s)\n", store_strerror(rc));
@@ -1209,7 +1344,10 @@ run_command(const char *line)
 	case CMD_SHOW_STATS: show_stats(); break;
 	case CMD_SHOW_VERSION: print_version(); break;
 	case CMD_SHOW_VARIABLE: show_variable(command.variable); break;
-	case CMD_SET_VARIABLE: do_set_variable(&command); break;
+	case CMD_SET_VARIABLE:
+		do_set_variable(&command);
+		spares_let_go();
+		break;
 	case CMD_SET_FORWARDER: do_set_forwarder(&command); break;
 	case CMD_DELETE_FORWARDER:
 		if (forwarder_delete(command.forwarder) < 0)
@@ -1217,9 +1355,12 @@ run_command(const char *line)
 		else
 			out("  forwarder %d deleted.\n", command.forwarder);
 		break;
-	case CMD_SET_LIMIT: do_set_limit(&command); break;
+	case CMD_SET_LIMIT:
+		do_set_limit(&command);
+		spares_let_go();
+		break;
 	case CMD_KILL_ALL:
-		out("  Closing %zu connections.\n", relay.nchildren);
+		out("  Closing %zu connections.\n", live_connections());
 		kill_children();
 		break;
 	case CMD_KILL_CONN: do_kill_conn(&command); break;

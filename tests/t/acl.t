@@ -152,7 +152,7 @@ fi
 stop_pid "$RELAY_PID"
 
 # --- bad words: exit 100, the word named, then the usage line ----------
-usage_line="usage: iprelay-conn [-l LIMIT] [-S DIR] [-c SECONDS] [-i SECONDS] [-s ADDRESS] [-z BYTES] [-a CIDR] [-A CIDR] HOST:PORT"
+usage_line="usage: iprelay-conn [-W] [-l LIMIT] [-S DIR] [-c SECONDS] [-i SECONDS] [-s ADDRESS] [-z BYTES] [-a CIDR] [-A CIDR] HOST:PORT"
 for args in "-a 10.0.0.0/33" "-A ::1/129" "-a junk" "-A 1.2.3.4/" \
     "-a 1.2.3" "-A 10.0.0.0/8,11.0.0.0/8" "-a ''"; do
 	eval "set -- $args"

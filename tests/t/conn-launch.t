@@ -235,7 +235,7 @@ like "$(cat "$TEST_TMP/quiet.log")" "no client socket: standard input is a pipe"
     "stderr a socket: the refusal is logged instead"
 
 # Usage errors: the message, then the usage line of the man page.
-usage_line="usage: iprelay-conn [-l LIMIT] [-S DIR] [-c SECONDS] [-i SECONDS] [-s ADDRESS] [-z BYTES] [-a CIDR] [-A CIDR] HOST:PORT"
+usage_line="usage: iprelay-conn [-W] [-l LIMIT] [-S DIR] [-c SECONDS] [-i SECONDS] [-s ADDRESS] [-z BYTES] [-a CIDR] [-A CIDR] HOST:PORT"
 # usage NAME WANT-REGEX ARGS...
 usage() {
 	local name=$1 want=$2 err rc
