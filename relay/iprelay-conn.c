@@ -1281,6 +1281,7 @@ main(int argc, char **argv)
 	parse_options(&relay, argc, argv);
 	if (relay.started_ahead) {
 		open_store(&relay);
+		tzset();	/* the log's time zone file, read now */
 		wait_for_client();
 	}
 	find_client(&relay);
