@@ -21,13 +21,13 @@ typedef unsigned __int128 u128;
  * about 1000 draws (LMDB write transactions) a second together.  Every
  * draw takes the store's one write lock, and glibc's mutex is not fair: a
  * waiter it wakes loses the lock to any relay that arrives first and goes
- * back to the end of the queue.  On a loaded 2-core machine that starves
- * some relays for seconds once a holder is preempted: at 10 draws a
- * second per relay (1000 relays, 10,000 a second) from 1.7 to 28 draws a
- * second per relay, Jain 0.56; at 2000 a second in one run of two, Jain
- * 0.59; at 1000 a second, 0.996 in every run (bench/README.md "scale").
- * Past 2000 relays the ring stops growing, so a relay still waits at most
- * about 2 s for a grant. */
+ * back to the end of the queue.  On a loaded 2-core machine a queue on
+ * it, once formed, starved some relays for seconds while others drew at
+ * once: at 10 draws a second per relay (1000 relays, 10,000 a second)
+ * from 1.7 to 28 draws a second per relay, Jain 0.16-0.69; at 2000 a
+ * second 0.59-0.97; at 1000 a second 0.996-0.998 in every run
+ * (bench/README.md, "Scale").  Past 2000 relays the ring stops growing,
+ * so a relay still waits at most about 2 s for a grant. */
 #define QUANTUM_RING_PER_CONN_NS	(1000ULL * 1000)
 #define QUANTUM_RING_MAX_NS	(2000ULL * 1000 * 1000)
 

@@ -735,7 +735,7 @@ test_quantum(void)
 	    "quantum: a burst under the ring's share is the quantum");
 	ok(bucket_quantum(1048576, 2000, 64) == 1048,
 	    "quantum: 64 relays, burst 2000 at 1 MiB/s: the ring's share, "
-	    "r * 64 ms / 64 (burst / 64 = 31 before: 33,000 draws a "
+	    "r * 64 ms / 64 (burst / 64 = 31 before: 33,800 draws a "
 	    "second)");
 }
 
