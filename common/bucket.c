@@ -16,6 +16,20 @@ typedef unsigned __int128 u128;
  * issue allows.  128 B still moves in smaller pieces than the original's
  * data_size (500 B); -z lowers it for interactive traffic. */
 #define QUANTUM_MIN_B	128ULL
+/* The ring: the time one round of draws by every relay on a limit may
+ * cover, N * 1 ms up to 2 s, so that the relays of one limit make at most
+ * about 1000 draws (LMDB write transactions) a second together.  Every
+ * draw takes the store's one write lock, and glibc's mutex is not fair: a
+ * waiter it wakes loses the lock to any relay that arrives first and goes
+ * back to the end of the queue.  On a loaded 2-core machine a queue on
+ * it, once formed, starved some relays for seconds while others drew at
+ * once: at 10 draws a second per relay (1000 relays, 10,000 a second)
+ * from 1.7 to 28 draws a second per relay, Jain 0.16-0.69; at 2000 a
+ * second 0.59-0.97; at 1000 a second 0.996-0.998 in every run
+ * (bench/README.md, "Scale").  Past 2000 relays the ring stops growing,
+ * so a relay still waits at most about 2 s for a grant. */
+#define QUANTUM_RING_PER_CONN_NS	(1000ULL * 1000)
+#define QUANTUM_RING_MAX_NS	(2000ULL * 1000 * 1000)
 
 uint64_t
 bucket_default_burst(uint64_t rate_Bps)
@@ -115,10 +129,35 @@ bucket_ready_ns(const struct bucket *bucket)
 	return bucket->stamp_ns + (uint64_t)wait_ns;
 }
 
+static uint64_t
+ring_ns(uint32_t nconns)
+{
+	uint64_t span_ns = (uint64_t)nconns * QUANTUM_RING_PER_CONN_NS;
+
+	return span_ns < QUANTUM_RING_MAX_NS ? span_ns : QUANTUM_RING_MAX_NS;
+}
+
+uint64_t
+bucket_debt_max(uint64_t rate_Bps, uint64_t burst_B, uint32_t nconns)
+{
+	uint64_t debt_B = (uint64_t)((u128)rate_Bps * ring_ns(nconns) /
+	    NS_PER_SEC);
+
+	/* A stored bucket owes at most BURST_MAX. */
+	if (debt_B > BURST_MAX)
+		debt_B = BURST_MAX;
+	if (debt_B < burst_B)
+		debt_B = burst_B;
+	/* bucket_quantum() never goes below one byte. */
+	if (debt_B < nconns)
+		debt_B = nconns;
+	return debt_B;
+}
+
 uint64_t
 bucket_quantum(uint64_t rate_Bps, uint64_t burst_B, uint32_t nconns)
 {
-	uint64_t period_ns, quantum_B;
+	uint64_t period_ns, quantum_B, share_B;
 
 	if (rate_Bps == 0)
 		return CHUNK_MAX;
@@ -129,20 +168,29 @@ bucket_quantum(uint64_t rate_Bps, uint64_t burst_B, uint32_t nconns)
 		period_ns = QUANTUM_PERIOD_MIN_NS;
 	if (period_ns > QUANTUM_PERIOD_MAX_NS)
 		period_ns = QUANTUM_PERIOD_MAX_NS;
+	/* Many relays: fewer, larger draws, a round as long as the ring. */
+	if (period_ns < ring_ns(nconns))
+		period_ns = ring_ns(nconns);
 	quantum_B = (uint64_t)((u128)rate_Bps * period_ns / NS_PER_SEC /
 	    nconns);
 	if (quantum_B < QUANTUM_MIN_B)
 		quantum_B = rate_Bps < QUANTUM_MIN_B ? rate_Bps : QUANTUM_MIN_B;
 	if (burst_B && quantum_B > burst_B)
 		quantum_B = burst_B;
-	/* One draw per relay fits in one burst, so N relays waiting at once
-	 * owe at most max(b, N) bytes: a new relay waits at most about b / r
-	 * for its first grant, and no draw meets the debt cap of
-	 * bucket_draw_capped().  Below 128 B this beats the wake-up floor
-	 * above: a relay then wakes r / (N * q) >= 10 times a second only
-	 * while it is alone on a limit of under 1280 B/s. */
-	if (burst_B && quantum_B > burst_B / nconns)
-		quantum_B = burst_B / nconns ? burst_B / nconns : 1;
+	/* One draw per relay fits in the debt cap, max(b, r * ring, N), so
+	 * N relays waiting at once owe at most that: a new relay waits at
+	 * most about max(b, r * ring) / r for its first grant, and no draw
+	 * meets the debt cap of bucket_draw_capped().  With the default
+	 * burst (r / 10) the ring counts only past 100 relays, and then
+	 * this term is r * ring / N = r / 1000.  Below 128 B this beats
+	 * the wake-up floor above: a relay then wakes r / (N * q) >= 10
+	 * times a second only while it is alone on a limit of under
+	 * 1280 B/s. */
+	if (burst_B) {
+		share_B = bucket_debt_max(rate_Bps, burst_B, nconns) / nconns;
+		if (quantum_B > share_B)
+			quantum_B = share_B;
+	}
 	if (quantum_B > CHUNK_MAX)
 		quantum_B = CHUNK_MAX;
 	return quantum_B;

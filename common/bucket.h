@@ -35,14 +35,23 @@
  *     T = the first whole nanosecond at which the bottleneck's k >= q - d.
  * So a level that sets release times never owes more than d, and a draw it
  * grants is released at most (d + 1 ns * r) / r after it was made, however
- * many relays draw at once.  With the quantum below, N relays each holding
- * one draw owe at most N * q <= max(b, N) bytes, so in steady state no
- * draw is refused; refusals cover only quanta sized before N grew.
+ * many relays draw at once.  The cap for N relays on a level
+ * (bucket_debt_max) is
+ *     ring = min(N * 1 ms, 2 s)
+ *     d = max(b, min(r * ring, BURST_MAX), N)
+ * and with the quantum below, N relays each holding one draw owe at most
+ * N * q <= d bytes, so in steady state no draw is refused; refusals cover
+ * only quanta sized before N grew.
  *
  * Quantum for N relays on a level (bucket_quantum):
- *     period = clamp(N * 2 ms, 20 ms, 100 ms)
- *     q = min(max(r * period / N, min(r, 128)), b, max(1, b / N), CHUNK_MAX)
- * The b / N term lets every relay hold one draw inside one burst.
+ *     period = max(clamp(N * 2 ms, 20 ms, 100 ms), ring)
+ *     q = min(max(r * period / N, min(r, 128)), b, d / N, CHUNK_MAX)
+ * The d / N term lets every relay hold one draw inside the cap.  While
+ * r * ring <= b (up to 100 relays with the default burst b = r / 10) that
+ * is one burst; past it, a round of the ring: the limit's relays then draw
+ * r / q = N / ring = 1000 times a second together instead of 10 * N (each
+ * draw is a write transaction under the store's one lock), unless b or
+ * CHUNK_MAX makes q smaller.
  */
 #ifndef IPRELAY_BUCKET_H
 #define IPRELAY_BUCKET_H
@@ -82,6 +91,10 @@ bucket_ready_ns(const struct bucket *bucket);
 
 uint64_t
 bucket_quantum(uint64_t rate_Bps, uint64_t burst_B, uint32_t nconns);
+
+/* The most a level with N relays may owe, d above (bytes, >= burst_B). */
+uint64_t
+bucket_debt_max(uint64_t rate_Bps, uint64_t burst_B, uint32_t nconns);
 
 uint64_t
 bucket_draw(struct bucket *const levels[], size_t nlevels, uint64_t want_B,

@@ -374,16 +374,14 @@ chain_quantum(const struct chain *chain, int dir, int *shaped)
 	return quantum_B;
 }
 
-/* The most a level may owe (bytes): its burst, or one byte per live relay
- * in its subtree if that is more, since bucket_quantum() never goes below
- * one byte.  With quanta of at most max(1, b / N), N relays each holding a
- * draw stay inside it (bucket.h). */
+/* The most a level may owe (bytes), for the live relays in its subtree:
+ * with quanta of at most that / N, N relays each holding a draw stay
+ * inside it (bucket.h). */
 static uint64_t
 level_debt_max(const struct bucket_rec *rec, int dir)
 {
-	uint64_t burst_B = rec->bucket[dir].burst_B;
-
-	return rec->nconns > burst_B ? rec->nconns : burst_B;
+	return bucket_debt_max(rec->bucket[dir].rate_Bps,
+	    rec->bucket[dir].burst_B, rec->nconns);
 }
 
 static uint64_t

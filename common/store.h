@@ -181,8 +181,8 @@ store_conn_foreach(struct store *store, conn_visit_fn visit, void *ctx);
 /* Draw want_B bytes for connection id in direction dir from its limit and
  * every ancestor at once.  Counts the bytes on the connection and on every
  * level.  A missing limit (deleted) is unshaped.  A draw that would take
- * its bottleneck past the debt cap (the level's burst, or one byte per
- * relay on it if more; bucket.h) is refused: grant->bytes is 0 and
+ * its bottleneck past the debt cap (bucket_debt_max() for the relays on
+ * it: at least its burst; bucket.h) is refused: grant->bytes is 0 and
  * release_ns says when to try again (the time it fits plus this
  * connection's slot of the retry spread). */
 int

@@ -703,8 +703,10 @@ test_quantum(void)
 	    "quantum: 0 relays counts as 1");
 	ok(bucket_quantum(1048576, 0, 30) == 2097,
 	    "quantum: 30 relays: a 60 ms round split 30 ways");
-	ok(bucket_quantum(1048576, 0, 200) == 524,
-	    "quantum: 200 relays: the round stops growing at 100 ms");
+	ok(bucket_quantum(1048576, 0, 75) == 1398,
+	    "quantum: 75 relays: the round stops growing at 100 ms");
+	ok(bucket_quantum(1048576, 0, 200) == 1048,
+	    "quantum: 200 relays: past 100 the round is the ring, N * 1 ms");
 	ok(bucket_quantum(1, 0, 1000) == 1, "quantum: at least 1 byte");
 	ok(bucket_quantum(1048576, 100, 1) == 100,
 	    "quantum: at most the burst");
@@ -713,12 +715,83 @@ test_quantum(void)
 	ok(bucket_quantum(65536, 6553, 64) == 102,
 	    "quantum: at most burst / N, under the 128 B floor (64 relays "
 	    "at 64 KiB/s: 102)");
-	ok(bucket_quantum(1048576, 1000, 10) == 100,
-	    "quantum: a small burst is shared: 10 relays, burst 1000: 100");
+	ok(bucket_quantum(1048576, 1000, 10) == 1000,
+	    "quantum: a small burst with 10 relays: the burst, under the "
+	    "ring's share (burst / 10 = 100 before: 10,000 draws a second)");
 	ok(bucket_quantum(512, 51, 64) == 1,
 	    "quantum: a burst under one byte per relay: 1 byte");
-	ok(bucket_quantum(8192000, 819200, 1000) == 819,
-	    "quantum: 1000 relays on 8000 KiB/s: burst / 1000");
+	ok(bucket_quantum(8192000, 819200, 100) == 8192,
+	    "quantum: 100 relays on 8000 KiB/s: burst / 100, as without the "
+	    "ring");
+	ok(bucket_quantum(8192000, 819200, 300) == 8192 &&
+	    bucket_quantum(8192000, 819200, 1000) == 8192 &&
+	    bucket_quantum(8192000, 819200, 2000) == 8192,
+	    "quantum: 300, 1000, 2000 relays on 8000 KiB/s: a ring of N * "
+	    "1 ms, r / 1000 each (1000 draws a second on the limit, not "
+	    "10 * N)");
+	ok(bucket_quantum(8192000, 819200, 4000) == 4096,
+	    "quantum: 4000 relays: the ring stops growing at 2 s");
+	ok(bucket_quantum(1048576, 100, 64) == 100,
+	    "quantum: a burst under the ring's share is the quantum");
+	ok(bucket_quantum(1048576, 2000, 64) == 1048,
+	    "quantum: 64 relays, burst 2000 at 1 MiB/s: the ring's share, "
+	    "r * 64 ms / 64 (burst / 64 = 31 before: 33,800 draws a "
+	    "second)");
+}
+
+/* The debt cap is max(b, min(r * ring, BURST_MAX), N) and one draw per
+ * relay fits in it, for any rate, burst and number of relays; past the burst the
+ * relays of a limit draw at most N / ring times a second together. */
+static void
+test_debt_max(void)
+{
+	uint64_t rate_Bps, burst_B, quantum_B, debt_B, ring_ns, ring_B;
+	uint32_t nconns;
+	unsigned i, over = 0, small = 0, under = 0;
+
+	ok(bucket_debt_max(8192000, 819200, 50) == 819200 &&
+	    bucket_debt_max(8192000, 819200, 100) == 819200,
+	    "debt cap: up to 100 relays, the default burst");
+	ok(bucket_debt_max(8192000, 819200, 1000) == 8192000,
+	    "debt cap: 1000 relays on 8000 KiB/s: the 1 s ring");
+	ok(bucket_debt_max(8192000, 819200, 5000) == 16384000,
+	    "debt cap: 5000 relays: 2 s of the rate at most");
+	ok(bucket_debt_max(512, 51, 64) == 64 &&
+	    bucket_debt_max(1, 1, 1000) == 1000,
+	    "debt cap: at least a byte per relay");
+	ok(bucket_debt_max(RATE_MAX, 1, UINT32_MAX) == BURST_MAX &&
+	    bucket_debt_max(RATE_MAX, BURST_MAX, 5000) == BURST_MAX,
+	    "debt cap: at most BURST_MAX (2 s at RATE_MAX would pass it)");
+	rng_state = 77;
+	for (i = 0; i < 200000; i++) {
+		rate_Bps = rng_log(1, RATE_MAX);
+		burst_B = rng_below(2) ? bucket_default_burst(rate_Bps) :
+		    rng_log(1, BURST_MAX);
+		nconns = 1 + (uint32_t)rng_log(1, 100000);
+		quantum_B = bucket_quantum(rate_Bps, burst_B, nconns);
+		debt_B = bucket_debt_max(rate_Bps, burst_B, nconns);
+		if (quantum_B < 1 || quantum_B > burst_B ||
+		    (unsigned __int128)quantum_B * nconns > debt_B ||
+		    debt_B < burst_B)
+			over++;
+		ring_ns = (uint64_t)nconns * 1000000;
+		if (ring_ns > 2 * NS_PER_SEC)
+			ring_ns = 2 * NS_PER_SEC;
+		ring_B = (uint64_t)((unsigned __int128)rate_Bps * ring_ns /
+		    NS_PER_SEC);
+		if (ring_B > BURST_MAX)
+			ring_B = BURST_MAX;
+		if (ring_B > burst_B && quantum_B < burst_B &&
+		    quantum_B < CHUNK_MAX && quantum_B < ring_B / nconns)
+			small++;
+		if (debt_B < ring_B)
+			under++;
+	}
+	ok(over == 0, "debt cap: 1 <= q <= b, N * q <= cap and cap >= b for "
+	    "random rates, bursts and 1-100000 relays (%u wrong)", over);
+	ok(small == 0, "quantum: past the burst, at least r * ring / N "
+	    "unless the burst or CHUNK_MAX is smaller (%u wrong)", small);
+	ok(under == 0, "debt cap: at least r * ring (%u wrong)", under);
 }
 
 static void
@@ -815,8 +888,9 @@ storm_one(uint64_t seed, int verbose, unsigned *steady_refusals,
 	static struct storm_drawer drawers[STORM_DRAWERS_MAX];
 	struct bucket bucket, *levels[1] = { &bucket };
 	struct level_log *log = &log_pool[0];
-	uint64_t rate_Bps, burst_B, cap_B, start_ns, now_ns, release_ns;
+	uint64_t rate_Bps, burst_B, cap_B, final_cap_B, start_ns, now_ns;
 	uint64_t want_B, got_B, wait_max_ns, t0, t1, draws, refill_ns;
+	uint64_t release_ns, wait_ns;
 	uint64_t steady_draws;
 	uint32_t ndrawers, joined, d, next, settled = 0;
 	size_t bottleneck;
@@ -835,10 +909,12 @@ storm_one(uint64_t seed, int verbose, unsigned *steady_refusals,
 	if (rng_below(2))
 		bucket_settle(&bucket, start_ns + 10 * NS_PER_SEC);
 	start_ns += 10 * NS_PER_SEC;
-	cap_B = burst_B > ndrawers ? burst_B : ndrawers;
-	wait_max_ns = (uint64_t)(((unsigned __int128)cap_B * NS_PER_SEC +
-	    rate_Bps - 1) / rate_Bps) + 1;
-	refill_ns = (uint64_t)((unsigned __int128)cap_B * NS_PER_SEC /
+	/* The cap grows with the relays counted, as store_reserve() sizes
+	 * it: the last one's is the largest. */
+	final_cap_B = bucket_debt_max(rate_Bps, bucket.burst_B, ndrawers);
+	wait_max_ns = (uint64_t)(((unsigned __int128)final_cap_B *
+	    NS_PER_SEC + rate_Bps - 1) / rate_Bps) + 1;
+	refill_ns = (uint64_t)((unsigned __int128)final_cap_B * NS_PER_SEC /
 	    rate_Bps);
 	/* Every drawer granted within: the join window, one cap of waiting
 	 * behind the draws already made, and one round of the retry spread
@@ -870,6 +946,7 @@ storm_one(uint64_t seed, int verbose, unsigned *steady_refusals,
 			if (drawers[d].join_ns <= now_ns)
 				joined++;
 		want_B = bucket_quantum(rate_Bps, bucket.burst_B, joined);
+		cap_B = bucket_debt_max(rate_Bps, bucket.burst_B, joined);
 		got_B = bucket_draw_capped(levels, &cap_B, 1, want_B, now_ns,
 		    &release_ns, &bottleneck);
 		if (got_B == 0) {
@@ -885,12 +962,15 @@ storm_one(uint64_t seed, int verbose, unsigned *steady_refusals,
 			    next);
 			continue;
 		}
+		/* Released within the cap in force at the draw. */
+		wait_ns = (uint64_t)(((unsigned __int128)cap_B * NS_PER_SEC +
+		    rate_Bps - 1) / rate_Bps) + 1;
 		if (bucket.tokens_B < -(int64_t)cap_B ||
-		    release_ns - now_ns > wait_max_ns) {
+		    release_ns - now_ns > wait_ns) {
 			diag("storm seed %" PRIu64 ": owes %s past a cap of %"
 			    PRIu64 ", or waits %" PRIu64 " ns past %" PRIu64,
 			    seed, i128_str(-(i128)bucket.tokens_B, b1), cap_B,
-			    release_ns - now_ns, wait_max_ns);
+			    release_ns - now_ns, wait_ns);
 			good = 0;
 		}
 		log_release(log, release_ns, release_ns, got_B);
@@ -929,7 +1009,7 @@ storm_one(uint64_t seed, int verbose, unsigned *steady_refusals,
 		diag("storm seed %" PRIu64 ": %u drawers, %" PRIu64 " B/s, "
 		    "burst %" PRIu64 ", cap %" PRIu64 ", last first grant %"
 		    PRIu64 " ns (bound %" PRIu64 "), steady refusals %u",
-		    seed, ndrawers, rate_Bps, bucket.burst_B, cap_B,
+		    seed, ndrawers, rate_Bps, bucket.burst_B, final_cap_B,
 		    *worst_first_ns, *first_bound_ns, *steady_refusals);
 	return good;
 }
@@ -1046,6 +1126,7 @@ main(int argc, char **argv)
 		test_overflow();
 		test_reconfigure();
 		test_quantum();
+		test_debt_max();
 		test_ready_exact();
 		test_chain_draw();
 		test_draw_capped();
