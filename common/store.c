@@ -1065,7 +1065,7 @@ store_is_current(struct store *store, const char *dir)
 	    stat(path, &path_stat) < 0)
 		return 0;
 	return open_stat.st_dev == path_stat.st_dev &&
-	    open_stat.st_ino == path_stat.st_ino;
+	    open_stat.st_ino == path_stat.st_ino && check_file(path) == 0;
 }
 
 int

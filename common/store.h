@@ -113,9 +113,10 @@ store_give_to_dir_owner(const char *dir, const char *file);
 void
 store_close(struct store *store);
 
-/* Whether DIR's state file is still the file this store has open (a
- * relay opened ahead of its client may have waited while it was
- * replaced).  1 = the same, 0 = not (or gone). */
+/* Whether DIR's state file is still the file this store has open, and
+ * still passes the damage check store_open() makes: a relay that opened
+ * it ahead of its client may have waited while it was replaced or
+ * damaged.  1 = fit to use, 0 = not (reopen it to learn why). */
 int
 store_is_current(struct store *store, const char *dir);
 

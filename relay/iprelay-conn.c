@@ -1292,7 +1292,8 @@ main(int argc, char **argv)
 	relay.start_ns = monotonic_ns();
 	the_relay = &relay;
 	atexit(close_store_at_exit);
-	/* Opened ahead, it may have waited while the file was replaced. */
+	/* Opened ahead, it may have waited while the file was replaced or
+	 * damaged: reopened, it says why it cannot be used. */
 	if (relay.store && !store_is_current(relay.store, relay.store_dir)) {
 		store_close(relay.store);
 		relay.store = NULL;

@@ -128,4 +128,41 @@ is "$(grep '^nofd|' "$TEST_TMP/w.out")" "nofd|111|" "iprelay-conn -W: a message 
 like "$(cat "$IPRELAY_LOG_FILE")" 'iprelay-conn\[[0-9]+\]: fatal: -W: unable to receive the client socket: the message on standard input carried none' \
     "and its log says why"
 
+# A state file damaged while a relay waits ahead: once handed its client,
+# the relay checks the file again and refuses in one line, never dying of
+# a signal in liblmdb.
+mkdir -p "$TEST_TMP/dmg"
+"$IPRELAY_BIN/iprelay-limit" -S "$TEST_TMP/dmg" set lim 1M
+python3 - "$IPRELAY_BIN/iprelay-conn" "$TEST_TMP/dmg" "$ECHO_PORT" <<'PY' >"$TEST_TMP/dmg.out" 2>&1
+import os, random, socket, subprocess, sys, time
+conn, state, port = sys.argv[1], sys.argv[2], sys.argv[3]
+ours, theirs = socket.socketpair()
+p = subprocess.Popen([conn, "-W", "-l", "lim", "-S", state, "127.0.0.1:" + port],
+                     stdin=theirs, stdout=theirs, stderr=subprocess.DEVNULL)
+theirs.close()
+time.sleep(1)                          # it has opened the store meanwhile
+path = os.path.join(state, "iprelay.mdb")
+size = os.path.getsize(path)
+rng = random.Random(7)
+with open(path, "r+b") as f:           # every page body after the metas
+    for offset in range(8192, size, 4096):
+        f.seek(offset + 16)
+        f.write(bytes(rng.getrandbits(8) for _ in range(4080)))
+ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen(1)
+client = socket.create_connection(ls.getsockname())
+served, _ = ls.accept()
+socket.send_fds(ours, [b"\0"], [served.fileno()])
+served.close()
+try:
+    p.wait(timeout=10)
+except subprocess.TimeoutExpired:
+    p.kill(); p.wait()
+    print("hung"); sys.exit()
+print("status", p.returncode)
+PY
+is "$(cat "$TEST_TMP/dmg.out")" "status 111" \
+    "a state file damaged while the relay waited: exit 111, not a signal"
+like "$(grep 'lim' "$IPRELAY_LOG_FILE" | tail -n 1)" "unable to use the state store in $TEST_TMP/dmg for limit lim: " \
+    "and one line naming the state dir and the limit"
+
 done_testing
