@@ -173,8 +173,8 @@ echo
 
 echo "## Connection cost: $CPS_COUNT short connections one after another (connect, 16 bytes back, close)"
 echo
-echo "| peer | connections/s | ÷ socat | p50 added µs | p99 added µs | p50 added ÷ spawn floor p50 |"
-echo "|---|---|---|---|---|---|"
+echo "| peer | connections/s | ÷ socat | p50 added µs | p99 added µs | p50 added ÷ spawn floor p50 | p50 added µs, 30 ms apart |"
+echo "|---|---|---|---|---|---|---|"
 peers_of cp '^cps rate$'
 for p in $cp; do
 	case $p in
@@ -189,17 +189,21 @@ for p in $cp; do
 	if [ "$p" = direct ]; then
 		printf ' | '; cell "cps p50" direct %.0f
 		printf ' | '; cell "cps p99" direct %.0f
-		echo ' | |'
+		printf ' | | '; cell "cps spaced p50" direct %.0f
+		echo ' |'
 		continue
 	fi
 	printf ' | '; cell "cps p50 added" "$p" %.0f
 	printf ' | '; cell "cps p99 added" "$p" %.0f
 	printf ' | '
 	if [ "$p" = spawn-floor ]; then printf 1; else rat "cps p50 added" "$p" "cps p50 added" spawn-floor; fi
-	echo ' |'
+	case $p in
+	spawn-*) echo ' | |' ;;
+	*) printf ' | '; cell "cps spaced p50 added" "$p" %.0f; echo ' |' ;;
+	esac
 done
 echo
-echo "Added latency = the peer's percentile minus direct's in the same repetition. iprelay = bin/iprelay -d; iprelay-dyn = the same with a dynamically linked iprelay-conn beside it (DYN_BIN); inetd = openbsd-inetd -i -R 1000000; iprelay-conn = systemd-socket-activate --accept; iprelay-conn-nostore = the same with -S naming a dir it cannot open (it relays unregistered: the difference is the store's cost per connection)."
+echo "Added latency = the peer's percentile minus direct's in the same repetition; the last column is $CPS_SPACED_COUNT connections 30 ms apart (bnet cps -g 30), where a relay started ahead by bin/iprelay is ready for each client, against back to back, where every connection waits for the one started for it. iprelay = bin/iprelay -d; iprelay-dyn = the same with a dynamically linked iprelay-conn beside it (DYN_BIN); inetd = openbsd-inetd -i -R 1000000; iprelay-conn = systemd-socket-activate --accept; iprelay-conn-nostore = the same with -S naming a dir it cannot open (it relays unregistered: the difference is the store's cost per connection)."
 echo
 
 echo "## Scale: $SCALE_CONNS concurrent shaped connections on one limit of $SCALE_RATE B/s (bin/iprelay -d -b, shaperd refilling)"

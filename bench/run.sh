@@ -29,6 +29,7 @@ if [ -n "$QUICK" ]; then
 	SCALE_CONNS=${SCALE_CONNS:-50}
 	VOLUME_B=$((64 << 20))
 	CPS_COUNT=20
+	CPS_SPACED_COUNT=10
 	RATES="1048576"
 	COUNTS="8"
 	SHAPE_D=1; SHAPE_WIN="0.3 1"
@@ -39,6 +40,7 @@ else
 	SCALE_CONNS=${SCALE_CONNS:-1000}
 	VOLUME_B=$((1 << 30))
 	CPS_COUNT=300
+	CPS_SPACED_COUNT=30
 	RATES="512 65536 1048576 10485760 104857600"
 	COUNTS="1 8 64"
 	SHAPE_D=2; SHAPE_WIN="0.5 2"
@@ -537,7 +539,18 @@ for REP in $(seq "$REPS"); do
 	for peer in $CPS_PEERS; do
 		peer_start "$peer" "$REPLY" || continue
 		out=$("$BNET" cps -n "$CPS_COUNT" "127.0.0.1:$PORT")
+		# The same apart (30 ms between connections): the latency a
+		# client sees when connections do not queue behind each other.
+		spaced=$("$BNET" cps -n "$CPS_SPACED_COUNT" -g 30 "127.0.0.1:$PORT")
 		peer_stop
+		s50=$(field p50_us "$spaced")
+		if [ "$peer" = direct ]; then
+			direct_s50=$s50
+			record "cps spaced p50" direct "$s50"
+		else
+			record "cps spaced p50 added" "$peer" \
+			    "$(awk -v a="$s50" -v b="$direct_s50" 'BEGIN { printf "%.1f", a - b }')"
+		fi
 		p50=$(field p50_us "$out")
 		p99=$(field p99_us "$out")
 		record "cps rate" "$peer" "$(field rate "$out")"
@@ -608,7 +621,7 @@ fi
 cp "$VALUES" "$OUT/values.tsv"
 LOAD_START="$LOAD_START" LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)" \
     QUICK="$QUICK" REPS="$REPS" SCALE_CONNS="$SCALE_CONNS" SCALE_RATE="$SCALE_RATE" \
-    VOLUME_B="$VOLUME_B" CPS_COUNT="$CPS_COUNT" \
+    VOLUME_B="$VOLUME_B" CPS_COUNT="$CPS_COUNT" CPS_SPACED_COUNT="$CPS_SPACED_COUNT" \
     bash "$TOP/bench/report.sh" "$VALUES" "$NOTES" >"$OUT/latest.md"
 
 # Plots: the median repetition's files are as good as any; take rep 1.

@@ -26,9 +26,11 @@
  *   bnet bulk -s BYTES [-k FILE] HOST:PORT
  *	receives BYTES on one connection; prints seconds and bytes/s.  -k:
  *	then creates FILE and keeps the connection until FILE is removed.
- *   bnet cps -n COUNT HOST:PORT
+ *   bnet cps -n COUNT [-g MS] HOST:PORT
  *	COUNT short connections one after the other (connect, read to end of
- *	file, close); prints rate, p50_us, p99_us.
+ *	file, close); prints rate, p50_us, p99_us.  -g: MS between one
+ *	connection's close and the next connect (the latency a client sees
+ *	when connections come apart, not back to back; rate then counts it).
  *   bnet spawn -n COUNT PROGRAM
  *	COUNT posix_spawn + waitpid of PROGRAM: the floor of a launcher.
  */
@@ -563,14 +565,17 @@ bulk(int argc, char **argv)
 static int
 cps(int argc, char **argv)
 {
-	unsigned count = 200, warm = 10, failures = 0;
+	unsigned count = 200, warm = 10, failures = 0, gap_ms = 0;
 	uint64_t *lat_ns, begin_ns = 0;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "n:")) != -1) {
-		if (opt != 'n')
+	while ((opt = getopt(argc, argv, "n:g:")) != -1) {
+		if (opt == 'n')
+			count = strtoul(optarg, NULL, 10);
+		else if (opt == 'g')
+			gap_ms = strtoul(optarg, NULL, 10);
+		else
 			usage();
-		count = strtoul(optarg, NULL, 10);
 	}
 	if (optind != argc - 1 || count < 2)
 		usage();
@@ -591,6 +596,12 @@ cps(int argc, char **argv)
 			failures++;
 		if (i >= warm)
 			lat_ns[i - warm] = now_ns() - t;
+		if (gap_ms) {
+			struct timespec gap = { gap_ms / 1000,
+			    (long)(gap_ms % 1000) * 1000000L };
+
+			nanosleep(&gap, NULL);
+		}
 	}
 	print_latencies(lat_ns, count, now_ns() - begin_ns);
 	printf("failures=%u\n", failures);
