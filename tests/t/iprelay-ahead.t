@@ -82,6 +82,7 @@ like "$(cat "$TEST_TMP/iprelay.out")" 'Received connect from 127\.0\.0\.1:[0-9]+
 # iprelay gone: the waiting relay sees end of file and exits.
 waiting=$(ahead_pids "$ipid")
 kill -KILL "$ipid"
+wait "$ipid" 2>/dev/null	# (its status, not bash's "Killed" line)
 ok "kill -9 of iprelay: the waiting relay exits" gone "$waiting"
 
 # -m 1: a forwarder never has more than one iprelay-conn.
