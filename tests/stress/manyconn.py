@@ -186,16 +186,17 @@ def run(args):
     if run_start is not None:
         w = args.window
         out["rate_before"] = rate(run_start - w, run_start)
-        # After CMD, and only while every survivor is still sending: the
-        # first one to finish after the window opens ends it (a tail of
-        # finishing connections is not a slow relay).  One that finished
-        # before it opens is not counted: the first to start may have had
-        # the whole rate while the others were still being spawned.
+        # After CMD, and only while at least half of the survivors still
+        # sending at its start are: the rest absorb a finished one's share
+        # of the limit, but a tail of a few finishing connections is not a
+        # slow relay.  Ends are spread (the first to start had the whole
+        # rate while the others were spawned), so the first end alone
+        # could close the window at once.
         a = run_end + 1
-        ends = [c["end"] for c in conns
-                if c["how"] == "eof" and c["recv"] == len(c["data"])
-                and c["end"] > a]
-        b = min([a + w] + ends)
+        ends = sorted(c["end"] for c in conns
+                      if c["how"] == "eof" and c["recv"] == len(c["data"])
+                      and c["end"] > a)
+        b = min([a + w] + ends[len(ends) // 2:len(ends) // 2 + 1])
         out["rate_after"] = rate(a, b) if b - a >= 0.25 else None
         out["run_output"] = run_output
     elif t0 is not None:
