@@ -77,9 +77,14 @@
  *                             may borrow, else max(first(R_i, q),
  *                             first(C_i, q)),
  *                    with first(X, q) the first whole ns at which X
- *                    covers q.  Otherwise refused (0 bytes, nothing
+ *                    covers q, or when an ancestor has a draw queued:
+ *                    on some level i > 0 a bucket the borrow needs
+ *                    (C_i if it may borrow, else R_i and C_i) holds
+ *                    k < 0.  Otherwise refused (0 bytes, nothing
  *                    charged), to come back at Tb > t, the soonest a
- *                    borrow could fit if nobody else drew.
+ *                    borrow could fit if nobody else drew.  (Refusing
+ *                    beside a queue of guaranteed draws would cost this
+ *                    draw its place in it, and so its guarantee.)
  * q is clamped to the bursts of the buckets each choice charges (and Tg,
  * Tb use the q of their choice): for the guaranteed draws every R_i and
  * C_i, for the borrow every C_i and the R_i of levels that may not

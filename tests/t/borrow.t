@@ -3,7 +3,8 @@
 # processes (tests/tools/drawer): a child alone in its parent passes at
 # min(ceiling, parent); beside a sibling busy at its own rate it is held to
 # its rate, and the sibling keeps all of its; a child without a ceiling
-# stays at its rate however idle the parent.
+# stays at its rate however idle the parent.  Then the first two through
+# real relays (iprelay-conn) and TCP connections.
 . "$IPRELAY_TOP/tests/lib.sh"
 
 L="$IPRELAY_BIN/iprelay-limit"
@@ -110,6 +111,49 @@ within "$got" $(((P - R1) * SECONDS_T)) 5 "and the sibling gets its own"
 draw_round "no ceiling" "child:$TEST_TMP/none.report"
 got=$(window "$TEST_TMP/none.report")
 within "$got" $((B + R1 * SECONDS_T)) 4 "without a ceiling the child is held to its rate"
+
+# The same through real relays: iprelay-conn spawned per connection
+# (systemd-socket-activate --accept), an origin sending as fast as it may,
+# receivers measuring rates over a window on one clock.
+CONN=$IPRELAY_BIN/iprelay-conn
+MULTI="python3 $IPRELAY_TOP/tests/tools/multirecv.py --shell"
+# start_relay LIMIT: a socket-activated relay on LIMIT, sets RELAY_PORT
+# (not in a subshell: spawn must remember the pid).
+start_relay() {
+	local log=$TEST_TMP/$1.activate.log
+	RELAY_PORT=$(free_port)
+	spawn systemd-socket-activate --accept -l "127.0.0.1:$RELAY_PORT" \
+	    -E IPRELAY_STATE_DIR -E IPRELAY_LOG_FILE \
+	    "$CONN" -S "$IPRELAY_STATE_DIR" -l "$1" "$ORIGIN" 2>"$log"
+	for _ in $(seq 200); do
+		grep -q '^Listening on' "$log" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	echo "Bail out! relay $1 did not listen"
+	exit 1
+}
+if [ -x "$CONN" ] && command -v systemd-socket-activate >/dev/null; then
+	start_origin origin --send $((64 << 20))
+	ORIGIN=127.0.0.1:$ORIGIN_PORT
+	"$L" set rparent 512K
+	"$L" set rchild 64K --parent rparent --ceil 256K
+	"$L" set rsibling 448K --parent rparent
+	start_relay rchild
+	child_port=$RELAY_PORT
+	start_relay rsibling
+	sibling_port=$RELAY_PORT
+	total= rates=
+	eval "$($MULTI --duration 4 --window 0.5 3.5 "127.0.0.1:$child_port")"
+	within "${total:-0}" 262144 5 "a relay on a child of rate 64K, ceiling 256K, alone in its parent passes at the ceiling"
+	total= rates= rates0= rates1=
+	eval "$($MULTI --duration 4 --window 0.5 3.5 "127.0.0.1:$child_port" \
+	    "127.0.0.1:$sibling_port" "127.0.0.1:$sibling_port")"
+	within "${rates0:-0}" 65536 5 "beside two relays of a sibling busy at its rate (448K) it gets its own 64K"
+	within "$(awk -v a="${rates1:-0}" -v b="${rates2:-0}" 'BEGIN { print a + b }')" 458752 5 \
+		"and the sibling's relays get its 448K"
+else
+	diag "no iprelay-conn or systemd-socket-activate: real relays skipped"
+fi
 
 ok "shaperd is still running" kill -0 "$shaperd_pid"
 done_testing
