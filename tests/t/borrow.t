@@ -55,16 +55,17 @@ window() {
 print(sum(json.loads(l)["window"] for l in open(sys.argv[1])))' "$1"
 }
 
-# fair NAME REPORT: nobody under half the fair share.  Borrowers refused
-# together come back for the same idle tokens; a fixed order among them
-# let one relay take nearly all (min 0.02, max 24 times the mean of 32).
+# fair NAME REPORT: nobody under 40% of the fair share (0.6 to 0.9 seen,
+# under ASan on a loaded machine too).  Borrowers refused together come
+# back for the same idle tokens; a fixed order among them let one relay
+# take nearly all (of 8: min 0.04 to 0.08, max 7 times the mean).
 fair() {
 	local share
 	share=$(python3 -c 'import json, sys
 w = [json.loads(l)["window"] for l in open(sys.argv[1])]
 print("%.3f %.3f" % (min(w) * len(w) / sum(w), max(w) * len(w) / sum(w)))' "$2")
-	ok "$1: nobody under half its fair share (min ${share% *}, max ${share#* } of fair)" \
-		awk -v m="${share% *}" 'BEGIN { exit !(m >= 0.5) }'
+	ok "$1: nobody under 40% of its fair share (min ${share% *}, max ${share#* } of fair)" \
+		awk -v m="${share% *}" 'BEGIN { exit !(m >= 0.4) }'
 }
 
 spawn "$IPRELAY_BIN/shaperd" 2>>"$TEST_TMP/shaperd.err"
