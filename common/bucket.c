@@ -251,6 +251,160 @@ tokens_ready_ns(const struct bucket *bucket, int64_t need_B)
 	return bucket->stamp_ns + (uint64_t)wait_ns;
 }
 
+/* Settled at now: X may give q bytes at once, leaving k >= 0. */
+static int
+covers(const struct bucket *bucket, uint64_t want_B)
+{
+	return bucket->rate_Bps == 0 || bucket->tokens_B >= (int64_t)want_B;
+}
+
+/* Settled at now: a draw is waiting on it (k < 0). */
+static int
+queued(const struct bucket *bucket)
+{
+	return bucket->rate_Bps != 0 && bucket->tokens_B < 0;
+}
+
+static uint64_t
+clamp_to_burst(uint64_t want_B, const struct bucket *bucket)
+{
+	if (bucket && bucket->rate_Bps != 0 && want_B > bucket->burst_B)
+		return bucket->burst_B;
+	return want_B;
+}
+
+static uint64_t
+later(uint64_t a_ns, uint64_t b_ns)
+{
+	return a_ns > b_ns ? a_ns : b_ns;
+}
+
+uint64_t
+bucket_draw_ceil(struct bucket *const levels[], struct bucket *const ceils[],
+    const uint64_t debt_max_B[], size_t nlevels, uint64_t want_B,
+    uint64_t now_ns, uint64_t *release_ns, size_t *bottleneck_out,
+    const struct bucket **neck_out, int borrowed[])
+{
+	struct bucket *all[2 * BUCKET_LEVELS_MAX];
+	uint64_t all_debt_B[2 * BUCKET_LEVELS_MAX];
+	size_t owner[2 * BUCKET_LEVELS_MAX];
+	struct bucket *rate, *ceil;
+	uint64_t guaranteed_B = want_B, lend_B = want_B, got_B;
+	uint64_t guaranteed_ns = now_ns, borrow_ns = now_ns, level_ns;
+	size_t level, index, count = 0, neck = 0, borrow_neck = 0;
+	int may_borrow, any_borrower = 0, all_cover = 1, lends = 1;
+	int ancestors_idle = 1;
+
+	if (nlevels > BUCKET_LEVELS_MAX)
+		nlevels = BUCKET_LEVELS_MAX;
+	for (level = 0; level < nlevels; level++) {
+		if (borrowed)
+			borrowed[level] = 0;
+		all[count] = levels[level];
+		owner[count++] = level;
+		ceil = ceils ? ceils[level] : NULL;
+		if (ceil && ceil->rate_Bps != 0) {
+			all[count] = ceil;
+			owner[count++] = level;
+		}
+		if (ceil && level + 1 < nlevels)
+			any_borrower = 1;
+	}
+	for (index = 0; index < count; index++)
+		all_debt_B[index] = debt_max_B ? debt_max_B[owner[index]] : 0;
+	if (!any_borrower)
+		goto guaranteed;
+	for (index = 0; index < count; index++) {
+		if (all[index]->rate_Bps != 0)
+			bucket_settle(all[index], now_ns);
+		guaranteed_B = clamp_to_burst(guaranteed_B, all[index]);
+	}
+	for (level = 0; level < nlevels; level++) {
+		ceil = ceils[level];
+		may_borrow = ceil && level + 1 < nlevels;
+		if (!may_borrow)
+			lend_B = clamp_to_burst(lend_B, levels[level]);
+		lend_B = clamp_to_burst(lend_B, ceil);
+	}
+	if (guaranteed_B == 0 || lend_B == 0)
+		goto guaranteed;
+	for (index = 0; index < count; index++)
+		if (!covers(all[index], guaranteed_B))
+			all_cover = 0;
+	if (all_cover)
+		goto guaranteed;	/* released at once, nobody delayed */
+	for (level = 0; level < nlevels && lends; level++) {
+		rate = levels[level];
+		ceil = ceils[level];
+		may_borrow = ceil && level + 1 < nlevels;
+		if (covers(rate, lend_B) && (!ceil || covers(ceil, lend_B)))
+			continue;
+		lends = may_borrow && covers(ceil, lend_B);
+	}
+	if (lends) {
+		for (level = 0; level < nlevels; level++) {
+			rate = levels[level];
+			ceil = ceils[level];
+			may_borrow = ceil && level + 1 < nlevels;
+			if (!may_borrow || covers(rate, lend_B)) {
+				if (rate->rate_Bps != 0)
+					rate->tokens_B -= (int64_t)lend_B;
+			} else if (borrowed) {
+				borrowed[level] = 1;
+			}
+			if (ceil && ceil->rate_Bps != 0)
+				ceil->tokens_B -= (int64_t)lend_B;
+		}
+		*release_ns = now_ns;
+		*bottleneck_out = 0;
+		if (neck_out)
+			*neck_out = levels[0];
+		return lend_B;
+	}
+	/* Neither fits now: queue the guaranteed draw unless a borrow could
+	 * fit sooner, if nobody else drew meanwhile, and no ancestor has a
+	 * draw queued.  A queued draw up there is guaranteed traffic that
+	 * will draw again; coming back for its leftovers would cost this
+	 * draw its place in the queue, and the guarantee with it (measured
+	 * through real relays: 10% of a child's rate beside a busy sibling). */
+	for (index = 0; index < count; index++)
+		guaranteed_ns = later(guaranteed_ns,
+		    tokens_ready_ns(all[index], (int64_t)guaranteed_B));
+	for (level = 0; level < nlevels; level++) {
+		rate = levels[level];
+		ceil = ceils[level];
+		may_borrow = ceil && level + 1 < nlevels;
+		level_ns = ceil ? tokens_ready_ns(ceil, (int64_t)lend_B) : now_ns;
+		if (!may_borrow)
+			level_ns = later(level_ns,
+			    tokens_ready_ns(rate, (int64_t)lend_B));
+		if (level_ns > borrow_ns) {
+			borrow_ns = level_ns;
+			borrow_neck = level;
+		}
+		if (level > 0 && (may_borrow ? queued(ceil) :
+		    queued(rate) || (ceil && queued(ceil))))
+			ancestors_idle = 0;
+	}
+	if (ancestors_idle && borrow_ns < guaranteed_ns) {
+		*release_ns = borrow_ns;
+		*bottleneck_out = borrow_neck;
+		if (neck_out)
+			*neck_out = ceils[borrow_neck] &&
+			    ceils[borrow_neck]->rate_Bps != 0 &&
+			    borrow_neck + 1 < nlevels ? ceils[borrow_neck] :
+			    levels[borrow_neck];
+		return 0;
+	}
+guaranteed:
+	got_B = bucket_draw_capped(all, debt_max_B ? all_debt_B : NULL, count,
+	    want_B, now_ns, release_ns, &neck);
+	*bottleneck_out = owner[neck];
+	if (neck_out)
+		*neck_out = all[neck];
+	return got_B;
+}
+
 uint64_t
 bucket_draw(struct bucket *const levels[], size_t nlevels, uint64_t want_B,
     uint64_t now_ns, uint64_t *release_ns)

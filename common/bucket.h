@@ -52,6 +52,50 @@
  * r / q = N / ring = 1000 times a second together instead of 10 * N (each
  * draw is a write transaction under the store's one lock), unless b or
  * CHUNK_MAX makes q smaller.
+ *
+ * Borrowing up to a ceiling (bucket_draw_ceil), HTB-like.  A level i of a
+ * chain (0 = the relay's own limit, n - 1 = the top) has its rate bucket
+ * R_i and may have a ceiling bucket C_i (rate c_i >= r_i, or c_i = 0 for
+ * no bound of its own); a level with C_i and a parent above it in the
+ * chain may borrow.  "X covers q at t": X settled at t holds k >= q, i.e.
+ * X is ready at t even after q is taken (a bucket of rate 0 always
+ * covers).  A draw of q bytes at time t is, in this order:
+ *   guaranteed now:  every R_i and C_i covers q.  Charge them all;
+ *                    release at t.
+ *   borrowed:        every level either owns (R_i and C_i cover q: charge
+ *                    both) or borrows (it may borrow, R_i does not cover q
+ *                    and C_i does: charge C_i alone).  Release at t.  So a
+ *                    borrow takes only tokens idle now on every level
+ *                    above it: it never reserves ahead, and never delays a
+ *                    guaranteed draw queued on an ancestor (nobody is
+ *                    queued there when it is taken).
+ *   guaranteed, queued: bucket_draw_capped() on [R_0, C_0, R_1, C_1, ...]
+ *                    (every R_i and C_i charged, reserving ahead), when
+ *                        Tg = max over those buckets of first(X, q)
+ *                    is no later than
+ *                        Tb = max over levels of first(C_i, q) if level i
+ *                             may borrow, else max(first(R_i, q),
+ *                             first(C_i, q)),
+ *                    with first(X, q) the first whole ns at which X
+ *                    covers q, or when an ancestor has a draw queued:
+ *                    on some level i > 0 a bucket the borrow needs
+ *                    (C_i if it may borrow, else R_i and C_i) holds
+ *                    k < 0.  Otherwise refused (0 bytes, nothing
+ *                    charged), to come back at Tb > t, the soonest a
+ *                    borrow could fit if nobody else drew.  (Refusing
+ *                    beside a queue of guaranteed draws would cost this
+ *                    draw its place in it, and so its guarantee.)
+ * q is clamped to the bursts of the buckets each choice charges (and Tg,
+ * Tb use the q of their choice): for the guaranteed draws every R_i and
+ * C_i, for the borrow every C_i and the R_i of levels that may not
+ * borrow.  Every bucket, R_i and C_i alike, is
+ * charged only by draws released no earlier than its own ready time after
+ * the charge (a borrow: at t, with k - q >= 0), so the contract above,
+ *     released(t0, t1) <= b + r * (t1 - t0 + 1 ns) (+ held(t0)),
+ * holds on each, with C_i counting every byte of level i's subtree (c_i
+ * * t bounds it: the ceiling) and R_i the bytes it passed within its rate
+ * (r_i * t bounds them: the guarantee the ancestors' rates reserve).
+ * Without any C_i this is bucket_draw_capped() exactly.
  */
 #ifndef IPRELAY_BUCKET_H
 #define IPRELAY_BUCKET_H
@@ -63,6 +107,7 @@
 #define RATE_MAX	(1ULL << 40)	/* bytes/s, about 1.1 TB/s */
 #define BURST_MAX	(1ULL << 40)	/* bytes */
 #define CHUNK_MAX	(256U * 1024U)	/* bytes: the largest quantum ever drawn */
+#define BUCKET_LEVELS_MAX	64	/* levels of a chain bucket_draw_ceil takes */
 
 struct bucket {
 	uint64_t rate_Bps;	/* bytes per second; 0 = unlimited */
@@ -108,6 +153,20 @@ uint64_t
 bucket_draw_capped(struct bucket *const levels[], const uint64_t debt_max_B[],
     size_t nlevels, uint64_t want_B, uint64_t now_ns, uint64_t *release_ns,
     size_t *bottleneck);
+
+/* bucket_draw_capped() on a chain whose levels may borrow up to a ceiling
+ * (contract above).  ceils[level]: NULL for a level with no ceiling, else
+ * its ceiling bucket (rate 0: no bound of its own); ceils may be NULL.  A
+ * ceiling on the last level has nothing above it to borrow from: it is
+ * charged, never borrowed through.  borrowed[level] (out, may be NULL) is
+ * 1 where the level borrowed (its rate bucket was not charged).  *neck
+ * (may be NULL) is the bucket that set *release_ns, *bottleneck its level.
+ * nlevels <= BUCKET_LEVELS_MAX. */
+uint64_t
+bucket_draw_ceil(struct bucket *const levels[], struct bucket *const ceils[],
+    const uint64_t debt_max_B[], size_t nlevels, uint64_t want_B,
+    uint64_t now_ns, uint64_t *release_ns, size_t *bottleneck,
+    const struct bucket **neck, int borrowed[]);
 
 /* A refused drawer's place in the retry spread: slot (0 .. nconns - 1) of
  * nconns equal slots covering the time the level takes to refill its debt

@@ -1,6 +1,7 @@
 /* The LMDB state store; its layout and rules are in store.h. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,27 @@ struct limit_rec {
 	struct limit_cfg cfg;
 };
 
+/* The first layout of the records, before ceilings: what this version
+ * still reads (as CEIL_NONE, zero borrowed), and still writes while a
+ * limit has no ceiling, so a state dir keeps working with the programs of
+ * either version until a ceiling is set. */
+struct limit_cfg_v1 {
+	uint64_t rate_Bps[2];
+	uint64_t burst_B;
+	char parent[LIMIT_NAME_MAX + 1];
+};
+
+struct limit_rec_v1 {
+	uint32_t magic;
+	uint32_t reserved;
+	struct limit_cfg_v1 cfg;
+};
+
+#define LIMIT_REC_V1_SIZE \
+	(offsetof(struct limit_rec, cfg) + offsetof(struct limit_cfg, ceil_Bps))
+_Static_assert(LIMIT_REC_V1_SIZE == sizeof(struct limit_rec_v1),
+    "the ceiling fields follow the first layout of a limit record");
+
 struct bucket_rec {
 	uint32_t magic;
 	uint32_t nconns;			/* live relays in the subtree */
@@ -52,7 +74,16 @@ struct bucket_rec {
 	uint64_t rate_5s_Bps[2];
 	uint64_t rate_60s_Bps[2];
 	uint64_t stats_unix_ns;
+	/* Absent from records of the first layout (read as zero). */
+	uint64_t ceil_Bps[2];			/* copy of the limit's */
+	struct bucket ceil[2];			/* at the ceiling, if any */
+	uint64_t borrowed_B[2];			/* bytes passed past its rate */
 };
+
+#define BUCKET_REC_V1_SIZE	offsetof(struct bucket_rec, ceil_Bps)
+
+_Static_assert(CHAIN_MAX <= BUCKET_LEVELS_MAX,
+    "bucket_draw_ceil takes a whole chain");
 
 struct conn_rec {
 	uint32_t magic;
@@ -74,6 +105,8 @@ store_strerror(int rc)
 	case STORE_EDAMAGED: return "state file is damaged";
 	case STORE_ENOSTORE: return "no state file yet";
 	case STORE_EFULL: return "no free connection id";
+	case STORE_ECEILLOW: return "ceiling below the rate";
+	case STORE_ECEILTOP: return "a ceiling needs a parent limit to borrow from";
 	case MDB_MAP_FULL: return "state file is full";
 	case MDB_INVALID: return "not an LMDB file (damaged or foreign)";
 	case MDB_CORRUPTED: return "state file is damaged";
@@ -144,18 +177,45 @@ string_in(const char *field, size_t size)
 }
 
 static int
+ceil_valid(uint64_t ceil_Bps)
+{
+	return ceil_Bps == CEIL_UNLIMITED || ceil_Bps <= RATE_MAX;
+}
+
+static int
 decode_limit(const MDB_val *value, struct limit_rec *rec)
 {
-	if (value->mv_size != sizeof(*rec))
+	if (value->mv_size != sizeof(*rec) &&
+	    value->mv_size != LIMIT_REC_V1_SIZE)
 		return STORE_EDAMAGED;
-	memcpy(rec, value->mv_data, sizeof(*rec));
+	memset(rec, 0, sizeof(*rec));
+	memcpy(rec, value->mv_data, value->mv_size);
 	if (rec->magic != LIMIT_MAGIC ||
 	    !string_in(rec->cfg.parent, sizeof(rec->cfg.parent)) ||
 	    (rec->cfg.parent[0] && !limit_name_valid(rec->cfg.parent)) ||
 	    rec->cfg.rate_Bps[0] > RATE_MAX || rec->cfg.rate_Bps[1] > RATE_MAX ||
-	    rec->cfg.burst_B > BURST_MAX)
+	    rec->cfg.burst_B > BURST_MAX ||
+	    !ceil_valid(rec->cfg.ceil_Bps[0]) ||
+	    !ceil_valid(rec->cfg.ceil_Bps[1]))
 		return STORE_EDAMAGED;
 	return 0;
+}
+
+static size_t
+limit_rec_size(const struct limit_rec *rec)
+{
+	return rec->cfg.ceil_Bps[0] == CEIL_NONE &&
+	    rec->cfg.ceil_Bps[1] == CEIL_NONE ? LIMIT_REC_V1_SIZE :
+	    sizeof(*rec);
+}
+
+static int
+bucket_valid(const struct bucket *bucket)
+{
+	return bucket->rate_Bps <= RATE_MAX && bucket->burst_B <= BURST_MAX &&
+	    bucket->frac_nB < NS_PER_SEC &&
+	    bucket->tokens_B <= (int64_t)BURST_MAX &&
+	    bucket->tokens_B >= -(int64_t)BURST_MAX;
 }
 
 static int
@@ -163,21 +223,30 @@ decode_bucket(const MDB_val *value, struct bucket_rec *rec)
 {
 	int dir;
 
-	if (value->mv_size != sizeof(*rec))
+	if (value->mv_size != sizeof(*rec) &&
+	    value->mv_size != BUCKET_REC_V1_SIZE)
 		return STORE_EDAMAGED;
-	memcpy(rec, value->mv_data, sizeof(*rec));
+	memset(rec, 0, sizeof(*rec));
+	memcpy(rec, value->mv_data, value->mv_size);
 	if (rec->magic != BUCKET_MAGIC ||
 	    !string_in(rec->parent, sizeof(rec->parent)) ||
 	    (rec->parent[0] && !limit_name_valid(rec->parent)))
 		return STORE_EDAMAGED;
 	for (dir = 0; dir < 2; dir++)
-		if (rec->bucket[dir].rate_Bps > RATE_MAX ||
-		    rec->bucket[dir].burst_B > BURST_MAX ||
-		    rec->bucket[dir].frac_nB >= NS_PER_SEC ||
-		    rec->bucket[dir].tokens_B > (int64_t)BURST_MAX ||
-		    rec->bucket[dir].tokens_B < -(int64_t)BURST_MAX)
+		if (!bucket_valid(&rec->bucket[dir]) ||
+		    !bucket_valid(&rec->ceil[dir]) ||
+		    !ceil_valid(rec->ceil_Bps[dir]))
 			return STORE_EDAMAGED;
 	return 0;
+}
+
+/* The first layout while the limit has no ceiling and never borrowed. */
+static size_t
+bucket_rec_size(const struct bucket_rec *rec)
+{
+	return rec->ceil_Bps[0] == CEIL_NONE && rec->ceil_Bps[1] == CEIL_NONE &&
+	    rec->borrowed_B[0] == 0 && rec->borrowed_B[1] == 0 ?
+	    BUCKET_REC_V1_SIZE : sizeof(*rec);
 }
 
 static int
@@ -252,7 +321,8 @@ static int
 put_bucket(struct store *store, MDB_txn *txn, const char *name,
     const struct bucket_rec *rec)
 {
-	MDB_val key = name_key(name), value = { sizeof(*rec), (void *)rec };
+	MDB_val key = name_key(name);
+	MDB_val value = { bucket_rec_size(rec), (void *)rec };
 
 	return mdb_put(txn, store->buckets, &key, &value, 0);
 }
@@ -353,6 +423,14 @@ save_chain(struct store *store, MDB_txn *txn, const struct chain *chain)
 	return 0;
 }
 
+/* A ceiling counts where the level has a parent to borrow from. */
+static int
+may_borrow(const struct chain *chain, size_t level, int dir)
+{
+	return chain->recs[level].ceil_Bps[dir] != CEIL_NONE &&
+	    level + 1 < chain->depth;
+}
+
 static uint64_t
 chain_quantum(const struct chain *chain, int dir, int *shaped)
 {
@@ -366,6 +444,13 @@ chain_quantum(const struct chain *chain, int dir, int *shaped)
 		if (bucket->rate_Bps == 0)
 			continue;
 		*shaped = 1;
+		/* A level that may borrow passes up to its ceiling: quanta
+		 * sized for that, or the wake-ups grow with c / r. */
+		if (may_borrow(chain, level, dir)) {
+			bucket = &chain->recs[level].ceil[dir];
+			if (bucket->rate_Bps == 0)
+				continue;
+		}
 		level_B = bucket_quantum(bucket->rate_Bps, bucket->burst_B,
 		    chain->recs[level].nconns);
 		if (level_B < quantum_B)
@@ -382,6 +467,24 @@ level_debt_max(const struct bucket_rec *rec, int dir)
 {
 	return bucket_debt_max(rec->bucket[dir].rate_Bps,
 	    rec->bucket[dir].burst_B, rec->nconns);
+}
+
+/* A refused relay's slot in the retry spread: its id, turned by T where
+ * the chain may borrow.  Borrowers refused together all come back for the
+ * same idle tokens, and the first slot takes them: with fixed slots the
+ * same relay would win every round (measured: 32 relays borrowing on one
+ * limit, the best got 24 times the mean).  Turned by T, which every relay
+ * refused in one round shares, the slots stay distinct and the winner
+ * changes from round to round. */
+static uint32_t
+retry_slot(const struct chain *chain, int dir, uint32_t id, uint64_t at_ns)
+{
+	size_t level;
+
+	for (level = 0; level < chain->depth; level++)
+		if (may_borrow(chain, level, dir))
+			return id + (uint32_t)((at_ns >> 16) * 0x9e3779b1U >> 7);
+	return id;
 }
 
 static uint64_t
@@ -415,6 +518,7 @@ recount(struct store *store, MDB_txn *txn)
 		if (rec.nconns == 0)
 			continue;
 		rec.nconns = 0;
+		value.mv_size = bucket_rec_size(&rec);
 		value.mv_data = &rec;
 		if ((rc = mdb_cursor_put(cursor, &key, &value, MDB_CURRENT)))
 			goto out;
@@ -1125,7 +1229,11 @@ store_limit_update(struct store *store, const char *name,
 	    ((fields & LIMIT_FIELD_UP) && given->rate_Bps[DIR_UP] > RATE_MAX) ||
 	    ((fields & LIMIT_FIELD_DOWN) &&
 	    given->rate_Bps[DIR_DOWN] > RATE_MAX) ||
-	    ((fields & LIMIT_FIELD_BURST) && given->burst_B > BURST_MAX))
+	    ((fields & LIMIT_FIELD_BURST) && given->burst_B > BURST_MAX) ||
+	    ((fields & LIMIT_FIELD_CEIL_UP) &&
+	    !ceil_valid(given->ceil_Bps[DIR_UP])) ||
+	    ((fields & LIMIT_FIELD_CEIL_DOWN) &&
+	    !ceil_valid(given->ceil_Bps[DIR_DOWN])))
 		return EINVAL;
 	if (fs_nearly_full(store))
 		return ENOSPC;
@@ -1149,10 +1257,30 @@ store_limit_update(struct store *store, const char *name,
 		limit.cfg.burst_B = given->burst_B;
 	if (fields & LIMIT_FIELD_PARENT)
 		memcpy(limit.cfg.parent, given->parent, sizeof(limit.cfg.parent));
+	if (fields & LIMIT_FIELD_CEIL_UP)
+		limit.cfg.ceil_Bps[DIR_UP] = given->ceil_Bps[DIR_UP];
+	if (fields & LIMIT_FIELD_CEIL_DOWN)
+		limit.cfg.ceil_Bps[DIR_DOWN] = given->ceil_Bps[DIR_DOWN];
 	if (result)
 		*result = limit.cfg;
 	if (rc == 0)
 		reparent = strcmp(old.cfg.parent, cfg->parent) != 0;
+	/* Checked on the limit as merged: a rate raised past a ceiling set
+	 * earlier is refused as surely as a ceiling set below the rate. */
+	for (dir = 0; dir < 2; dir++) {
+		if (cfg->ceil_Bps[dir] == CEIL_NONE)
+			continue;
+		if (cfg->ceil_Bps[dir] != CEIL_UNLIMITED &&
+		    (cfg->rate_Bps[dir] == 0 ||
+		    cfg->ceil_Bps[dir] < cfg->rate_Bps[dir])) {
+			rc = STORE_ECEILLOW;
+			goto abort;
+		}
+		if (!cfg->parent[0]) {
+			rc = STORE_ECEILTOP;
+			goto abort;
+		}
+	}
 	if (cfg->parent[0] && (rc = would_cycle(store, txn, name, cfg->parent)))
 		goto abort;
 	rc = get_bucket(store, txn, name, &bucket);
@@ -1164,12 +1292,19 @@ store_limit_update(struct store *store, const char *name,
 	} else if (rc)
 		goto abort;
 	/* A lowered rate or burst applies to the live bucket at once. */
-	for (dir = 0; dir < 2; dir++)
+	for (dir = 0; dir < 2; dir++) {
 		bucket_reconfigure(&bucket.bucket[dir], cfg->rate_Bps[dir],
 		    cfg->burst_B, now_ns);
+		/* The ceiling bucket: rate 0 when there is none or it is
+		 * unlimited (ceil_Bps tells which). */
+		bucket_reconfigure(&bucket.ceil[dir],
+		    cfg->ceil_Bps[dir] == CEIL_UNLIMITED ? 0 : cfg->ceil_Bps[dir],
+		    cfg->burst_B, now_ns);
+		bucket.ceil_Bps[dir] = cfg->ceil_Bps[dir];
+	}
 	memcpy(bucket.parent, cfg->parent, sizeof(bucket.parent));
 	key = name_key(name);
-	value.mv_size = sizeof(limit);
+	value.mv_size = limit_rec_size(&limit);
 	value.mv_data = &limit;
 	if ((rc = mdb_put(txn, store->limits, &key, &value, 0)))
 		goto abort;
@@ -1196,6 +1331,8 @@ fill_info(struct limit_info *info, const char *name,
 	info->stats_unix_ns = bucket->stats_unix_ns;
 	for (dir = 0; dir < 2; dir++) {
 		info->bucket[dir] = bucket->bucket[dir];
+		info->ceil_bucket[dir] = bucket->ceil[dir];
+		info->borrowed_B[dir] = bucket->borrowed_B[dir];
 		info->total_B[dir] = bucket->total_B[dir];
 		info->rate_1s_Bps[dir] = bucket->rate_1s_Bps[dir];
 		info->rate_5s_Bps[dir] = bucket->rate_5s_Bps[dir];
@@ -1521,12 +1658,13 @@ store_reserve(struct store *store, uint32_t id, const char *limit, int dir,
 {
 	MDB_txn *txn = NULL;
 	struct chain *chain;
-	struct bucket *levels[CHAIN_MAX];
+	struct bucket *levels[CHAIN_MAX], *ceils[CHAIN_MAX];
+	const struct bucket *neck = NULL;
 	uint64_t debt_max_B[CHAIN_MAX];
 	uint64_t moved_B[2] = { 0, 0 };
 	uint64_t now_ns;
 	size_t level, bottleneck = 0;
-	int rc;
+	int rc, borrowed[CHAIN_MAX];
 
 	chain = store->chain;
 	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)))
@@ -1539,27 +1677,33 @@ store_reserve(struct store *store, uint32_t id, const char *limit, int dir,
 		goto abort;
 	for (level = 0; level < chain->depth; level++) {
 		levels[level] = &chain->recs[level].bucket[dir];
+		ceils[level] = chain->recs[level].ceil_Bps[dir] != CEIL_NONE ?
+		    &chain->recs[level].ceil[dir] : NULL;
 		debt_max_B[level] = level_debt_max(&chain->recs[level], dir);
+		borrowed[level] = 0;
 	}
 	grant->quantum_B = chain_quantum(chain, dir, &grant->shaped);
 	if (grant->shaped) {
-		grant->bytes = bucket_draw_capped(levels, debt_max_B,
+		grant->bytes = bucket_draw_ceil(levels, ceils, debt_max_B,
 		    chain->depth, want_B, now_ns, &grant->release_ns,
-		    &bottleneck);
+		    &bottleneck, &neck, borrowed);
 		/* Refused past the debt cap: come back in this relay's own
 		 * slot after T, not with every other refused relay at T. */
 		if (grant->bytes == 0 && want_B > 0)
 			grant->release_ns = saturating_add(grant->release_ns,
-			    bucket_retry_spread_ns(
-			    levels[bottleneck]->rate_Bps,
+			    bucket_retry_spread_ns(neck->rate_Bps,
 			    debt_max_B[bottleneck],
-			    chain->recs[bottleneck].nconns, id));
+			    chain->recs[bottleneck].nconns,
+			    retry_slot(chain, dir, id, grant->release_ns)));
 	} else {
 		grant->bytes = want_B;
 		grant->release_ns = now_ns;
 	}
-	for (level = 0; level < chain->depth; level++)
+	for (level = 0; level < chain->depth; level++) {
 		chain->recs[level].total_B[dir] += grant->bytes;
+		if (borrowed[level])
+			chain->recs[level].borrowed_B[dir] += grant->bytes;
+	}
 	if ((rc = save_chain(store, txn, chain)))
 		goto abort;
 	moved_B[dir] = grant->bytes;
@@ -1633,14 +1777,16 @@ store_tick(struct store *store, bucket_tick_fn bucket_tick,
 			goto abort;
 		if ((rc = get_limit(store, txn, name, &limit)))
 			goto abort;
-		for (dir = 0; dir < 2; dir++)
+		for (dir = 0; dir < 2; dir++) {
 			bucket_settle(&bucket.bucket[dir], now_ns);
+			bucket_settle(&bucket.ceil[dir], now_ns);
+		}
 		if (bucket_tick) {
 			fill_info(&info, name, &limit, &bucket);
 			bucket_tick(ctx, &info);
 			store_info_back(&bucket, &info);
 		}
-		value.mv_size = sizeof(bucket);
+		value.mv_size = bucket_rec_size(&bucket);
 		value.mv_data = &bucket;
 		if ((rc = mdb_cursor_put(cursor, &key, &value, MDB_CURRENT)))
 			goto abort;
@@ -1807,11 +1953,15 @@ store_boot_reset(struct store *store, int *was_reset)
 		if ((rc = decode_bucket(&value, &bucket)))
 			goto abort;
 		bucket.nconns = 0;
-		for (dir = 0; dir < 2; dir++)
+		for (dir = 0; dir < 2; dir++) {
 			bucket_init(&bucket.bucket[dir],
 			    bucket.bucket[dir].rate_Bps,
 			    bucket.bucket[dir].burst_B, now_ns);
-		value.mv_size = sizeof(bucket);
+			bucket_init(&bucket.ceil[dir],
+			    bucket.ceil[dir].rate_Bps,
+			    bucket.ceil[dir].burst_B, now_ns);
+		}
+		value.mv_size = bucket_rec_size(&bucket);
 		value.mv_data = &bucket;
 		if ((rc = mdb_cursor_put(cursor, &key, &value, MDB_CURRENT)))
 			goto abort;

@@ -40,20 +40,33 @@ enum {
 	STORE_EDAMAGED,			/* a record of the wrong size */
 	STORE_ENOSTORE,			/* read-only open and no file yet */
 	STORE_EFULL,			/* no free connection id */
+	STORE_ECEILLOW,			/* a ceiling below the rate */
+	STORE_ECEILTOP,			/* a ceiling with no parent */
 };
 
 #define STORE_RDONLY	0x1	/* open for reading: never create */
+
+/* A ceiling (limit_cfg.ceil_Bps): how far past its rate a limit may
+ * borrow what its ancestors have idle (bucket.h).  CEIL_NONE (0, also what
+ * a record of the first layout reads as) = not at all, held to its own
+ * rate; CEIL_UNLIMITED = as far as the ancestors let it; else bytes/s, at
+ * least the rate.  Only a limit with a parent may have one. */
+#define CEIL_NONE	0ULL
+#define CEIL_UNLIMITED	UINT64_MAX
 
 struct limit_cfg {
 	uint64_t rate_Bps[2];		/* bytes/s per direction; 0 = none */
 	uint64_t burst_B;		/* bytes; 0 = a tenth of the rate */
 	char parent[LIMIT_NAME_MAX + 1];	/* "" = top level */
+	uint64_t ceil_Bps[2];		/* per direction, CEIL_* or bytes/s */
 };
 
 struct limit_info {
 	char name[LIMIT_NAME_MAX + 1];
 	struct limit_cfg cfg;
 	struct bucket bucket[2];	/* live state per direction */
+	struct bucket ceil_bucket[2];	/* at the ceiling; rate 0 if none */
+	uint64_t borrowed_B[2];		/* bytes passed past its rate */
 	uint32_t nconns;		/* live relays in this subtree */
 	uint64_t total_B[2];		/* bytes ever passed per direction */
 	uint64_t rate_1s_Bps[2];	/* measured by the refiller */
@@ -136,13 +149,18 @@ store_limit_put(struct store *store, const char *name,
 #define LIMIT_FIELD_DOWN	0x2u	/* rate_Bps[DIR_DOWN] */
 #define LIMIT_FIELD_BURST	0x4u
 #define LIMIT_FIELD_PARENT	0x8u
-#define LIMIT_FIELD_ALL		0xfu
+#define LIMIT_FIELD_CEIL_UP	0x10u	/* ceil_Bps[DIR_UP] */
+#define LIMIT_FIELD_CEIL_DOWN	0x20u	/* ceil_Bps[DIR_DOWN] */
+#define LIMIT_FIELD_ALL		0x3fu
 
 /* Sets only the given fields of a limit, keeping the others as stored (zero
  * for a new limit), in one write transaction: two commands changing
  * different fields at once both take effect.  store_limit_put is this with
  * LIMIT_FIELD_ALL.  On return *result (when not NULL) is the limit as
- * written, or as it would have been when refused. */
+ * written, or as it would have been when refused.  Refused when the
+ * limit as merged would have a ceiling below its rate (STORE_ECEILLOW; an
+ * unlimited rate is above every number) or a ceiling and no parent
+ * (STORE_ECEILTOP). */
 int
 store_limit_update(struct store *store, const char *name,
     const struct limit_cfg *given, unsigned fields, struct limit_cfg *result);
@@ -185,7 +203,9 @@ store_conn_foreach(struct store *store, conn_visit_fn visit, void *ctx);
  * its bottleneck past the debt cap (bucket_debt_max() for the relays on
  * it: at least its burst; bucket.h) is refused: grant->bytes is 0 and
  * release_ns says when to try again (the time it fits plus this
- * connection's slot of the retry spread). */
+ * connection's slot of the retry spread).  So is a draw past the rate of a
+ * limit with a ceiling whose borrow does not fit yet but would sooner than
+ * its rate lets it queue (bucket_draw_ceil). */
 int
 store_reserve(struct store *store, uint32_t id, const char *limit, int dir,
     uint64_t want_B, struct grant *grant);

@@ -758,8 +758,9 @@ reserve(struct relay *relay, struct direction *d, uint64_t now_ns)
 	}
 	d->quantum_B = grant.quantum_B;
 	if (grant.bytes == 0) {
-		/* Refused past the limit's debt cap: the store says when to
-		 * come back (no polling meanwhile). */
+		/* Refused past the limit's debt cap, or a borrow that does
+		 * not fit yet: the store says when to come back (no polling
+		 * meanwhile). */
 		d->release_ns = grant.release_ns > now_ns ? grant.release_ns :
 		    now_ns + ZERO_GRANT_RETRY_NS;
 		return;

@@ -20,7 +20,8 @@
 
 #define USAGE \
 "usage: iprelay-limit [-S DIR] set NAME [RATE] [--up RATE] [--down RATE]\n" \
-"                     [--burst BYTES] [--parent NAME]\n" \
+"                     [--burst BYTES] [--parent NAME] [--ceil RATE]\n" \
+"                     [--ceil-up RATE] [--ceil-down RATE]\n" \
 "       iprelay-limit [-S DIR] [--json] get NAME\n" \
 "       iprelay-limit [-S DIR] [--json] list\n" \
 "       iprelay-limit [-S DIR] del NAME\n" \
@@ -40,6 +41,7 @@ struct options {
 	const char *words[ARGS_MAX];	/* positional words after the command */
 	int nwords;
 	const char *up, *down, *burst, *parent;
+	const char *ceil, *ceil_up, *ceil_down;
 	const char *count, *delay;
 };
 
@@ -92,6 +94,49 @@ format_rate(uint64_t rate_Bps, char *buf, size_t size)
 		return buf;
 	}
 	return format_exact(rate_Bps, buf, size);
+}
+
+/* A ceiling as set reads it back: none, unlimited or a rate. */
+static const char *
+format_ceil(uint64_t ceil_Bps, char *buf, size_t size)
+{
+	if (ceil_Bps == CEIL_NONE) {
+		snprintf(buf, size, "none");
+		return buf;
+	}
+	if (ceil_Bps == CEIL_UNLIMITED)
+		return format_rate(0, buf, size);
+	return format_exact(ceil_Bps, buf, size);
+}
+
+/* The list column: one value when both directions agree, else up/down. */
+static const char *
+format_ceil_pair(const uint64_t ceil_Bps[2], char *buf, size_t size)
+{
+	char up[32], down[32];
+
+	if (ceil_Bps[DIR_UP] == ceil_Bps[DIR_DOWN])
+		return format_ceil(ceil_Bps[DIR_UP], buf, size);
+	snprintf(buf, size, "%s/%s", format_ceil(ceil_Bps[DIR_UP], up,
+	    sizeof(up)), format_ceil(ceil_Bps[DIR_DOWN], down, sizeof(down)));
+	return buf;
+}
+
+/* none: no borrowing; 0 or unlimited: borrow whatever the ancestors have
+ * idle; else a rate.  -1 for a bad word. */
+static int
+parse_ceil(const char *word, uint64_t *ceil_Bps)
+{
+	uint64_t rate_Bps;
+
+	if (strcmp(word, "none") == 0) {
+		*ceil_Bps = CEIL_NONE;
+		return 0;
+	}
+	if (parse_rate(word, &rate_Bps))
+		return -1;
+	*ceil_Bps = rate_Bps ? rate_Bps : CEIL_UNLIMITED;
+	return 0;
 }
 
 /* Measured values are approximate: three significant digits at most, with
@@ -262,10 +307,13 @@ refuse_options(const struct options *options, int allow_set, int allow_top,
     int allow_json)
 {
 	if (!allow_set && (options->up || options->down || options->burst ||
-	    options->parent))
+	    options->parent || options->ceil || options->ceil_up ||
+	    options->ceil_down))
 		usage_error("%s: option %s is only for set", options->command,
 		    options->up ? "--up" : options->down ? "--down" :
-		    options->burst ? "--burst" : "--parent");
+		    options->burst ? "--burst" : options->parent ? "--parent" :
+		    options->ceil ? "--ceil" : options->ceil_up ? "--ceil-up" :
+		    "--ceil-down");
 	if (!allow_top && (options->count || options->delay))
 		usage_error("%s: option %s is only for top", options->command,
 		    options->count ? "-n" : "-d");
@@ -290,6 +338,17 @@ print_limit_json(const struct limit_info *info, uint64_t now_unix_ns)
 	printf(",\"up\":%" PRIu64 ",\"down\":%" PRIu64 ",\"burst\":%" PRIu64
 	    ",\"conns\":%" PRIu32, info->cfg.rate_Bps[DIR_UP],
 	    info->cfg.rate_Bps[DIR_DOWN], info->cfg.burst_B, info->nconns);
+	/* Ceilings: null = none (no borrowing), 0 = unlimited, as rates. */
+	for (dir = 0; dir < 2; dir++) {
+		if (info->cfg.ceil_Bps[dir] == CEIL_NONE)
+			printf(",\"ceil_%s\":null", dir_name[dir]);
+		else
+			printf(",\"ceil_%s\":%" PRIu64, dir_name[dir],
+			    info->cfg.ceil_Bps[dir] == CEIL_UNLIMITED ? 0 :
+			    info->cfg.ceil_Bps[dir]);
+		printf(",\"%s_borrowed\":%" PRIu64, dir_name[dir],
+		    info->borrowed_B[dir]);
+	}
 	for (dir = 0; dir < 2; dir++) {
 		printf(",\"%s_burst\":%" PRIu64 ",\"%s_total\":%" PRIu64
 		    ",\"%s_tokens\":%" PRId64, dir_name[dir],
@@ -309,13 +368,13 @@ print_limit_json(const struct limit_info *info, uint64_t now_unix_ns)
 	printf("}");
 }
 
-#define LIST_HEAD "%-20s %-20s %9s %9s %9s %5s %8s %8s\n"
+#define LIST_HEAD "%-20s %-20s %9s %9s %9s %9s %5s %8s %8s\n"
 
 static int
 print_list_row(void *ctx, const struct limit_info *info)
 {
 	struct listing *listing = ctx;
-	char up[32], down[32], burst[32], up_5s[32], down_5s[32];
+	char up[32], down[32], ceil[72], burst[32], up_5s[32], down_5s[32];
 	int fresh = stats_fresh(info, listing->now_unix_ns);
 
 	if (listing->json) {
@@ -324,10 +383,11 @@ print_list_row(void *ctx, const struct limit_info *info)
 		listing->first = 0;
 		return 0;
 	}
-	printf("%-20s %-20s %9s %9s %9s %5" PRIu32 " %8s %8s\n", info->name,
-	    info->cfg.parent[0] ? info->cfg.parent : "-",
+	printf("%-20s %-20s %9s %9s %9s %9s %5" PRIu32 " %8s %8s\n",
+	    info->name, info->cfg.parent[0] ? info->cfg.parent : "-",
 	    format_rate(info->cfg.rate_Bps[DIR_UP], up, sizeof(up)),
 	    format_rate(info->cfg.rate_Bps[DIR_DOWN], down, sizeof(down)),
+	    format_ceil_pair(info->cfg.ceil_Bps, ceil, sizeof(ceil)),
 	    info->cfg.burst_B ? format_exact(info->cfg.burst_B, burst,
 	    sizeof(burst)) : "auto", info->nconns,
 	    fresh ? format_measured(info->rate_5s_Bps[DIR_UP], up_5s,
@@ -346,8 +406,8 @@ show_limits(struct store *store, int json)
 	if (json)
 		printf("[");
 	else
-		printf(LIST_HEAD, "NAME", "PARENT", "UP", "DOWN", "BURST",
-		    "CONNS", "UP/5s", "DOWN/5s");
+		printf(LIST_HEAD, "NAME", "PARENT", "UP", "DOWN", "CEIL",
+		    "BURST", "CONNS", "UP/5s", "DOWN/5s");
 	if (store && (rc = store_limit_foreach(store, print_list_row,
 	    &listing)))
 		log_fatal(EXIT_SYSTEM, "unable to list limits: %s",
@@ -435,6 +495,10 @@ command_set(const struct options *options)
 	struct store *store;
 	struct limit_cfg cfg, written;
 	uint64_t rate_Bps, up_Bps, down_Bps, burst_B;
+	uint64_t ceil_Bps = CEIL_NONE, ceil_up_Bps = CEIL_NONE;
+	uint64_t ceil_down_Bps = CEIL_NONE;
+	static const char *dir_name[2] = { "up", "down" };
+	char ceil_text[32], rate_text[32];
 	unsigned fields = 0;
 	int rc, dir;
 
@@ -445,9 +509,10 @@ command_set(const struct options *options)
 	name = options->words[0];
 	check_name("limit name", name);
 	if (options->nwords == 1 && !options->up && !options->down &&
-	    !options->burst && !options->parent)
+	    !options->burst && !options->parent && !options->ceil &&
+	    !options->ceil_up && !options->ceil_down)
 		usage_error("set: missing RATE (or --up, --down, --burst, "
-		    "--parent)");
+		    "--parent, --ceil)");
 	/* Check every word before touching the store. */
 	if (options->nwords == 2 && parse_rate(options->words[1], &rate_Bps))
 		bad_word("bad rate: '%s' (bytes/s with optional K, M or G, "
@@ -464,6 +529,16 @@ command_set(const struct options *options)
 	    &burst_B))
 		bad_word("bad burst: '%s' (bytes with optional K, M or G, "
 		    "or auto)", options->burst);
+	if (options->ceil && parse_ceil(options->ceil, &ceil_Bps))
+		bad_word("bad ceiling: '%s' (bytes/s with optional K, M or G, "
+		    "0 or unlimited, or none)", options->ceil);
+	if (options->ceil_up && parse_ceil(options->ceil_up, &ceil_up_Bps))
+		bad_word("bad ceiling: '%s' (bytes/s with optional K, M or G, "
+		    "0 or unlimited, or none)", options->ceil_up);
+	if (options->ceil_down && parse_ceil(options->ceil_down,
+	    &ceil_down_Bps))
+		bad_word("bad ceiling: '%s' (bytes/s with optional K, M or G, "
+		    "0 or unlimited, or none)", options->ceil_down);
 	if (options->parent && options->parent[0] &&
 	    strcmp(options->parent, "none") != 0)
 		check_name("parent name", options->parent);
@@ -499,8 +574,56 @@ command_set(const struct options *options)
 			    options->parent);
 		fields |= LIMIT_FIELD_PARENT;
 	}
+	if (options->ceil) {
+		for (dir = 0; dir < 2; dir++)
+			cfg.ceil_Bps[dir] = ceil_Bps;
+		fields |= LIMIT_FIELD_CEIL_UP | LIMIT_FIELD_CEIL_DOWN;
+	}
+	if (options->ceil_up) {
+		cfg.ceil_Bps[DIR_UP] = ceil_up_Bps;
+		fields |= LIMIT_FIELD_CEIL_UP;
+	}
+	if (options->ceil_down) {
+		cfg.ceil_Bps[DIR_DOWN] = ceil_down_Bps;
+		fields |= LIMIT_FIELD_CEIL_DOWN;
+	}
 	store = open_for_writing(options);
 	rc = store_limit_update(store, name, &cfg, fields, &written);
+	/* Both refusals name the values as they would have been written:
+	 * the one at fault may be stored, not given. */
+	for (dir = 0; rc == STORE_ECEILLOW && dir < 2; dir++) {
+		if (written.ceil_Bps[dir] == CEIL_NONE ||
+		    written.ceil_Bps[dir] == CEIL_UNLIMITED ||
+		    (written.rate_Bps[dir] != 0 &&
+		    written.ceil_Bps[dir] >= written.rate_Bps[dir]))
+			continue;
+		fprintf(stderr, "iprelay-limit: refused: %s: ceiling %s (%s) "
+		    "is below the rate %s (%s); give a ceiling of at least "
+		    "the rate, unlimited, or none\n", name,
+		    format_ceil(written.ceil_Bps[dir], ceil_text,
+		    sizeof(ceil_text)), dir_name[dir],
+		    format_rate(written.rate_Bps[dir], rate_text,
+		    sizeof(rate_text)), dir_name[dir]);
+		store_close(store);
+		return EXIT_POLICY;
+	}
+	if (rc == STORE_ECEILTOP) {
+		if (options->parent)
+			fprintf(stderr, "iprelay-limit: refused: %s: a "
+			    "top-level limit cannot have a ceiling (up %s, "
+			    "down %s): it has no parent to borrow from; "
+			    "give --ceil none too\n", name,
+			    format_ceil(written.ceil_Bps[DIR_UP], ceil_text,
+			    sizeof(ceil_text)),
+			    format_ceil(written.ceil_Bps[DIR_DOWN], rate_text,
+			    sizeof(rate_text)));
+		else
+			fprintf(stderr, "iprelay-limit: refused: %s: a "
+			    "ceiling needs a parent limit to borrow from "
+			    "(give --parent NAME)\n", name);
+		store_close(store);
+		return EXIT_POLICY;
+	}
 	if (rc == STORE_ENOPARENT || rc == STORE_ECYCLE) {
 		refusal = rc == STORE_ENOPARENT ? "no such parent limit" :
 		    "it would make a cycle of limits";
@@ -530,6 +653,7 @@ command_get(const struct options *options)
 	struct store *store;
 	struct limit_info info;
 	char up[32], down[32], burst[32], measured[2][3][32];
+	char ceil_up[32], ceil_down[32];
 	static const char *span[3] = { "1s", "5s", "60s" };
 	int rc, dir, index, fresh;
 
@@ -571,6 +695,9 @@ command_get(const struct options *options)
 	    sizeof(up)));
 	printf("down:    %s\n", format_rate(info.cfg.rate_Bps[DIR_DOWN], down,
 	    sizeof(down)));
+	printf("ceil:    up %s down %s\n", format_ceil(info.cfg.ceil_Bps[DIR_UP],
+	    ceil_up, sizeof(ceil_up)), format_ceil(info.cfg.ceil_Bps[DIR_DOWN],
+	    ceil_down, sizeof(ceil_down)));
 	printf("burst:   %s\n", info.cfg.burst_B ? format_exact(info.cfg.burst_B,
 	    burst, sizeof(burst)) : "auto");
 	printf("conns:   %" PRIu32 "\n", info.nconns);
@@ -579,6 +706,8 @@ command_get(const struct options *options)
 		    measured[DIR_UP][index], measured[DIR_DOWN][index]);
 	printf("total:   up %" PRIu64 " down %" PRIu64 "\n",
 	    info.total_B[DIR_UP], info.total_B[DIR_DOWN]);
+	printf("borrowed: up %" PRIu64 " down %" PRIu64 "\n",
+	    info.borrowed_B[DIR_UP], info.borrowed_B[DIR_DOWN]);
 	return 0;
 }
 
@@ -871,6 +1000,15 @@ parse_args(int argc, char **argv, struct options *options)
 		} else if (IS("--burst")) {
 			options->burst = option_value(argc, argv, &index,
 			    "--burst");
+		} else if (IS("--ceil")) {
+			options->ceil = option_value(argc, argv, &index,
+			    "--ceil");
+		} else if (IS("--ceil-up")) {
+			options->ceil_up = option_value(argc, argv, &index,
+			    "--ceil-up");
+		} else if (IS("--ceil-down")) {
+			options->ceil_down = option_value(argc, argv, &index,
+			    "--ceil-down");
 		} else if (IS("--parent")) {
 			options->parent = option_value(argc, argv, &index,
 			    "--parent");
@@ -899,7 +1037,7 @@ parse_args(int argc, char **argv, struct options *options)
 static const struct command {
 	const char *name;
 	int (*run)(const struct options *options);
-	int allow_set;		/* --up --down --burst --parent */
+	int allow_set;		/* --up --down --burst --parent --ceil* */
 	int allow_top;		/* -n -d */
 	int allow_json;
 } commands[] = {

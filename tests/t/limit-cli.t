@@ -19,7 +19,7 @@ valid_json() { python3 -m json.tool "$OUT" >/dev/null 2>&1; }
 # Reading before any state file exists: empty, and creates nothing.
 run list
 is "$rc" 0 "list without a state file exits 0"
-like "$out" '^NAME +PARENT +UP +DOWN +BURST +CONNS' "list prints the header"
+like "$out" '^NAME +PARENT +UP +DOWN +CEIL +BURST +CONNS' "list prints the header"
 ok "reading created no state file" test ! -e "$IPRELAY_STATE_DIR/iprelay.mdb"
 run --json list
 is "$out" "[]" "--json list without a state file is []"
@@ -105,12 +105,70 @@ is "$(json "$out" parent)" None "--parent none clears the parent"
 # list: the table and --json.
 run list
 is "$rc" 0 "list exits 0"
-like "$out" '^pop3 +- +64K +1K +16K +0 +- +-' "list row of pop3"
-like "$out" '^total +- +1M +1M +auto +0' "list row of total"
+like "$out" '^pop3 +- +64K +1K +none +16K +0 +- +-' "list row of pop3"
+like "$out" '^total +- +1M +1M +none +auto +0' "list row of total"
 run --json list
 ok "list --json is valid JSON" valid_json
 is "$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))))' "$OUT")" \
 	"$(run list; echo "$out" | tail -n +2 | wc -l)" "list --json has every limit"
+
+# Ceilings: borrowing past the rate, up to a ceiling, from idle ancestors.
+run get pop3
+like "$out" 'ceil: +up none down none' "a limit has no ceiling by default"
+like "$out" 'borrowed: up 0 down 0' "and has borrowed nothing"
+run --json get pop3
+is "$(json "$out" ceil_up)/$(json "$out" ceil_down)" "None/None" "no ceiling is null in JSON"
+run set link 1M
+run set bulk 256K --parent link --ceil 768K
+is "$rc" 0 "set --ceil with a parent exits 0"
+is "$err" "" "and says nothing"
+run --json get bulk
+is "$(json "$out" ceil_up)/$(json "$out" ceil_down)" "786432/786432" "--ceil sets both directions"
+is "$(json "$out" up)" 262144 "the rate is kept beside it"
+run set bulk --ceil-down unlimited
+run --json get bulk
+is "$(json "$out" ceil_up)/$(json "$out" ceil_down)" "786432/0" "--ceil-down unlimited is 0 in JSON, up kept"
+run get bulk
+like "$out" 'ceil: +up 768K down unlimited' "get shows both ceilings"
+run list
+like "$out" '^bulk +link +256K +256K +768K/unlimited +auto +0 ' "list shows the ceilings (up/down when they differ)"
+run set bulk --ceil 0
+run list
+like "$out" '^bulk +link +256K +256K +unlimited +auto ' "--ceil 0 is unlimited, one value when both agree"
+run set bulk --ceil-up 256K
+run --json get bulk
+is "$(json "$out" ceil_up)" 262144 "a ceiling equal to the rate is accepted"
+run set bulk --ceil 128K
+is "$rc" 1 "a ceiling below the rate is refused with exit 1"
+like "$err" "refused: bulk: ceiling 128K \(up\) is below the rate 256K \(up\)" "the refusal names both values"
+is "$(echo "$err" | wc -l)" 1 "in one line"
+run set bulk 512K
+is "$rc" 1 "raising the rate past the stored ceiling is refused"
+like "$err" "ceiling 256K \(up\) is below the rate 512K \(up\)" "naming the stored ceiling and the new rate"
+run set bulk 512K --ceil 1M
+is "$rc" 0 "rate and ceiling raised together are accepted"
+run set newbulk 64K --ceil 128K
+is "$rc" 1 "a ceiling on a limit without a parent is refused"
+like "$err" "refused: newbulk: a ceiling needs a parent limit to borrow from" "and says why"
+run get newbulk
+is "$rc" 1 "the refused limit was not created"
+run set link --ceil 2M
+is "$rc" 1 "a ceiling on a top-level limit is refused"
+run set bulk --parent none
+is "$rc" 1 "making a limit with a ceiling top-level is refused"
+like "$err" "top-level limit cannot have a ceiling \(up 1M, down 1M\).*--ceil none" "and says how"
+run set bulk --parent none --ceil none
+is "$rc" 0 "... unless its ceiling goes too"
+run --json get bulk
+is "$(json "$out" ceil_up)/$(json "$out" parent)" "None/None" "ceiling none, top-level"
+run set link --ceil none
+is "$rc" 0 "--ceil none on a top-level limit is fine (nothing to borrow)"
+run set half --up 1K --parent link
+run set half --ceil 4K
+is "$rc" 1 "--ceil over an unlimited direction is refused"
+like "$err" "ceiling 4K \(down\) is below the rate unlimited \(down\)" "naming the unlimited direction"
+run set half --ceil-up 4K
+is "$rc" 0 "--ceil-up sets the limited direction alone"
 
 # conns and kill with no relay.
 run conns
@@ -142,7 +200,7 @@ is "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["pid"])
 run conns
 like "$out" "^$id +$drawer_pid +free " "conns table row"
 run list
-like "$out" '^free +- +1K +1K +auto +1 ' "list counts the live relay"
+like "$out" '^free +- +1K +1K +none +auto +1 ' "list counts the live relay"
 run kill "$id"
 is "$rc" 0 "kill ID exits 0"
 like "$out" "$id terminated" "kill says so"
@@ -196,6 +254,10 @@ bad "-5" set x -5
 bad "fast" set x --up fast
 bad "1X" set x --down 1X
 bad "lots" set x 1K --burst lots
+bad "fast" set x 1K --ceil fast
+bad "1.5M" set x 1K --ceil-up 1.5M
+bad "-3" set x 1K --ceil-down -3
+bad "only for set" get pop3 --ceil 1K
 bad "b@d" set 'b@d' 1K
 bad "b@d" get 'b@d'
 bad "p!" set x 1K --parent 'p!'

@@ -10,6 +10,7 @@
 #include <lmdb.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -633,6 +634,17 @@ struct test_conn_rec {
 	struct conn_info info;
 };
 
+/* A bucket record of the second layout: the first, then the ceilings. */
+struct test_bucket_rec2 {
+	struct test_bucket_rec v1;
+	uint64_t ceil_Bps[2];
+	struct bucket ceil[2];
+	uint64_t borrowed_B[2];
+};
+
+/* The first layout of a limit record: up to the ceilings. */
+#define TEST_LIMIT_V1_SIZE	offsetof(struct test_limit_rec, cfg.ceil_Bps)
+
 static void
 test_decode(void)
 {
@@ -747,6 +759,216 @@ test_decode(void)
 	    STORE_EDAMAGED, "decode: conn remote without its NUL");
 	is_rc(store_decode_record(3, &conn, sizeof(conn)), EINVAL,
 	    "decode: an unknown kind");
+
+	/* Both layouts of limits and buckets: the first (no ceilings, as
+	 * state dirs made before them hold) and the second. */
+	ok(TEST_LIMIT_V1_SIZE == 104 || sizeof(void *) != 8,
+	    "decode: the first layout of a limit record is 104 bytes");
+	is_rc(store_decode_record(0, &limit, TEST_LIMIT_V1_SIZE), 0,
+	    "decode: a limit record of the first layout (no ceilings)");
+	is_rc(store_decode_record(0, &limit, TEST_LIMIT_V1_SIZE + 8),
+	    STORE_EDAMAGED, "decode: a limit record between the layouts");
+	bad_limit = limit;
+	bad_limit.cfg.ceil_Bps[1] = CEIL_UNLIMITED;
+	bad_limit.cfg.ceil_Bps[0] = 5000;
+	is_rc(store_decode_record(0, &bad_limit, sizeof(bad_limit)), 0,
+	    "decode: a limit with ceilings (unlimited, 5000)");
+	bad_limit.cfg.ceil_Bps[0] = RATE_MAX + 1;
+	is_rc(store_decode_record(0, &bad_limit, sizeof(bad_limit)),
+	    STORE_EDAMAGED, "decode: a limit ceiling past RATE_MAX");
+	{
+		struct test_bucket_rec2 two, bad_two;
+
+		memset(&two, 0, sizeof(two));
+		two.v1 = bucket;
+		two.ceil_Bps[0] = 5000;
+		two.ceil_Bps[1] = CEIL_UNLIMITED;
+		bucket_init(&two.ceil[0], 5000, 100, 5);
+		is_rc(store_decode_record(1, &two, sizeof(two)), 0,
+		    "decode: a bucket record of the second layout");
+		is_rc(store_decode_record(1, &two, sizeof(two) - 8),
+		    STORE_EDAMAGED, "decode: a bucket record between the "
+		    "layouts");
+		bad_two = two;
+		bad_two.ceil[0].frac_nB = NS_PER_SEC;
+		is_rc(store_decode_record(1, &bad_two, sizeof(bad_two)),
+		    STORE_EDAMAGED, "decode: a ceiling bucket with a whole "
+		    "byte of fraction");
+		bad_two = two;
+		bad_two.ceil_Bps[1] = RATE_MAX + 1;
+		is_rc(store_decode_record(1, &bad_two, sizeof(bad_two)),
+		    STORE_EDAMAGED, "decode: a bucket's ceiling past RATE_MAX");
+	}
+}
+
+/* The size of the value NAME in database DB of the store in DIR, read
+ * with LMDB itself while no store is open; 0 if there is none. */
+static size_t
+raw_size(const char *dir, const char *db, const char *name)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_val key = { strlen(name), (void *)name }, value;
+	char path[600];
+	size_t size = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, STORE_FILE);
+	if (mdb_env_create(&env))
+		return 0;
+	mdb_env_set_maxdbs(env, 8);
+	mdb_env_set_maxreaders(env, 8448);
+	if (mdb_env_open(env, path, MDB_NOSUBDIR | MDB_RDONLY, 0600) == 0 &&
+	    mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) == 0) {
+		if (mdb_dbi_open(txn, db, 0, &dbi) == 0 &&
+		    mdb_get(txn, dbi, &key, &value) == 0)
+			size = value.mv_size;
+		mdb_txn_abort(txn);
+	}
+	mdb_env_close(env);
+	return size;
+}
+
+/* Ceilings: what store_limit_update refuses, the records' layouts on
+ * disk, and a borrow through a real chain. */
+static void
+test_ceil(void)
+{
+	struct store *store;
+	struct limit_info info, top_info;
+	struct limit_cfg given, written;
+	struct grant grant;
+	const char *dir = dir_for("ceil");
+	uint64_t before_ns, put_ns, after_ns;
+	uint32_t id;
+	int rc;
+
+	if ((rc = store_open(&store, dir, 0)))
+		bail("store_open", rc);
+	is_rc(put(store, "top", 1000000, ""), 0, "ceil: put top");
+	given = cfg_of(1000, 1000, 100000, "top");
+	is_rc(store_limit_put(store, "plain", &given), 0,
+	    "ceil: put plain (no ceiling)");
+	store_close(store);
+	ok(raw_size(dir, "limits", "plain") == TEST_LIMIT_V1_SIZE &&
+	    raw_size(dir, "buckets", "plain") == sizeof(struct test_bucket_rec),
+	    "ceil: a limit without a ceiling is written in the first layout "
+	    "(%zu and %zu bytes), which programs before ceilings read",
+	    raw_size(dir, "limits", "plain"),
+	    raw_size(dir, "buckets", "plain"));
+	if ((rc = store_open(&store, dir, 0)))
+		bail("store_open", rc);
+
+	given = cfg_of(0, 0, 0, "");
+	given.ceil_Bps[DIR_UP] = 500;
+	is_rc(store_limit_update(store, "plain", &given, LIMIT_FIELD_CEIL_UP,
+	    &written), STORE_ECEILLOW, "ceil: a ceiling below the rate is "
+	    "refused");
+	ok(written.ceil_Bps[DIR_UP] == 500 && written.rate_Bps[DIR_UP] == 1000,
+	    "ceil: ... reporting both values as they would have been");
+	given.ceil_Bps[DIR_UP] = RATE_MAX + 1;
+	is_rc(store_limit_update(store, "plain", &given, LIMIT_FIELD_CEIL_UP,
+	    NULL), EINVAL, "ceil: a ceiling past RATE_MAX is bad input");
+	given.ceil_Bps[DIR_UP] = 2000000;
+	is_rc(store_limit_update(store, "top", &given, LIMIT_FIELD_CEIL_UP,
+	    NULL), STORE_ECEILTOP, "ceil: a ceiling on a top-level limit is "
+	    "refused");
+	given.ceil_Bps[DIR_UP] = CEIL_UNLIMITED;
+	is_rc(store_limit_update(store, "top", &given, LIMIT_FIELD_CEIL_UP,
+	    NULL), STORE_ECEILTOP, "ceil: ... an unlimited one too");
+	given.ceil_Bps[DIR_UP] = CEIL_NONE;
+	is_rc(store_limit_update(store, "top", &given, LIMIT_FIELD_CEIL_UP,
+	    NULL), 0, "ceil: ... and none is fine there");
+
+	given = cfg_of(0, 0, 0, "top");
+	given.ceil_Bps[DIR_UP] = 4000;
+	given.ceil_Bps[DIR_DOWN] = CEIL_UNLIMITED;
+	is_rc(store_limit_update(store, "plain", &given,
+	    LIMIT_FIELD_CEIL_UP | LIMIT_FIELD_CEIL_DOWN, NULL), 0,
+	    "ceil: ceilings 4000 up, unlimited down on plain");
+	rc = store_limit_get(store, "plain", &info);
+	ok(rc == 0 && info.cfg.ceil_Bps[DIR_UP] == 4000 &&
+	    info.cfg.ceil_Bps[DIR_DOWN] == CEIL_UNLIMITED &&
+	    info.ceil_bucket[DIR_UP].rate_Bps == 4000 &&
+	    info.ceil_bucket[DIR_UP].burst_B == 100000 &&
+	    info.ceil_bucket[DIR_DOWN].rate_Bps == 0 &&
+	    info.cfg.rate_Bps[DIR_UP] == 1000,
+	    "ceil: stored, with a ceiling bucket at 4000 B/s (the limit's "
+	    "burst), none for unlimited, the rate kept");
+	given = cfg_of(8000, 8000, 0, "");
+	is_rc(store_limit_update(store, "plain", &given,
+	    LIMIT_FIELD_UP | LIMIT_FIELD_DOWN, &written), STORE_ECEILLOW,
+	    "ceil: a rate raised past the stored ceiling is refused");
+	given = cfg_of(0, 0, 0, "");
+	is_rc(store_limit_update(store, "plain", &given, LIMIT_FIELD_PARENT,
+	    NULL), STORE_ECEILTOP, "ceil: making a limit with a ceiling "
+	    "top-level is refused");
+	given.ceil_Bps[DIR_UP] = given.ceil_Bps[DIR_DOWN] = CEIL_NONE;
+	is_rc(store_limit_update(store, "plain", &given, LIMIT_FIELD_PARENT |
+	    LIMIT_FIELD_CEIL_UP | LIMIT_FIELD_CEIL_DOWN, NULL), 0,
+	    "ceil: ... unless the ceilings go too");
+	given = cfg_of(0, 0, 0, "");
+	given.ceil_Bps[DIR_UP] = 2000;
+	is_rc(store_limit_update(store, "unrated", &given, LIMIT_FIELD_CEIL_UP,
+	    NULL), STORE_ECEILLOW, "ceil: a ceiling under an unlimited rate "
+	    "is refused");
+	rc = store_limit_get(store, "unrated", &info);
+	is_rc(rc, STORE_ENOLIMIT, "ceil: refused creations create nothing");
+
+	/* A borrow through the store: the child (1000 B/s, ceiling 1M/s)
+	 * under an idle top draws 10000 B released at once, counted as
+	 * borrowed; without the ceiling the same draw waits ~10 s. */
+	given = cfg_of(1000, 1000, 100000, "top");
+	given.ceil_Bps[DIR_UP] = given.ceil_Bps[DIR_DOWN] = 1000000;
+	put_ns = monotonic_ns();
+	is_rc(store_limit_put(store, "child", &given), 0,
+	    "ceil: put child 1000 B/s, ceiling 1M/s, in top");
+	id = register_conn(store, "child", getpid());
+	usleep(50000);
+	before_ns = monotonic_ns();
+	rc = store_reserve(store, id, "child", DIR_UP, 10000, &grant);
+	after_ns = monotonic_ns();
+	ok(rc == 0 && grant.bytes == 10000 && grant.release_ns <= after_ns
+	    && grant.release_ns >= before_ns,
+	    "ceil: 10000 B drawn past the child's rate are released at once");
+	store_limit_get(store, "child", &info);
+	store_limit_get(store, "top", &top_info);
+	ok(info.borrowed_B[DIR_UP] == 10000 && info.total_B[DIR_UP] == 10000 &&
+	    top_info.borrowed_B[DIR_UP] == 0 &&
+	    top_info.total_B[DIR_UP] == 10000 &&
+	    info.bucket[DIR_UP].tokens_B >= 0 &&
+	    info.ceil_bucket[DIR_UP].tokens_B + 10000 <=
+	    (int64_t)((after_ns - put_ns) / 1000) + 1,
+	    "ceil: counted as borrowed on the child, charged to its ceiling "
+	    "and the top, not to its rate (tokens %" PRId64 ", at the "
+	    "ceiling %" PRId64 " after %" PRIu64 " us)",
+	    info.bucket[DIR_UP].tokens_B, info.ceil_bucket[DIR_UP].tokens_B,
+	    (after_ns - put_ns) / 1000);
+	ok(grant.quantum_B > 1000 / 10,
+	    "ceil: its quantum is sized for the ceiling, not the rate (%"
+	    PRIu64 ")", grant.quantum_B);
+	store_conn_unregister(store, id);
+	store_close(store);
+	ok(raw_size(dir, "limits", "child") == sizeof(struct test_limit_rec) &&
+	    raw_size(dir, "buckets", "child") ==
+	    sizeof(struct test_bucket_rec2),
+	    "ceil: a limit with a ceiling is written in the second layout");
+	if ((rc = store_open(&store, dir, 0)))
+		bail("store_open", rc);
+	given = cfg_of(1000, 1000, 100000, "top");
+	is_rc(store_limit_put(store, "child", &given), 0,
+	    "ceil: child's ceiling removed");
+	id = register_conn(store, "child", getpid());
+	before_ns = monotonic_ns();
+	rc = store_reserve(store, id, "child", DIR_UP, 10000, &grant);
+	ok(rc == 0 && grant.bytes == 10000 &&
+	    grant.release_ns >= before_ns + 9 * NS_PER_SEC,
+	    "ceil: without it the same draw waits for the child's rate");
+	store_limit_get(store, "child", &info);
+	ok(info.borrowed_B[DIR_UP] == 10000,
+	    "ceil: the borrowed count is kept (10000)");
+	store_conn_unregister(store, id);
+	store_close(store);
 }
 
 static int
@@ -962,6 +1184,7 @@ main(void)
 	test_start_many();
 	test_bad_files();
 	test_decode();
+	test_ceil();
 	test_reap_and_boot();
 	test_dir_resolve();
 	remove_tree();
