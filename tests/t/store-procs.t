@@ -13,37 +13,7 @@ case $IPRELAY_BIN in
 esac
 SECONDS_T=3
 
-mono_ns_in() { "$DRAWER" -p "$1"; }
-
-# live_conns: relays registered in the store now.
-live_conns() { "$L" conns | tail -n +2 | wc -l; }
-
-# draw_round NAME LIMIT REPORT: NPROC drawers on LIMIT for SECONDS_T, all
-# starting at one instant once every one has registered (slow starts, as
-# under the sanitizers, cannot eat into the window); waits (bounded).
-draw_round() {
-	local pids="" pid deadline start_file=$TEST_TMP/start.$RANDOM
-	rm -f "$3"
-	for _ in $(seq $NPROC); do
-		"$DRAWER" -l "$2" -w "$start_file" -t "$SECONDS_T" -o "$3" &
-		pids="$pids $!"
-	done
-	spawned_pids="$spawned_pids $pids"
-	for _ in $(seq 300); do
-		[ "$(live_conns)" -ge $NPROC ] && break
-		sleep 0.1
-	done
-	mono_ns_in 0.2 >"$start_file.tmp" && mv "$start_file.tmp" "$start_file"
-	deadline=$((SECONDS + SECONDS_T + 20))
-	for pid in $pids; do
-		while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
-			sleep 0.1
-		done
-		kill -0 "$pid" 2>/dev/null && { fail "$1: drawer $pid hangs"; kill -KILL "$pid"; }
-		wait "$pid" 2>/dev/null
-	done
-	is "$(wc -l <"$3")" "$NPROC" "$1: every drawer reported"
-}
+. "$IPRELAY_TOP/tests/drawers.sh"
 
 # check_round NAME REPORT RATE BURST: total released in the window within
 # 1% of burst + rate * t; nobody under half of the fair share.
@@ -82,19 +52,19 @@ shaperd_pid=$last_pid
 RATE=1048576
 BURST=$((RATE / 10))
 "$L" set one $RATE --burst $BURST
-draw_round "one limit" one "$TEST_TMP/one.report"
+draw_round "one limit" "one:$TEST_TMP/one.report"
 check_round "one limit" "$TEST_TMP/one.report" $RATE $BURST
 
 # A child inside a parent: the parent binds (child is faster).
 "$L" set parent 1M --burst 64K
 "$L" set child 4M --burst 256K --parent parent
-draw_round "parent binds" child "$TEST_TMP/nest1.report"
+draw_round "parent binds" "child:$TEST_TMP/nest1.report"
 check_round "parent binds" "$TEST_TMP/nest1.report" 1048576 65536
 
 # The child binds (parent is faster), and the parent counted every byte.
 "$L" set parent2 4M --burst 256K
 "$L" set child2 512K --burst 32K --parent parent2
-draw_round "child binds" child2 "$TEST_TMP/nest2.report"
+draw_round "child binds" "child2:$TEST_TMP/nest2.report"
 check_round "child binds" "$TEST_TMP/nest2.report" 524288 32768
 child_total=$("$L" --json get child2 | python3 -c 'import json,sys; print(json.load(sys.stdin)["down_total"])')
 parent_total=$("$L" --json get parent2 | python3 -c 'import json,sys; print(json.load(sys.stdin)["down_total"])')
