@@ -460,8 +460,6 @@ resolve_remote(const struct hostport *remote, char *shown, size_t size,
 	return resolved(remote, rc, result, shown, size, why, why_size);
 }
 
-/* Add or replace forwarder number, its remote already resolved to shown.
- * On failure the old one (if any) is kept when it can still listen. */
 /* A relay started ahead (see spare_start) waits with the settings of its
  * start: a change lets it go, end of file on its socket, and it exits. */
 static void
@@ -482,6 +480,8 @@ spares_let_go(void)
 			spare_let_go(&relay.children[index]);
 }
 
+/* Add or replace forwarder number, its remote already resolved to shown.
+ * On failure the old one (if any) is kept when it can still listen. */
 static int
 forwarder_install(int number, const struct proxyspec *spec,
     const char *shown, char *why, size_t why_size)
