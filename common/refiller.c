@@ -1,10 +1,14 @@
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -13,6 +17,7 @@
 #define LIMIT_RING	601	/* 60 s of 100 ms ticks, and the newest */
 #define CONN_RING	6	/* 5 s of whole seconds, and the newest */
 #define HOUSEKEEP_NS	NS_PER_SEC	/* reap, reader check, conn rates */
+#define EXITS_PER_TICK	256	/* pidfd events taken per epoll_wait */
 
 /* Cumulative byte counters sampled on every tick with the time of the
  * sample; a rate over N seconds is the difference between the newest
@@ -30,6 +35,7 @@ struct limit_history {
 
 struct conn_history {
 	uint32_t id;
+	int pidfd;		/* readable once pid exits; -1: not watched */
 	uint64_t bytes[CONN_RING][2];
 	uint64_t at_ns[CONN_RING];
 	unsigned filled, head;
@@ -45,6 +51,17 @@ struct refiller {
 	uint64_t tick_ns;	/* CLOCK_MONOTONIC of the tick under way */
 	uint64_t housekept_ns;	/* of the last reap; 0 = never */
 	int headroom_rc;	/* store_keep_headroom's last answer */
+	/* Relays' exits seen as they happen, so the dead are reaped on the
+	 * next tick and not only by the once-a-second check of every pid,
+	 * which a loaded machine can delay past 2 s.  Every relay gets a
+	 * pidfd in exit_epoll_fd while descriptors last (below half the
+	 * soft limit: an embedded refiller shares iprelay's descriptors
+	 * with its clients); the others wait for the check. */
+	int exit_epoll_fd;	/* -1: no pidfds (old kernel, no epoll) */
+	int pidfd_max;		/* a pidfd numbered this or above is closed */
+	uint32_t watched_since;	/* store_conn_foreach_new's counter */
+	struct conn_exit *exits;	/* seen this tick, to drop */
+	size_t nexits, exits_cap;
 	struct limit_history *limits;
 	size_t nlimits, limits_cap;
 	struct conn_history *conns;
@@ -90,6 +107,7 @@ refiller_create(struct refiller **out, struct store *store, const char *dir,
     enum refiller_kind kind)
 {
 	struct refiller *refiller;
+	struct rlimit files;
 	int rc;
 
 	refiller = calloc(1, sizeof(*refiller));
@@ -97,6 +115,10 @@ refiller_create(struct refiller **out, struct store *store, const char *dir,
 		return ENOMEM;
 	refiller->store = store;
 	refiller->kind = kind;
+	refiller->exit_epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	refiller->pidfd_max = getrlimit(RLIMIT_NOFILE, &files) == 0 &&
+	    files.rlim_cur != RLIM_INFINITY && files.rlim_cur / 2 < INT_MAX ?
+	    (int)(files.rlim_cur / 2) : INT_MAX;
 	refiller->refill_fd = open_lock(dir, "refiller.lock");
 	refiller->priority_fd = open_lock(dir, "shaperd.lock");
 	if (refiller->refill_fd < 0 || refiller->priority_fd < 0) {
@@ -108,6 +130,18 @@ refiller_create(struct refiller **out, struct store *store, const char *dir,
 	return 0;
 }
 
+static void
+unwatch_all(struct refiller *refiller)
+{
+	size_t index;
+
+	for (index = 0; index < refiller->nconns; index++)
+		if (refiller->conns[index].pidfd >= 0) {
+			close(refiller->conns[index].pidfd);
+			refiller->conns[index].pidfd = -1;
+		}
+}
+
 void
 refiller_destroy(struct refiller *refiller)
 {
@@ -117,8 +151,12 @@ refiller_destroy(struct refiller *refiller)
 		close(refiller->refill_fd);
 	if (refiller->priority_fd >= 0)
 		close(refiller->priority_fd);
+	unwatch_all(refiller);
+	if (refiller->exit_epoll_fd >= 0)
+		close(refiller->exit_epoll_fd);
 	free(refiller->limits);
 	free(refiller->conns);
+	free(refiller->exits);
 	free(refiller);
 }
 
@@ -151,6 +189,9 @@ refiller_arbitrate(struct refiller *refiller)
 		    ofd_held_elsewhere(refiller->priority_fd)) {
 			ofd_lock(refiller->refill_fd, F_UNLCK);
 			refiller->active = 0;
+			/* shaperd watches them now; ours would only hold
+			 * descriptors iprelay's clients need. */
+			unwatch_all(refiller);
 		}
 		return refiller->active;
 	}
@@ -161,6 +202,8 @@ refiller_arbitrate(struct refiller *refiller)
 		return 0;
 	refiller->active = 1;
 	refiller->housekept_ns = 0;
+	/* Relays came and went while another refilled: look at them all. */
+	refiller->watched_since = 0;
 	(void)store_boot_reset(refiller->store, &was_reset);
 	publish_refiller(refiller);
 	return 1;
@@ -250,14 +293,23 @@ bucket_tick(void *ctx, struct limit_info *info)
 }
 
 static struct conn_history *
-conn_history_for(struct refiller *refiller, uint32_t id)
+conn_history_find(struct refiller *refiller, uint32_t id)
 {
-	struct conn_history *grown;
 	size_t index;
 
 	for (index = 0; index < refiller->nconns; index++)
 		if (refiller->conns[index].id == id)
 			return &refiller->conns[index];
+	return NULL;
+}
+
+static struct conn_history *
+conn_history_for(struct refiller *refiller, uint32_t id)
+{
+	struct conn_history *grown;
+
+	if ((grown = conn_history_find(refiller, id)))
+		return grown;
 	if (refiller->nconns == refiller->conns_cap) {
 		size_t cap = refiller->conns_cap ? refiller->conns_cap * 2 : 64;
 
@@ -270,6 +322,7 @@ conn_history_for(struct refiller *refiller, uint32_t id)
 	grown = &refiller->conns[refiller->nconns++];
 	memset(grown, 0, sizeof(*grown));
 	grown->id = id;
+	grown->pidfd = -1;
 	return grown;
 }
 
@@ -361,7 +414,8 @@ forget_unseen(struct refiller *refiller)
 		if (refiller->conns[index].seen) {
 			refiller->conns[index].seen = 0;
 			refiller->conns[kept++] = refiller->conns[index];
-		}
+		} else if (refiller->conns[index].pidfd >= 0)
+			close(refiller->conns[index].pidfd);
 	refiller->nconns = kept;
 	kept = 0;
 	for (index = 0; index < refiller->nlimits; index++)
@@ -372,6 +426,108 @@ forget_unseen(struct refiller *refiller)
 	refiller->nlimits = kept;
 }
 
+static void
+exit_seen(struct refiller *refiller, uint32_t id, pid_t pid)
+{
+	struct conn_exit *grown;
+
+	if (refiller->nexits == refiller->exits_cap) {
+		size_t cap = refiller->exits_cap ? refiller->exits_cap * 2 : 64;
+
+		grown = realloc(refiller->exits, cap * sizeof(*grown));
+		if (grown == NULL)
+			return;	/* the once-a-second check reaps it */
+		refiller->exits = grown;
+		refiller->exits_cap = cap;
+	}
+	refiller->exits[refiller->nexits].id = id;
+	refiller->exits[refiller->nexits].pid = pid;
+	refiller->nexits++;
+}
+
+/* store_conn_foreach_new's visitor: a pidfd for each new relay. */
+static int
+watch_conn(void *ctx, const struct conn_info *info)
+{
+	struct refiller *refiller = ctx;
+	struct conn_history *history;
+	struct epoll_event event = { .events = EPOLLIN };
+	unsigned long long start;
+	char state;
+	int pidfd;
+
+	if (info->pid <= 0 || refiller->exit_epoll_fd < 0)
+		return 0;
+	history = conn_history_for(refiller, info->id);
+	if (history == NULL || history->pidfd >= 0)
+		return 0;
+	pidfd = (int)syscall(SYS_pidfd_open, info->pid, 0);
+	if (pidfd < 0) {
+		if (errno == ESRCH)
+			exit_seen(refiller, info->id, info->pid);
+		else if (errno == ENOSYS) {
+			close(refiller->exit_epoll_fd);
+			refiller->exit_epoll_fd = -1;
+		}
+		return 0;
+	}
+	if (pidfd >= refiller->pidfd_max) {
+		close(pidfd);
+		return 0;
+	}
+	/* The pid may have been another process's by the time we opened
+	 * it: then ours is gone. */
+	start = proc_stat(info->pid, &state);
+	if (info->pid_start && start && start != info->pid_start) {
+		close(pidfd);
+		exit_seen(refiller, info->id, info->pid);
+		return 0;
+	}
+	event.data.u64 = (uint64_t)info->id << 32 | (uint32_t)info->pid;
+	if (epoll_ctl(refiller->exit_epoll_fd, EPOLL_CTL_ADD, pidfd,
+	    &event) < 0) {
+		close(pidfd);
+		return 0;
+	}
+	history->pidfd = pidfd;
+	return 0;
+}
+
+/* Drop the records of relays that exited since the last tick without
+ * unregistering (kill -9, a crash).  Best effort: whatever fails here the
+ * once-a-second check of every pid reaps. */
+static void
+reap_exited(struct refiller *refiller, unsigned *reaped)
+{
+	struct epoll_event events[EXITS_PER_TICK];
+	struct conn_history *history;
+	uint32_t id;
+	int nevents, index;
+
+	if (refiller->exit_epoll_fd < 0)
+		return;
+	refiller->nexits = 0;
+	(void)store_conn_foreach_new(refiller->store,
+	    &refiller->watched_since, watch_conn, refiller);
+	if (refiller->exit_epoll_fd < 0)
+		return;
+	nevents = epoll_wait(refiller->exit_epoll_fd, events, EXITS_PER_TICK,
+	    0);
+	for (index = 0; index < nevents; index++) {
+		id = (uint32_t)(events[index].data.u64 >> 32);
+		/* Closing it takes it out of the epoll set. */
+		history = conn_history_find(refiller, id);
+		if (history && history->pidfd >= 0) {
+			close(history->pidfd);
+			history->pidfd = -1;
+		}
+		exit_seen(refiller, id, (pid_t)(uint32_t)events[index].data.u64);
+	}
+	if (refiller->nexits)
+		(void)store_conn_drop_exited(refiller->store, refiller->exits,
+		    refiller->nexits, reaped);
+}
+
 int
 refiller_tick(struct refiller *refiller, unsigned *reaped)
 {
@@ -380,6 +536,7 @@ refiller_tick(struct refiller *refiller, unsigned *reaped)
 	uint64_t now_ns = monotonic_ns();
 	int housekeep = refiller->housekept_ns == 0 ||
 	    now_ns - refiller->housekept_ns >= HOUSEKEEP_NS;
+	unsigned swept;
 	int cleared, rc;
 
 	*reaped = 0;
@@ -391,6 +548,7 @@ refiller_tick(struct refiller *refiller, unsigned *reaped)
 	 * per reader process). */
 	if ((rc = store_reader_check(refiller->store, &cleared)))
 		return rc;
+	reap_exited(refiller, reaped);
 	rc = store_tick(refiller->store, bucket_tick,
 	    housekeep ? conn_tick : NULL, refiller);
 	if (rc)
@@ -412,7 +570,9 @@ refiller_tick(struct refiller *refiller, unsigned *reaped)
 			    "allocated ahead again", STORE_HEADROOM_B >> 20);
 		refiller->headroom_rc = rc;
 	}
-	return store_reap(refiller->store, conn_alive, NULL, reaped);
+	rc = store_reap(refiller->store, conn_alive, NULL, &swept);
+	*reaped += swept;
+	return rc;
 }
 
 uint64_t

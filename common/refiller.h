@@ -44,8 +44,10 @@ int
 refiller_arbitrate(struct refiller *refiller);
 
 /* One tick of work; call every REFILLER_TICK_NS while arbitrate says 1.
- * Stale reader slots are cleared on every tick; reaping and connection
- * rates run once a second by the clock, whatever the tick. */
+ * Stale reader slots are cleared on every tick, and the records of relays
+ * whose exit was seen since the last (a pidfd each) are dropped.  Every
+ * pid is checked, and connection rates measured, once a second by the
+ * clock, whatever the tick.  *reaped: records removed. */
 int
 refiller_tick(struct refiller *refiller, unsigned *reaped);
 

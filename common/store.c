@@ -354,6 +354,17 @@ conn_key(uint32_t id, unsigned char buf[4])
 	return key;
 }
 
+static uint32_t
+conn_id_of(const MDB_val *key)
+{
+	const unsigned char *buf = key->mv_data;
+
+	if (key->mv_size != 4)
+		return 0;
+	return (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 |
+	    (uint32_t)buf[2] << 8 | buf[3];
+}
+
 static int
 get_conn(struct store *store, MDB_txn *txn, uint32_t id, struct conn_rec *rec)
 {
@@ -1555,36 +1566,111 @@ out:
 	return rc;
 }
 
+/* Remove conn's record and take it off its chain's relay counts, inside
+ * the caller's write transaction. */
+static int
+drop_conn(struct store *store, MDB_txn *txn, const struct conn_rec *rec)
+{
+	struct chain *chain = store->chain;
+	unsigned char buf[4];
+	MDB_val key = conn_key(rec->info.id, buf);
+	size_t level;
+	int rc;
+
+	if ((rc = mdb_del(txn, store->conns, &key, NULL)))
+		return rc;
+	if ((rc = load_chain(store, txn, rec->info.limit, chain)))
+		return rc;
+	for (level = 0; level < chain->depth; level++)
+		if (chain->recs[level].nconns)
+			chain->recs[level].nconns--;
+	return save_chain(store, txn, chain);
+}
+
 int
 store_conn_unregister(struct store *store, uint32_t id)
 {
 	MDB_txn *txn = NULL;
 	struct conn_rec rec;
-	struct chain *chain;
-	unsigned char buf[4];
-	MDB_val key = conn_key(id, buf);
-	size_t level;
 	int rc;
 
-	chain = store->chain;
 	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)))
-		goto out;
-	if ((rc = get_conn(store, txn, id, &rec)))
-		goto abort;
-	if ((rc = mdb_del(txn, store->conns, &key, NULL)))
-		goto abort;
-	if ((rc = load_chain(store, txn, rec.info.limit, chain)))
-		goto abort;
-	for (level = 0; level < chain->depth; level++)
-		if (chain->recs[level].nconns)
-			chain->recs[level].nconns--;
-	if ((rc = save_chain(store, txn, chain)))
-		goto abort;
-	rc = txn_commit(store, txn);
-	goto out;
+		return rc;
+	if ((rc = get_conn(store, txn, id, &rec)) ||
+	    (rc = drop_conn(store, txn, &rec))) {
+		mdb_txn_abort(txn);
+		return rc;
+	}
+	return txn_commit(store, txn);
+}
+
+/* Whether exits[] names a record still there: the common case, a relay
+ * that unregistered itself before it exited, costs a read transaction and
+ * not a turn at the write lock the relays draw under. */
+static int
+any_exited_listed(struct store *store, const struct conn_exit *exits,
+    size_t nexits, int *listed)
+{
+	MDB_txn *txn = NULL;
+	struct conn_rec rec;
+	size_t index;
+	int rc = 0;
+
+	*listed = 0;
+	if ((rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn)))
+		return rc;
+	for (index = 0; index < nexits && !*listed; index++) {
+		rc = get_conn(store, txn, exits[index].id, &rec);
+		if (rc == STORE_ENOCONN)
+			rc = 0;
+		else if (rc)
+			break;
+		else
+			*listed = rec.info.pid == exits[index].pid;
+	}
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+int
+store_conn_drop_exited(struct store *store, const struct conn_exit *exits,
+    size_t nexits, unsigned *dropped)
+{
+	MDB_txn *txn = NULL;
+	struct conn_rec rec;
+	size_t index;
+	int rc, listed;
+
+	*dropped = 0;
+	if ((rc = any_exited_listed(store, exits, nexits, &listed)) || !listed)
+		return rc;
+	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)))
+		return rc;
+	for (index = 0; index < nexits; index++) {
+		rc = get_conn(store, txn, exits[index].id, &rec);
+		if (rc == STORE_ENOCONN)
+			continue;
+		/* A damaged record is left to store_reap. */
+		if (rc == STORE_EDAMAGED)
+			continue;
+		if (rc)
+			goto abort;
+		/* The id went to a newer relay after the old one's record
+		 * was removed: not ours to drop. */
+		if (rec.info.pid != exits[index].pid)
+			continue;
+		if ((rc = drop_conn(store, txn, &rec)))
+			goto abort;
+		(*dropped)++;
+	}
+	if (*dropped == 0) {
+		mdb_txn_abort(txn);
+		return 0;
+	}
+	return txn_commit(store, txn);
 abort:
 	mdb_txn_abort(txn);
-out:
+	*dropped = 0;
 	return rc;
 }
 
@@ -1600,6 +1686,72 @@ store_conn_get(struct store *store, uint32_t id, struct conn_info *info)
 	rc = get_conn(store, txn, id, &rec);
 	if (rc == 0)
 		*info = rec.info;
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+int
+store_conn_foreach_new(struct store *store, uint32_t *since,
+    conn_visit_fn visit, void *ctx)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cursor = NULL;
+	struct conn_rec rec;
+	unsigned char buf[4];
+	MDB_val key, value;
+	uint32_t next_id = 1, end_id;
+	size_t got;
+	int rc, wrap_to_first;
+
+	if ((rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn)))
+		return rc;
+	rc = meta_get_txn(store, txn, "next_conn", &next_id, sizeof(next_id),
+	    &got);
+	if (rc == MDB_NOTFOUND || (rc == 0 && got != sizeof(next_id)))
+		next_id = 1;
+	else if (rc)
+		goto out;
+	if (*since == next_id) {
+		rc = 0;
+		goto out;
+	}
+	if ((rc = mdb_cursor_open(txn, store->conns, &cursor)))
+		goto out;
+	/* Ids are handed out in rising order from next_conn and wrap past
+	 * CONN_ID_MAX: the new ones are [since, next_id), perhaps wrapped
+	 * round.  since 0 asks for every record. */
+	wrap_to_first = *since > next_id;
+	if (*since == 0) {
+		end_id = UINT32_MAX;
+		rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST);
+	} else {
+		end_id = wrap_to_first ? UINT32_MAX : next_id;
+		key = conn_key(*since, buf);
+		rc = mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE);
+	}
+	for (;; rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)) {
+		if (rc == MDB_NOTFOUND && wrap_to_first) {
+			wrap_to_first = 0;
+			end_id = next_id;
+			rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST);
+		}
+		if (rc)
+			break;
+		if (conn_id_of(&key) >= end_id) {
+			rc = MDB_NOTFOUND;
+			break;
+		}
+		/* A damaged record is store_reap's to remove. */
+		if (decode_conn(&value, &rec) == 0 &&
+		    (rc = visit(ctx, &rec.info)))
+			break;
+	}
+	mdb_cursor_close(cursor);
+	if (rc == MDB_NOTFOUND) {
+		rc = 0;
+		*since = next_id;
+	}
+out:
 	mdb_txn_abort(txn);
 	return rc;
 }

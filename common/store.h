@@ -197,6 +197,28 @@ store_conn_get(struct store *store, uint32_t id, struct conn_info *info);
 int
 store_conn_foreach(struct store *store, conn_visit_fn visit, void *ctx);
 
+/* Visit the connections registered since the registration counter read
+ * *since (0: every connection), then set *since to the counter now: a
+ * refiller learns of new relays on every tick in one read transaction,
+ * without walking them all.  After the ids wrap, live ones the counter
+ * stepped over are visited again. */
+int
+store_conn_foreach_new(struct store *store, uint32_t *since,
+    conn_visit_fn visit, void *ctx);
+
+/* A relay process seen to exit (refiller: pidfd). */
+struct conn_exit {
+	uint32_t id;
+	pid_t pid;
+};
+
+/* Remove the record of each exits[i].id that still names exits[i].pid
+ * and take it off its chain's relay counts, as the relay's own
+ * unregister would have.  *dropped says how many were there. */
+int
+store_conn_drop_exited(struct store *store, const struct conn_exit *exits,
+    size_t nexits, unsigned *dropped);
+
 /* Draw want_B bytes for connection id in direction dir from its limit and
  * every ancestor at once.  Counts the bytes on the connection and on every
  * level.  A missing limit (deleted) is unshaped.  A draw that would take

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
@@ -58,6 +59,22 @@ usage_error(const char *fmt, const char *word)
 	fprintf(stderr, fmt, text);
 	fprintf(stderr, "\n%s", USAGE);
 	exit(EXIT_USAGE);
+}
+
+/* The refiller watches each live relay's exit through a pidfd while
+ * descriptors last (refiller.c): 8192 relays need more than the usual soft
+ * limit of 1024.  Best effort: shaperd.service sets LimitNOFILE= and
+ * forbids setrlimit. */
+static void
+raise_files_limit(void)
+{
+	struct rlimit files;
+
+	if (getrlimit(RLIMIT_NOFILE, &files) == 0 &&
+	    files.rlim_cur < files.rlim_max) {
+		files.rlim_cur = files.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &files);
+	}
 }
 
 static int
@@ -141,6 +158,7 @@ main(int argc, char **argv)
 	if (rc)
 		log_fatal(store_exit_code(rc), "unable to open %s/%s: %s",
 		    dir, STORE_FILE, store_strerror(rc));
+	raise_files_limit();
 	if ((rc = refiller_create(&refiller, store, dir, REFILLER_SHAPERD)))
 		log_fatal(EXIT_SYSTEM, "unable to open the locks in %s: %s",
 		    dir, strerror(rc));

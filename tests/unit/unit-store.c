@@ -1039,6 +1039,92 @@ test_reap_and_boot(void)
 	store_close(store);
 }
 
+struct seen_ids {
+	uint32_t list[8];
+	int count;
+};
+
+static int
+collect_id(void *ctx, const struct conn_info *info)
+{
+	struct seen_ids *seen = ctx;
+
+	if (seen->count < 8)
+		seen->list[seen->count] = info->id;
+	seen->count++;
+	return 0;
+}
+
+/* What a refiller watching relays' exits relies on: it learns of each new
+ * relay once, across the id wrap, and drops only the record of the
+ * process it saw exit. */
+static void
+test_new_and_exited(void)
+{
+	struct store *store;
+	struct seen_ids seen = { { 0 }, 0 };
+	struct conn_exit exits[3];
+	struct conn_info info;
+	uint32_t since = 0, first, second, third, ten, near_max = 999998;
+	unsigned dropped;
+	int rc;
+
+	if ((rc = store_open(&store, dir_for("new"), 0)))
+		bail("store_open", rc);
+	put(store, "total", 3072, "");
+	put(store, "pop3", 1024, "total");
+	first = register_conn(store, "pop3", 1000001);
+	second = register_conn(store, "pop3", 1000002);
+	rc = store_conn_foreach_new(store, &since, collect_id, &seen);
+	ok(rc == 0 && seen.count == 2 && seen.list[0] == first &&
+	    seen.list[1] == second && since == second + 1,
+	    "from 0: every relay, and the counter (%d seen, since %u)",
+	    seen.count, since);
+	seen.count = 0;
+	rc = store_conn_foreach_new(store, &since, collect_id, &seen);
+	ok(rc == 0 && seen.count == 0, "nothing new: nothing visited");
+	third = register_conn(store, "", 1000003);
+	rc = store_conn_foreach_new(store, &since, collect_id, &seen);
+	ok(rc == 0 && seen.count == 1 && seen.list[0] == third,
+	    "one registered since: that one only (%d seen)", seen.count);
+
+	/* Round the wrap: 999998 and 999999, then the first free from 1
+	 * (4).  Ids the counter stepped over on the way (1 to 3, live) may
+	 * be visited again; one outside the range (10) is not. */
+	ten = 10;
+	is_rc(store_meta_put(store, "next_conn", &ten, sizeof(ten)), 0,
+	    "next id set to 10");
+	register_conn(store, "", 1000010);
+	is_rc(store_meta_put(store, "next_conn", &near_max, sizeof(near_max)),
+	    0, "next id set to 999998");
+	since = near_max;
+	register_conn(store, "", 1000004);
+	register_conn(store, "", 1000005);
+	register_conn(store, "", 1000006);
+	seen.count = 0;
+	rc = store_conn_foreach_new(store, &since, collect_id, &seen);
+	ok(rc == 0 && seen.count == 6 && seen.list[0] == 999998 &&
+	    seen.list[1] == 999999 && seen.list[5] == 4 && since == 5,
+	    "across the wrap: 999998, 999999, then 1 to 4, not 10 "
+	    "(%d: %u %u .. %u)", seen.count, seen.list[0], seen.list[1],
+	    seen.list[5]);
+
+	exits[0] = (struct conn_exit){ first, 1000001 };
+	exits[1] = (struct conn_exit){ second, 4242 };	/* another pid */
+	exits[2] = (struct conn_exit){ 777, 1000007 };	/* no such record */
+	rc = store_conn_drop_exited(store, exits, 3, &dropped);
+	ok(rc == 0 && dropped == 1, "drop the exited: one matches (%u)",
+	    dropped);
+	ok(store_conn_get(store, first, &info) == STORE_ENOCONN &&
+	    store_conn_get(store, second, &info) == 0,
+	    "the exited relay's record is gone; one of another pid stays");
+	ok(nconns_of(store, "pop3") == 1 && nconns_of(store, "total") == 1,
+	    "the chain's relay counts are down by one");
+	rc = store_conn_drop_exited(store, exits, 1, &dropped);
+	ok(rc == 0 && dropped == 0, "dropping it again finds nothing");
+	store_close(store);
+}
+
 static void
 test_dir_resolve(void)
 {
@@ -1186,6 +1272,7 @@ main(void)
 	test_decode();
 	test_ceil();
 	test_reap_and_boot();
+	test_new_and_exited();
 	test_dir_resolve();
 	remove_tree();
 	return done_testing();
