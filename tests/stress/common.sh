@@ -4,10 +4,6 @@
 # STRESS=long (make stress) uses the full counts of issue 7; quick scales
 # them down, and further under the sanitizers (names say so).
 STRESS=${STRESS:-long}
-case $IPRELAY_BIN in
-*asan*) SANITIZED=1 ;;
-*) SANITIZED= ;;
-esac
 LIMIT="$IPRELAY_BIN/iprelay-limit -S $IPRELAY_STATE_DIR"
 CONN=$IPRELAY_BIN/iprelay-conn
 MANY="python3 $IPRELAY_TOP/tests/stress/manyconn.py"

@@ -12,10 +12,6 @@
 . "$IPRELAY_TOP/tests/lib.sh"
 
 IPRELAY=$IPRELAY_BIN/iprelay
-case $IPRELAY_BIN in
-*asan*) SANITIZED=1 ;;
-*) SANITIZED= ;;
-esac
 [ -x "$IPRELAY" ] && [ -x "$IPRELAY_BIN/iprelay-conn" ] ||
     { echo "1..0 # SKIP $IPRELAY not built"; exit 0; }
 mkdir -p "$IPRELAY_STATE_DIR"

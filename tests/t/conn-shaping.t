@@ -13,10 +13,6 @@ if [ -x "$IPRELAY_BIN/iprelay-limit" ]; then
 else
 	LIMIT_CMD="$IPRELAY_BIN/tools/limitctl -S $IPRELAY_STATE_DIR"
 fi
-case $IPRELAY_BIN in
-*asan*) SANITIZED=1 ;;
-*) SANITIZED= ;;
-esac
 
 [ -x "$CONN" ] || { echo "1..0 # SKIP $CONN not built"; exit 0; }
 mkdir -p "$IPRELAY_STATE_DIR"

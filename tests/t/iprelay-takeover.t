@@ -68,9 +68,14 @@ ok "exactly one refiller: iprelay does not take it again" stays_who "^$shaperd2 
 ok "the new shaperd is still running" kill -0 "$shaperd2"
 wait "$client"
 result=$(cat "$TEST_TMP/client.json")
-within "$(steady_rate "$result" 1 4.5)" 4096 10 "4096 B/s under shaperd"
-within "$(steady_rate "$result" 6 10)" 4096 10 "4096 B/s under iprelay's refiller"
-within "$(steady_rate "$result" 11.5 16.5)" 4096 10 "4096 B/s after shaperd returned"
+# 10% either way; under the sanitizers 25% below: a relay descheduled for
+# a few hundred ms on two loaded cores falls behind, and the bucket (a
+# burst of 0.1 s) grants nothing to catch up with.
+under=10
+[ -n "$SANITIZED" ] && under=25
+within_over_under "$(steady_rate "$result" 1 4.5)" 4096 10 $under "4096 B/s under shaperd"
+within_over_under "$(steady_rate "$result" 6 10)" 4096 10 $under "4096 B/s under iprelay's refiller"
+within_over_under "$(steady_rate "$result" 11.5 16.5)" 4096 10 $under "4096 B/s after shaperd returned"
 ok "iprelay still runs" kill -0 "$iprelay"
 
 done_testing
