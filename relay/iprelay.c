@@ -46,6 +46,11 @@
 #define SAMPLES		61	/* one a second: a minute of history */
 #define ACCEPTS_PER_WAKE	64
 #define STOP_GRACE_NS	(3ULL * NS_PER_SEC)
+/* A relay started ahead is started this long after the one before it took
+ * a client: started at once, its exec and start-up ran beside that
+ * client's first steps (store, connect, first bytes) on the same cores, and
+ * doubled the latency a client saw (bench/README.md). */
+#define SPARE_DELAY_NS	(5ULL * 1000 * 1000)
 
 extern char **environ;
 
@@ -59,6 +64,7 @@ struct forwarder {
 	uint64_t own_rate_Bps;		/* set limit N RATE; 0 = none set */
 	int has_own_limit;
 	int paused;			/* accept failed with EMFILE: wait a tick */
+	uint64_t spare_due_ns;		/* CLOCK_MONOTONIC: start one ahead; 0 = no */
 };
 
 struct child {
@@ -895,9 +901,8 @@ accept_on(struct forwarder *forwarder, int listen_fd)
 			say(LOG_INFO, "- Received connect from %s (forwarder %d)",
 			    peer, number);
 	}
-	/* Past the burst, while the relays just started run. */
-	if (count > 0)
-		spare_start(forwarder);
+	if (count > 0 && forwarder->spare_due_ns == 0)
+		forwarder->spare_due_ns = monotonic_ns() + SPARE_DELAY_NS;
 }
 
 static void
@@ -1664,6 +1669,39 @@ on_signal(void)
 	}
 }
 
+/* Milliseconds until a forwarder's relay is due to be started ahead, for
+ * poll; -1 when none is. */
+static int
+spare_wait_ms(void)
+{
+	uint64_t now_ns = monotonic_ns(), soonest_ns = UINT64_MAX;
+	size_t index;
+
+	for (index = 0; index < relay.nforwarders; index++)
+		if (relay.forwarders[index].spare_due_ns &&
+		    relay.forwarders[index].spare_due_ns < soonest_ns)
+			soonest_ns = relay.forwarders[index].spare_due_ns;
+	if (soonest_ns == UINT64_MAX)
+		return -1;
+	if (soonest_ns <= now_ns)
+		return 0;
+	return (int)((soonest_ns - now_ns + 999999) / 1000000);
+}
+
+static void
+spares_due(void)
+{
+	uint64_t now_ns = monotonic_ns();
+	size_t index;
+
+	for (index = 0; index < relay.nforwarders; index++)
+		if (relay.forwarders[index].spare_due_ns &&
+		    relay.forwarders[index].spare_due_ns <= now_ns) {
+			relay.forwarders[index].spare_due_ns = 0;
+			spare_start(&relay.forwarders[index]);
+		}
+}
+
 static int
 run_loop(void)
 {
@@ -1707,13 +1745,14 @@ run_loop(void)
 				}
 			}
 		}
-		ready = poll(fds, nfds, -1);
+		ready = poll(fds, nfds, spare_wait_ms());
 		if (ready < 0) {
 			if (errno == EINTR)
 				continue;
 			log_fatal(EXIT_SYSTEM, "unable to poll: %s",
 			    strerror(errno));
 		}
+		spares_due();
 		if (fds[0].revents)
 			on_signal();
 		if (fds[1].revents) {
