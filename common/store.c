@@ -1486,6 +1486,22 @@ meta_get_txn(struct store *store, MDB_txn *txn, const char *key_name,
 	return 0;
 }
 
+/* The id the next registration tries first (1 in a new store). */
+static int
+next_conn_get(struct store *store, MDB_txn *txn, uint32_t *next_id)
+{
+	size_t got;
+	int rc;
+
+	rc = meta_get_txn(store, txn, "next_conn", next_id, sizeof(*next_id),
+	    &got);
+	if (rc == MDB_NOTFOUND || (rc == 0 && got != sizeof(*next_id))) {
+		*next_id = 1;
+		return 0;
+	}
+	return rc;
+}
+
 int
 store_conn_register(struct store *store, struct conn_info *info)
 {
@@ -1507,7 +1523,7 @@ store_conn_register_shaped(struct store *store, struct conn_info *info,
 	struct chain *chain;
 	MDB_val key = { 9, "next_conn" }, value;
 	uint32_t next_id = 1, tries;
-	size_t got, level;
+	size_t level;
 	int rc, dir;
 
 	shaped[DIR_UP] = shaped[DIR_DOWN] = 0;
@@ -1517,11 +1533,7 @@ store_conn_register_shaped(struct store *store, struct conn_info *info,
 	chain = store->chain;
 	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)))
 		goto out;
-	rc = meta_get_txn(store, txn, "next_conn", &next_id, sizeof(next_id),
-	    &got);
-	if (rc == MDB_NOTFOUND || (rc == 0 && got != sizeof(next_id)))
-		next_id = 1;
-	else if (rc)
+	if ((rc = next_conn_get(store, txn, &next_id)))
 		goto abort;
 	for (tries = 0; tries < CONN_ID_MAX; tries++) {
 		if (next_id == 0 || next_id > CONN_ID_MAX)
@@ -1700,16 +1712,11 @@ store_conn_foreach_new(struct store *store, uint32_t *since,
 	unsigned char buf[4];
 	MDB_val key, value;
 	uint32_t next_id = 1, end_id;
-	size_t got;
 	int rc, wrap_to_first;
 
 	if ((rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn)))
 		return rc;
-	rc = meta_get_txn(store, txn, "next_conn", &next_id, sizeof(next_id),
-	    &got);
-	if (rc == MDB_NOTFOUND || (rc == 0 && got != sizeof(next_id)))
-		next_id = 1;
-	else if (rc)
+	if ((rc = next_conn_get(store, txn, &next_id)))
 		goto out;
 	if (*since == next_id) {
 		rc = 0;
