@@ -292,24 +292,43 @@ bucket_tick(void *ctx, struct limit_info *info)
 	info->stats_unix_ns = realtime_ns();
 }
 
+/* Where id's history is or would go: conns[] is kept in id order, so a
+ * lookup is a binary search (the refiller looks every relay up once a
+ * second, and 8192 of them searched in turn would be 33 million steps). */
+static size_t
+conn_history_slot(const struct refiller *refiller, uint32_t id)
+{
+	size_t low = 0, high = refiller->nconns, middle;
+
+	while (low < high) {
+		middle = low + (high - low) / 2;
+		if (refiller->conns[middle].id < id)
+			low = middle + 1;
+		else
+			high = middle;
+	}
+	return low;
+}
+
 static struct conn_history *
 conn_history_find(struct refiller *refiller, uint32_t id)
 {
-	size_t index;
+	size_t slot = conn_history_slot(refiller, id);
 
-	for (index = 0; index < refiller->nconns; index++)
-		if (refiller->conns[index].id == id)
-			return &refiller->conns[index];
+	if (slot < refiller->nconns && refiller->conns[slot].id == id)
+		return &refiller->conns[slot];
 	return NULL;
 }
 
+/* Found or added; any earlier pointer into conns[] is stale after. */
 static struct conn_history *
 conn_history_for(struct refiller *refiller, uint32_t id)
 {
 	struct conn_history *grown;
+	size_t slot = conn_history_slot(refiller, id);
 
-	if ((grown = conn_history_find(refiller, id)))
-		return grown;
+	if (slot < refiller->nconns && refiller->conns[slot].id == id)
+		return &refiller->conns[slot];
 	if (refiller->nconns == refiller->conns_cap) {
 		size_t cap = refiller->conns_cap ? refiller->conns_cap * 2 : 64;
 
@@ -319,7 +338,11 @@ conn_history_for(struct refiller *refiller, uint32_t id)
 		refiller->conns = grown;
 		refiller->conns_cap = cap;
 	}
-	grown = &refiller->conns[refiller->nconns++];
+	/* New ids are mostly the highest: the move is mostly empty. */
+	memmove(&refiller->conns[slot + 1], &refiller->conns[slot],
+	    (refiller->nconns - slot) * sizeof(*grown));
+	refiller->nconns++;
+	grown = &refiller->conns[slot];
 	memset(grown, 0, sizeof(*grown));
 	grown->id = id;
 	grown->pidfd = -1;
@@ -387,12 +410,19 @@ proc_stat(pid_t pid, char *state)
 static int
 conn_alive(void *ctx, const struct conn_info *info)
 {
+	struct refiller *refiller = ctx;
+	struct conn_history *history;
 	unsigned long long start;
 	char state;
 
-	(void)ctx;
 	if (info->pid <= 0)
 		return 0;
+	/* Its pidfd has not fired (reap_exited took every exit so far this
+	 * tick): alive, and /proc is not read for it.  Reading it for 8192
+	 * relays a second was most of shaperd's time. */
+	history = conn_history_find(refiller, info->id);
+	if (history && history->pidfd >= 0)
+		return 1;
 	if (kill(info->pid, 0) < 0 && errno == ESRCH)
 		return 0;
 	start = proc_stat(info->pid, &state);
@@ -511,18 +541,22 @@ reap_exited(struct refiller *refiller, unsigned *reaped)
 	    &refiller->watched_since, watch_conn, refiller);
 	if (refiller->exit_epoll_fd < 0)
 		return;
-	nevents = epoll_wait(refiller->exit_epoll_fd, events, EXITS_PER_TICK,
-	    0);
-	for (index = 0; index < nevents; index++) {
-		id = (uint32_t)(events[index].data.u64 >> 32);
-		/* Closing it takes it out of the epoll set. */
-		history = conn_history_find(refiller, id);
-		if (history && history->pidfd >= 0) {
-			close(history->pidfd);
-			history->pidfd = -1;
+	/* Every exit so far, so that a pidfd still open means alive. */
+	do {
+		nevents = epoll_wait(refiller->exit_epoll_fd, events,
+		    EXITS_PER_TICK, 0);
+		for (index = 0; index < nevents; index++) {
+			id = (uint32_t)(events[index].data.u64 >> 32);
+			/* Closing it takes it out of the epoll set. */
+			history = conn_history_find(refiller, id);
+			if (history && history->pidfd >= 0) {
+				close(history->pidfd);
+				history->pidfd = -1;
+			}
+			exit_seen(refiller, id,
+			    (pid_t)(uint32_t)events[index].data.u64);
 		}
-		exit_seen(refiller, id, (pid_t)(uint32_t)events[index].data.u64);
-	}
+	} while (nevents == EXITS_PER_TICK);
 	if (refiller->nexits)
 		(void)store_conn_drop_exited(refiller->store, refiller->exits,
 		    refiller->nexits, reaped);
@@ -570,7 +604,7 @@ refiller_tick(struct refiller *refiller, unsigned *reaped)
 			    "allocated ahead again", STORE_HEADROOM_B >> 20);
 		refiller->headroom_rc = rc;
 	}
-	rc = store_reap(refiller->store, conn_alive, NULL, &swept);
+	rc = store_reap(refiller->store, conn_alive, refiller, &swept);
 	*reaped += swept;
 	return rc;
 }
