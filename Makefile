@@ -165,6 +165,9 @@ bench: build $(BENCHES)
 	@echo "## $(BIN)/bench/store"; $(BIN)/bench/store || exit 1
 	@dir=$$(mktemp -d) && echo "## $(BIN)/bench/store-open $$dir" && \
 		$(BIN)/bench/store-open "$$dir"; rc=$$?; rm -rf "$$dir"; exit $$rc
+	@dir=$$(mktemp -d) && echo "## $(BIN)/bench/reaper $(BIN)/shaperd $$dir 8192 10" && \
+		$(BIN)/bench/reaper $(BIN)/shaperd "$$dir" 8192 10; rc=$$?; \
+		rm -rf "$$dir"; exit $$rc
 	@$(MAKE) --no-print-directory OUT=build/dyn CONN_LINK=dynamic \
 		build/dyn/bin/iprelay build/dyn/bin/iprelay-conn
 	@sh bench/deps.sh

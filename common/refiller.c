@@ -419,7 +419,7 @@ conn_alive(void *ctx, const struct conn_info *info)
 		return 0;
 	/* Its pidfd has not fired (reap_exited took every exit so far this
 	 * tick): alive, and /proc is not read for it.  Reading it for 8192
-	 * relays a second was most of shaperd's time. */
+	 * relays a second was most of shaperd's time (bench/reaper.c). */
 	history = conn_history_find(refiller, info->id);
 	if (history && history->pidfd >= 0)
 		return 1;
