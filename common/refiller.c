@@ -36,6 +36,7 @@ struct limit_history {
 struct conn_history {
 	uint32_t id;
 	int pidfd;		/* readable once pid exits; -1: not watched */
+	pid_t pid;		/* whose exit pidfd tells */
 	uint64_t bytes[CONN_RING][2];
 	uint64_t at_ns[CONN_RING];
 	unsigned filled, head;
@@ -421,7 +422,7 @@ conn_alive(void *ctx, const struct conn_info *info)
 	 * tick): alive, and /proc is not read for it.  Reading it for 8192
 	 * relays a second was most of shaperd's time (bench/reaper.c). */
 	history = conn_history_find(refiller, info->id);
-	if (history && history->pidfd >= 0)
+	if (history && history->pidfd >= 0 && history->pid == info->pid)
 		return 1;
 	if (kill(info->pid, 0) < 0 && errno == ESRCH)
 		return 0;
@@ -489,8 +490,16 @@ watch_conn(void *ctx, const struct conn_info *info)
 	if (info->pid <= 0 || refiller->exit_epoll_fd < 0)
 		return 0;
 	history = conn_history_for(refiller, info->id);
-	if (history == NULL || history->pidfd >= 0)
+	if (history == NULL)
 		return 0;
+	if (history->pidfd >= 0) {
+		if (history->pid == info->pid)
+			return 0;
+		/* The id went round to a new relay before the old one's
+		 * history was forgotten: watch the new one. */
+		close(history->pidfd);
+		history->pidfd = -1;
+	}
 	pidfd = (int)syscall(SYS_pidfd_open, info->pid, 0);
 	if (pidfd < 0) {
 		if (errno == ESRCH)
@@ -520,6 +529,7 @@ watch_conn(void *ctx, const struct conn_info *info)
 		return 0;
 	}
 	history->pidfd = pidfd;
+	history->pid = info->pid;
 	return 0;
 }
 
