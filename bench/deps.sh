@@ -22,12 +22,9 @@ echo "bench/deps.sh: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
 [ "$(id -u)" = 0 ] && sudo= || sudo=sudo
 $sudo apt-get update -qq
-# Only the packages: no service of them is started by the benches' installs.
 $sudo apt-get install -y -qq --no-install-recommends $missing
-# The Debian packages enable and start their services; the benches run
-# their own instances on free ports, so stop the system ones if they run.
-for s in haproxy nginx; do
-	command -v systemctl >/dev/null 2>&1 && $sudo systemctl disable --now "$s" >/dev/null 2>&1 || true
-	command -v service >/dev/null 2>&1 && $sudo service "$s" stop >/dev/null 2>&1 || true
-done
+# No service is stopped or disabled here, whoever started it: the benches
+# run their own haproxy, nginx and inetd on free ports of their own, beside
+# any the machine runs (Debian starts the ones it installs; stop them
+# yourself if you do not want them).
 exit 0
