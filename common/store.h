@@ -10,6 +10,11 @@
  * use write transactions only, so a relay killed at any instant holds no
  * reader slot; LMDB's robust mutex recovers a writer killed mid-commit.
  * Never use a store across fork(): open it in the process that uses it.
+ *
+ * The code: store.c (environment, errors, meta), store-file.c (the file
+ * check before LMDB maps it), store-rec.c (record codecs), store-limit.c
+ * (limits), store-conn.c (connection registry), store-draw.c (draws, the
+ * tick, the reset at boot); store-impl.h holds what they share.
  */
 #ifndef IPRELAY_STORE_H
 #define IPRELAY_STORE_H

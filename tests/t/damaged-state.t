@@ -13,7 +13,7 @@ RUN_SECONDS=2	# a program that opened the store runs on: stop it then
 
 # These cases crashed in liblmdb (SIGBUS: the map reaches past the end of
 # the file) or took an empty file for a new store until the store checked
-# the file before mapping it (common/store.c, 860248e).
+# the file before mapping it (common/store-file.c; 860248e, then in common/store.c).
 
 # --- the damaged files ----------------------------------------------------
 command -v mdb_load >/dev/null || { echo "Bail out! mdb_load missing (lmdb-utils)"; exit 1; }

@@ -613,8 +613,8 @@ test_bad_files(void)
 	    store_strerror(rc));
 }
 
-/* Copies of the record layouts in store.c, to build damaged records; the
- * valid-record checks below fail first if store.c changes them. */
+/* Copies of the record layouts in store-impl.h, to build damaged records;
+ * the valid-record checks below fail first if store-impl.h changes them. */
 struct test_limit_rec {
 	uint32_t magic, reserved;
 	struct limit_cfg cfg;

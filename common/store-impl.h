@@ -1,0 +1,180 @@
+/*
+ * Inside the state store: the handle, the record layouts and the helpers
+ * the store's files share (store.c, store-file.c, store-rec.c,
+ * store-limit.c, store-conn.c, store-draw.c).  Only those include it;
+ * everyone else uses store.h.
+ */
+#ifndef IPRELAY_STORE_IMPL_H
+#define IPRELAY_STORE_IMPL_H
+
+#include <lmdb.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bucket.h"
+#include "store.h"
+
+#define CHAIN_MAX		64	/* levels of nesting */
+#define CONN_ID_MAX		999999
+
+#define LIMIT_MAGIC	0x4c505249U	/* "IRPL" */
+#define BUCKET_MAGIC	0x42505249U	/* "IRPB" */
+#define CONN_MAGIC	0x43505249U	/* "IRPC" */
+
+struct chain;
+
+struct store {
+	MDB_env *env;
+	MDB_dbi limits, buckets, conns, meta;
+	struct chain *chain;	/* scratch for one transaction at a time */
+};
+
+struct limit_rec {
+	uint32_t magic;
+	uint32_t reserved;
+	struct limit_cfg cfg;
+};
+
+/* The first layout of the records, before ceilings: what this version
+ * still reads (as CEIL_NONE, zero borrowed), and still writes while a
+ * limit has no ceiling, so a state dir keeps working with the programs of
+ * either version until a ceiling is set. */
+struct limit_cfg_v1 {
+	uint64_t rate_Bps[2];
+	uint64_t burst_B;
+	char parent[LIMIT_NAME_MAX + 1];
+};
+
+struct limit_rec_v1 {
+	uint32_t magic;
+	uint32_t reserved;
+	struct limit_cfg_v1 cfg;
+};
+
+#define LIMIT_REC_V1_SIZE \
+	(offsetof(struct limit_rec, cfg) + offsetof(struct limit_cfg, ceil_Bps))
+_Static_assert(LIMIT_REC_V1_SIZE == sizeof(struct limit_rec_v1),
+    "the ceiling fields follow the first layout of a limit record");
+
+struct bucket_rec {
+	uint32_t magic;
+	uint32_t nconns;			/* live relays in the subtree */
+	char parent[LIMIT_NAME_MAX + 1];	/* copy of the limit's */
+	struct bucket bucket[2];
+	uint64_t total_B[2];
+	uint64_t rate_1s_Bps[2];
+	uint64_t rate_5s_Bps[2];
+	uint64_t rate_60s_Bps[2];
+	uint64_t stats_unix_ns;
+	/* Absent from records of the first layout (read as zero). */
+	uint64_t ceil_Bps[2];			/* copy of the limit's */
+	struct bucket ceil[2];			/* at the ceiling, if any */
+	uint64_t borrowed_B[2];			/* bytes passed past its rate */
+};
+
+#define BUCKET_REC_V1_SIZE	offsetof(struct bucket_rec, ceil_Bps)
+
+_Static_assert(CHAIN_MAX <= BUCKET_LEVELS_MAX,
+    "bucket_draw_ceil takes a whole chain");
+
+struct conn_rec {
+	uint32_t magic;
+	uint32_t reserved;
+	struct conn_info info;
+};
+
+/* The chain of a limit: the limit itself, then each ancestor.  A missing
+ * limit gives an empty chain; a missing ancestor ends it. */
+struct chain {
+	size_t depth;
+	char names[CHAIN_MAX][LIMIT_NAME_MAX + 1];
+	struct bucket_rec recs[CHAIN_MAX];
+};
+
+/* store-rec.c: records, keys, chains.  Every get and put runs inside the
+ * caller's transaction. */
+int
+ceil_valid(uint64_t ceil_Bps);
+
+int
+decode_limit(const MDB_val *value, struct limit_rec *rec);
+
+size_t
+limit_rec_size(const struct limit_rec *rec);
+
+int
+decode_bucket(const MDB_val *value, struct bucket_rec *rec);
+
+size_t
+bucket_rec_size(const struct bucket_rec *rec);
+
+int
+decode_conn(const MDB_val *value, struct conn_rec *rec);
+
+MDB_val
+name_key(const char *name);
+
+int
+name_from_key(const MDB_val *key, char name[LIMIT_NAME_MAX + 1]);
+
+int
+get_bucket(struct store *store, MDB_txn *txn, const char *name,
+    struct bucket_rec *rec);
+
+int
+put_bucket(struct store *store, MDB_txn *txn, const char *name,
+    const struct bucket_rec *rec);
+
+int
+get_limit(struct store *store, MDB_txn *txn, const char *name,
+    struct limit_rec *rec);
+
+MDB_val
+conn_key(uint32_t id, unsigned char buf[4]);
+
+uint32_t
+conn_id_of(const MDB_val *key);
+
+int
+get_conn(struct store *store, MDB_txn *txn, uint32_t id, struct conn_rec *rec);
+
+int
+put_conn(struct store *store, MDB_txn *txn, const struct conn_rec *rec);
+
+int
+load_chain(struct store *store, MDB_txn *txn, const char *limit,
+    struct chain *chain);
+
+int
+save_chain(struct store *store, MDB_txn *txn, const struct chain *chain);
+
+/* store.c: the environment. */
+int
+txn_commit(struct store *store, MDB_txn *txn);
+
+int
+fs_nearly_full(struct store *store);
+
+int
+meta_get_txn(struct store *store, MDB_txn *txn, const char *key_name,
+    void *buf, size_t size, size_t *got);
+
+/* store-file.c: 0 if PATH is missing, not LMDB's or sound; STORE_EDAMAGED
+ * (or an errno value) if LMDB must not map it. */
+int
+check_file(const char *path);
+
+/* store-limit.c */
+void
+fill_info(struct limit_info *info, const char *name,
+    const struct limit_rec *limit, const struct bucket_rec *bucket);
+
+/* store-conn.c */
+int
+recount(struct store *store, MDB_txn *txn);
+
+/* store-draw.c */
+uint64_t
+chain_quantum(const struct chain *chain, int dir, int *shaped);
+
+#endif

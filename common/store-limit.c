@@ -1,0 +1,280 @@
+/*
+ * Limits: setting, reading, deleting and listing the configuration (what
+ * `iprelay-limit set` writes) and the live bucket that goes with it.
+ */
+#include <errno.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "store.h"
+#include "store-impl.h"
+
+static int
+would_cycle(struct store *store, MDB_txn *txn, const char *name,
+    const char *parent)
+{
+	struct limit_rec rec;
+	char cursor[LIMIT_NAME_MAX + 1];
+	size_t depth;
+	int rc;
+
+	snprintf(cursor, sizeof(cursor), "%s", parent);
+	for (depth = 1; cursor[0]; depth++) {
+		if (strcmp(cursor, name) == 0)
+			return STORE_ECYCLE;
+		if (depth >= CHAIN_MAX)
+			return STORE_ECYCLE;	/* deeper than we follow */
+		rc = get_limit(store, txn, cursor, &rec);
+		if (rc == STORE_ENOLIMIT)
+			return depth == 1 ? STORE_ENOPARENT : 0;
+		if (rc)
+			return rc;
+		strcpy(cursor, rec.cfg.parent);
+	}
+	return 0;
+}
+
+int
+store_limit_put(struct store *store, const char *name,
+    const struct limit_cfg *cfg)
+{
+	return store_limit_update(store, name, cfg, LIMIT_FIELD_ALL, NULL);
+}
+
+int
+store_limit_update(struct store *store, const char *name,
+    const struct limit_cfg *given, unsigned fields, struct limit_cfg *result)
+{
+	MDB_txn *txn = NULL;
+	struct limit_rec limit = { .magic = LIMIT_MAGIC };
+	struct limit_rec old;
+	struct bucket_rec bucket;
+	const struct limit_cfg *cfg = &limit.cfg;
+	MDB_val key, value;
+	uint64_t now_ns;
+	int rc, dir, reparent = 1;
+
+	if (!limit_name_valid(name) ||
+	    ((fields & LIMIT_FIELD_PARENT) && given->parent[0] &&
+	    !limit_name_valid(given->parent)) ||
+	    ((fields & LIMIT_FIELD_UP) && given->rate_Bps[DIR_UP] > RATE_MAX) ||
+	    ((fields & LIMIT_FIELD_DOWN) &&
+	    given->rate_Bps[DIR_DOWN] > RATE_MAX) ||
+	    ((fields & LIMIT_FIELD_BURST) && given->burst_B > BURST_MAX) ||
+	    ((fields & LIMIT_FIELD_CEIL_UP) &&
+	    !ceil_valid(given->ceil_Bps[DIR_UP])) ||
+	    ((fields & LIMIT_FIELD_CEIL_DOWN) &&
+	    !ceil_valid(given->ceil_Bps[DIR_DOWN])))
+		return EINVAL;
+	if (fs_nearly_full(store))
+		return ENOSPC;
+	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)))
+		return rc;
+	/* The clock under the write lock (see store_reserve). */
+	now_ns = monotonic_ns();
+	rc = get_limit(store, txn, name, &old);
+	if (rc == 0) {
+		limit.cfg = old.cfg;
+	} else if (rc != STORE_ENOLIMIT) {
+		goto abort;
+	}
+	/* Merged here, under the write lock, so that nothing written since
+	 * the caller last read the limit is lost. */
+	if (fields & LIMIT_FIELD_UP)
+		limit.cfg.rate_Bps[DIR_UP] = given->rate_Bps[DIR_UP];
+	if (fields & LIMIT_FIELD_DOWN)
+		limit.cfg.rate_Bps[DIR_DOWN] = given->rate_Bps[DIR_DOWN];
+	if (fields & LIMIT_FIELD_BURST)
+		limit.cfg.burst_B = given->burst_B;
+	if (fields & LIMIT_FIELD_PARENT)
+		memcpy(limit.cfg.parent, given->parent, sizeof(limit.cfg.parent));
+	if (fields & LIMIT_FIELD_CEIL_UP)
+		limit.cfg.ceil_Bps[DIR_UP] = given->ceil_Bps[DIR_UP];
+	if (fields & LIMIT_FIELD_CEIL_DOWN)
+		limit.cfg.ceil_Bps[DIR_DOWN] = given->ceil_Bps[DIR_DOWN];
+	if (result)
+		*result = limit.cfg;
+	if (rc == 0)
+		reparent = strcmp(old.cfg.parent, cfg->parent) != 0;
+	/* Checked on the limit as merged: a rate raised past a ceiling set
+	 * earlier is refused as surely as a ceiling set below the rate. */
+	for (dir = 0; dir < 2; dir++) {
+		if (cfg->ceil_Bps[dir] == CEIL_NONE)
+			continue;
+		if (cfg->ceil_Bps[dir] != CEIL_UNLIMITED &&
+		    (cfg->rate_Bps[dir] == 0 ||
+		    cfg->ceil_Bps[dir] < cfg->rate_Bps[dir])) {
+			rc = STORE_ECEILLOW;
+			goto abort;
+		}
+		if (!cfg->parent[0]) {
+			rc = STORE_ECEILTOP;
+			goto abort;
+		}
+	}
+	if (cfg->parent[0] && (rc = would_cycle(store, txn, name, cfg->parent)))
+		goto abort;
+	rc = get_bucket(store, txn, name, &bucket);
+	if (rc == STORE_ENOLIMIT) {
+		memset(&bucket, 0, sizeof(bucket));
+		bucket.magic = BUCKET_MAGIC;
+		for (dir = 0; dir < 2; dir++)
+			bucket_init(&bucket.bucket[dir], 0, 0, now_ns);
+	} else if (rc)
+		goto abort;
+	/* A lowered rate or burst applies to the live bucket at once. */
+	for (dir = 0; dir < 2; dir++) {
+		bucket_reconfigure(&bucket.bucket[dir], cfg->rate_Bps[dir],
+		    cfg->burst_B, now_ns);
+		/* The ceiling bucket: rate 0 when there is none or it is
+		 * unlimited (ceil_Bps tells which). */
+		bucket_reconfigure(&bucket.ceil[dir],
+		    cfg->ceil_Bps[dir] == CEIL_UNLIMITED ? 0 : cfg->ceil_Bps[dir],
+		    cfg->burst_B, now_ns);
+		bucket.ceil_Bps[dir] = cfg->ceil_Bps[dir];
+	}
+	memcpy(bucket.parent, cfg->parent, sizeof(bucket.parent));
+	key = name_key(name);
+	value.mv_size = limit_rec_size(&limit);
+	value.mv_data = &limit;
+	if ((rc = mdb_put(txn, store->limits, &key, &value, 0)))
+		goto abort;
+	if ((rc = put_bucket(store, txn, name, &bucket)))
+		goto abort;
+	if (reparent && (rc = recount(store, txn)))
+		goto abort;
+	return txn_commit(store, txn);
+abort:
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+void
+fill_info(struct limit_info *info, const char *name,
+    const struct limit_rec *limit, const struct bucket_rec *bucket)
+{
+	int dir;
+
+	memset(info, 0, sizeof(*info));
+	snprintf(info->name, sizeof(info->name), "%s", name);
+	info->cfg = limit->cfg;
+	info->nconns = bucket->nconns;
+	info->stats_unix_ns = bucket->stats_unix_ns;
+	for (dir = 0; dir < 2; dir++) {
+		info->bucket[dir] = bucket->bucket[dir];
+		info->ceil_bucket[dir] = bucket->ceil[dir];
+		info->borrowed_B[dir] = bucket->borrowed_B[dir];
+		info->total_B[dir] = bucket->total_B[dir];
+		info->rate_1s_Bps[dir] = bucket->rate_1s_Bps[dir];
+		info->rate_5s_Bps[dir] = bucket->rate_5s_Bps[dir];
+		info->rate_60s_Bps[dir] = bucket->rate_60s_Bps[dir];
+	}
+}
+
+int
+store_limit_get(struct store *store, const char *name,
+    struct limit_info *info)
+{
+	MDB_txn *txn = NULL;
+	struct limit_rec limit;
+	struct bucket_rec bucket;
+	int rc;
+
+	if (!limit_name_valid(name))
+		return STORE_ENOLIMIT;
+	if ((rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn)))
+		return rc;
+	if ((rc = get_limit(store, txn, name, &limit)))
+		goto out;
+	if ((rc = get_bucket(store, txn, name, &bucket)))
+		goto out;
+	fill_info(info, name, &limit, &bucket);
+out:
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+int
+store_limit_del(struct store *store, const char *name, uint32_t *nconns)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cursor = NULL;
+	struct limit_rec limit;
+	struct bucket_rec bucket;
+	MDB_val key, value;
+	int rc;
+
+	*nconns = 0;
+	if (!limit_name_valid(name))
+		return STORE_ENOLIMIT;
+	if (fs_nearly_full(store))
+		return ENOSPC;
+	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)))
+		return rc;
+	if ((rc = get_limit(store, txn, name, &limit)))
+		goto abort;
+	if ((rc = mdb_cursor_open(txn, store->limits, &cursor)))
+		goto abort;
+	for (rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST); rc == 0;
+	    rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)) {
+		if ((rc = decode_limit(&value, &limit)))
+			goto abort;
+		if (strcmp(limit.cfg.parent, name) == 0) {
+			rc = STORE_EHASCHILD;
+			goto abort;
+		}
+	}
+	if (rc != MDB_NOTFOUND)
+		goto abort;
+	mdb_cursor_close(cursor);
+	cursor = NULL;
+	if (get_bucket(store, txn, name, &bucket) == 0)
+		*nconns = bucket.nconns;
+	key = name_key(name);
+	if ((rc = mdb_del(txn, store->limits, &key, NULL)))
+		goto abort;
+	rc = mdb_del(txn, store->buckets, &key, NULL);
+	if (rc && rc != MDB_NOTFOUND)
+		goto abort;
+	return txn_commit(store, txn);
+abort:
+	if (cursor)
+		mdb_cursor_close(cursor);
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+int
+store_limit_foreach(struct store *store, limit_visit_fn visit, void *ctx)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cursor = NULL;
+	struct limit_rec limit;
+	struct bucket_rec bucket;
+	struct limit_info info;
+	char name[LIMIT_NAME_MAX + 1];
+	MDB_val key, value;
+	int rc;
+
+	if ((rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn)))
+		return rc;
+	if ((rc = mdb_cursor_open(txn, store->limits, &cursor)))
+		goto out;
+	for (rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST); rc == 0;
+	    rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)) {
+		if ((rc = name_from_key(&key, name)) ||
+		    (rc = decode_limit(&value, &limit)) ||
+		    (rc = get_bucket(store, txn, name, &bucket)))
+			break;
+		fill_info(&info, name, &limit, &bucket);
+		if ((rc = visit(ctx, &info)))
+			break;
+	}
+	if (rc == MDB_NOTFOUND)
+		rc = 0;
+	mdb_cursor_close(cursor);
+out:
+	mdb_txn_abort(txn);
+	return rc;
+}
