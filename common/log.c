@@ -103,6 +103,37 @@ log_escape(char *out, size_t size, const char *text)
 	out[used] = '\0';
 }
 
+void
+log_escape_field(char *out, size_t size, const char *text)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *at = (const unsigned char *)text;
+	char seq[4];
+	size_t used = 0, seq_len;
+
+	if (size == 0)
+		return;
+	for (; *at; at++) {
+		seq[0] = (char)*at;
+		seq_len = 1;
+		if (*at == '\\') {
+			seq[1] = '\\';
+			seq_len = 2;
+		} else if (*at < 0x20 || *at > 0x7e) {
+			seq[0] = '\\';
+			seq[1] = 'x';
+			seq[2] = hex[*at >> 4];
+			seq[3] = hex[*at & 15];
+			seq_len = 4;
+		}
+		if (used + seq_len >= size)
+			break;
+		memcpy(out + used, seq, seq_len);
+		used += seq_len;
+	}
+	out[used] = '\0';
+}
+
 static void
 emit(int priority, const char *prefix, const char *fmt, va_list args)
 {

@@ -41,4 +41,12 @@ log_fatal(int exit_code, const char *fmt, ...)
 void
 log_escape(char *out, size_t size, const char *text);
 
+/* TEXT into OUT (cut to SIZE, never half an escape) as printable ASCII:
+ * the backslash as \\, every byte outside 0x20-0x7e as \xNN.  For fields
+ * that another user wrote (a relay's peer and remote, the refiller's
+ * name in the store) before a terminal shows them: no escape sequence,
+ * no C1 control, no line break gets through.  OUT needs 4 * strlen + 1. */
+void
+log_escape_field(char *out, size_t size, const char *text);
+
 #endif

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -114,6 +115,7 @@ static struct {
 	char state_dir[PATH_MAX];
 	char conn_path[PATH_MAX];
 	const char *pid_file;
+	int pid_fd;		/* held, locked, while we run; -1 none */
 	uint64_t max_conns;
 	struct settings set;
 	struct forwarder forwarders[FORWARDERS_MAX];
@@ -1130,6 +1132,7 @@ show_conn_visit(void *ctx, const struct conn_info *info)
 	struct child *child = child_of(info);
 	uint64_t now_ns = realtime_ns(), up_ns, idle_ns;
 	char up[64], idle[64];
+	char peer[4 * sizeof(info->peer)], remote[4 * sizeof(info->remote)];
 	double up_s;
 
 	(void)ctx;
@@ -1145,7 +1148,10 @@ show_conn_visit(void *ctx, const struct conn_info *info)
 	up_s = (double)up_ns / 1e9;
 	if (up_s < 0.001)
 		up_s = 0.001;
-	out("    %s -> %s (CONN%06u)\n", info->peer, info->remote, info->id);
+	/* The relay wrote peer and remote: never raw to a terminal. */
+	log_escape_field(peer, sizeof(peer), info->peer);
+	log_escape_field(remote, sizeof(remote), info->remote);
+	out("    %s -> %s (CONN%06u)\n", peer, remote, info->id);
 	out("        Connection Up: %s Idle: %s\n", up, idle);
 	out("        Bytes transferred: %llu in, %llu out.\n",
 	    (unsigned long long)info->bytes[DIR_DOWN],
@@ -1935,21 +1941,69 @@ open_store(uint64_t bandwidth_Bps)
 		    "%s: %s", relay.state_dir, strerror(rc));
 }
 
+/* The pid file: opened without following a symlink, refused unless it is
+ * a regular file of ours with one link (a dir another user may write to
+ * can hold anything under that name), locked, and only then truncated and
+ * written.  The lock is held while we run: a second iprelay given the
+ * same file is refused instead of overwriting the first one's pid. */
 static void
 write_pid_file(void)
 {
-	FILE *file;
+	const char *path = relay.pid_file;
+	struct stat file_stat;
+	char line[32];
+	int fd, len;
 
-	if (relay.pid_file == NULL)
+	if (path == NULL)
 		return;
-	file = fopen(relay.pid_file, "we");
-	if (file == NULL)
-		log_fatal(EXIT_SYSTEM, "unable to write %s: %s", relay.pid_file,
+	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK |
+	    O_CLOEXEC, 0644);
+	if (fd < 0 && errno == ELOOP)
+		log_fatal(EXIT_USAGE, "unable to write the pid file %s: it is "
+		    "a symbolic link (refused: give the file itself)", path);
+	if (fd < 0)
+		log_fatal(EXIT_SYSTEM, "unable to write the pid file %s: %s",
+		    path, strerror(errno));
+	if (fstat(fd, &file_stat) < 0)
+		log_fatal(EXIT_SYSTEM, "unable to write the pid file %s: %s",
+		    path, strerror(errno));
+	if (!S_ISREG(file_stat.st_mode))
+		log_fatal(EXIT_USAGE, "unable to write the pid file %s: not a "
+		    "regular file (refused)", path);
+	if (file_stat.st_uid != geteuid())
+		log_fatal(EXIT_USAGE, "unable to write the pid file %s: owned "
+		    "by uid %lu, not by us (uid %lu; refused)", path,
+		    (unsigned long)file_stat.st_uid, (unsigned long)geteuid());
+	if (file_stat.st_nlink != 1)
+		log_fatal(EXIT_USAGE, "unable to write the pid file %s: it has "
+		    "%lu links (refused: a hard link may be another file)",
+		    path, (unsigned long)file_stat.st_nlink);
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+		log_fatal(errno == EWOULDBLOCK ? EXIT_USAGE : EXIT_SYSTEM,
+		    "unable to lock the pid file %s: %s", path,
+		    errno == EWOULDBLOCK ? "another iprelay holds it" :
 		    strerror(errno));
-	fprintf(file, "%d\n", (int)getpid());
-	if (fclose(file) != 0)
-		log_fatal(EXIT_SYSTEM, "unable to write %s: %s", relay.pid_file,
-		    strerror(errno));
+	len = snprintf(line, sizeof(line), "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, line, (size_t)len, 0) != len)
+		log_fatal(EXIT_SYSTEM, "unable to write the pid file %s: %s",
+		    path, strerror(errno));
+	relay.pid_fd = fd;
+}
+
+/* Removed only while the name is still the file we wrote. */
+static void
+remove_pid_file(void)
+{
+	struct stat held, named;
+
+	if (relay.pid_fd < 0)
+		return;
+	if (fstat(relay.pid_fd, &held) == 0 &&
+	    lstat(relay.pid_file, &named) == 0 &&
+	    held.st_dev == named.st_dev && held.st_ino == named.st_ino)
+		unlink(relay.pid_file);
+	close(relay.pid_fd);
+	relay.pid_fd = -1;
 }
 
 /* Fork into the background.  The parent waits until the daemon has its
@@ -2023,8 +2077,7 @@ finish(void)
 		forwarder_close_listeners(&relay.forwarders[index]);
 	refiller_destroy(relay.refiller);
 	store_close(relay.store);
-	if (relay.pid_file)
-		unlink(relay.pid_file);
+	remove_pid_file();
 	if (relay.daemonise)
 		log_line(LOG_INFO, "stopped");
 }
@@ -2039,6 +2092,7 @@ main(int argc, char **argv)
 	int option, have_bandwidth = 0, nspecs, index;
 
 	log_open("iprelay", LOG_TO_STDERR);
+	relay.pid_fd = -1;
 	opterr = 0;
 	while ((option = getopt(argc, argv, ":db:hm:n:p:S:a:A:")) != -1) {
 		switch (option) {

@@ -201,15 +201,14 @@ run conns
 like "$out" "^$id +$drawer_pid +free " "conns table row"
 run list
 like "$out" '^free +- +1K +1K +none +auto +1 ' "list counts the live relay"
+# A drawer registers like a relay but is no iprelay-conn: kill leaves it
+# alone and says so (a real relay: conn-faults.t, trust-records.t).
 run kill "$id"
-is "$rc" 0 "kill ID exits 0"
-like "$out" "$id terminated" "kill says so"
-gone=no
-for _ in $(seq 60); do
-	kill -0 "$drawer_pid" 2>/dev/null || { gone=yes; break; }
-	sleep 0.05
-done
-is "$gone" yes "kill sent SIGTERM to the relay's process"
+is "$rc" 1 "kill ID of a process that is no relay exits 1"
+like "$err" "skipped $id: not a relay of this store: pid $drawer_pid runs .*drawer, not iprelay-conn" \
+    "kill says what it skipped and why"
+ok "the drawer was not signalled" kill -0 "$drawer_pid"
+stop_pid "$drawer_pid"
 
 # del with a live relay on it: says how many now run unshaped; the relay
 # goes on drawing (unshaped) and is counted again when the name returns.

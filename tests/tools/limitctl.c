@@ -13,6 +13,10 @@
  *	once on different fields and any update the other one lost is found
  *	(exit 1).  "whole" reads the limit and writes it all back in two
  *	transactions instead, the race store_limit_update closes.
+ *   limitctl [-S DIR] plant PID PEER REMOTE [LIMIT]
+ *	registers a connection record naming PID (with its real start
+ *	time, as anyone can read it) and the raw PEER and REMOTE bytes, and
+ *	prints its id: what the state dir's owner can write into a record.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -22,12 +26,13 @@
 
 #include "log.h"
 #include "parse.h"
+#include "refiller.h"
 #include "store.h"
 
 static const char usage_line[] =
     "usage: limitctl [-S DIR] set NAME RATE [--up RATE] [--down RATE] "
     "[--burst BYTES] [--parent NAME] | total NAME | nconns NAME | "
-    "hammer NAME up|down|burst N [whole]";
+    "hammer NAME up|down|burst N [whole] | plant PID PEER REMOTE [LIMIT]";
 
 static _Noreturn void
 usage(void)
@@ -151,6 +156,28 @@ hammer(struct store *store, int argc, char **argv)
 	printf("%llu updates\n", (unsigned long long)count);
 }
 
+static void
+plant(struct store *store, int argc, char **argv)
+{
+	struct conn_info conn;
+	uint64_t pid;
+	int rc;
+
+	if (argc < 3 || argc > 4 || parse_uint(argv[0], 1, INT32_MAX, &pid))
+		usage();
+	memset(&conn, 0, sizeof(conn));
+	conn.pid = (pid_t)pid;
+	conn.pid_start = refiller_proc_start(conn.pid);
+	snprintf(conn.peer, sizeof(conn.peer), "%s", argv[1]);
+	snprintf(conn.remote, sizeof(conn.remote), "%s", argv[2]);
+	if (argc == 4)
+		snprintf(conn.limit, sizeof(conn.limit), "%s", argv[3]);
+	if ((rc = store_conn_register(store, &conn)))
+		log_fatal(EXIT_SYSTEM, "unable to register: %s",
+		    store_strerror(rc));
+	printf("CONN%06u\n", (unsigned)conn.id);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -175,6 +202,8 @@ main(int argc, char **argv)
 		    dir, store_strerror(rc));
 	if (strcmp(argv[1], "set") == 0)
 		set_limit(store, argc - 2, argv + 2);
+	else if (strcmp(argv[1], "plant") == 0)
+		plant(store, argc - 2, argv + 2);
 	else if (strcmp(argv[1], "hammer") == 0)
 		hammer(store, argc - 2, argv + 2);
 	else if (argc == 3 && (strcmp(argv[1], "total") == 0 ||
