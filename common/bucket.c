@@ -90,10 +90,54 @@ bucket_settle(struct bucket *bucket, uint64_t now_ns)
 	bucket->stamp_ns = now_ns;
 }
 
+/*
+ * A changed rate keeps the time owed, not the bytes: a debt of D bytes at
+ * rate r is D / r seconds of reservations already handed out, and those
+ * relays were told release times in that span.  Kept in bytes, a cut from
+ * 100 MB/s to 1 KiB/s turned the 0.1 s owed by 100 relays into 2.7 hours
+ * during which nothing on the limit (or below it) could move.  Scaled by
+ * new / old, the next draw still queues behind exactly those reservations,
+ * at the moment they end; clamped to the level's debt cap at the new
+ * setting, so that a change never leaves a level owing more than a draw
+ * at the new setting could.
+ */
+static void
+rescale_debt(struct bucket *bucket, uint64_t old_rate_Bps,
+    uint64_t debt_max_B)
+{
+	u128 debt_nB, cap_nB;
+
+	if (bucket->tokens_B >= 0)
+		return;
+	if (debt_max_B < bucket->burst_B)
+		debt_max_B = bucket->burst_B;
+	if (debt_max_B > BURST_MAX)
+		debt_max_B = BURST_MAX;
+	cap_nB = (u128)debt_max_B * NS_PER_SEC;
+	debt_nB = (u128)(uint64_t)-bucket->tokens_B * NS_PER_SEC -
+	    bucket->frac_nB;
+	/* Rounded up: no draw may come before the reservations already
+	 * made.  Past the cap anyway, skip the product (128 bits hold it
+	 * only below about 2^40 bytes * 1e9 * 2^40 B/s). */
+	if (debt_nB / old_rate_Bps > cap_nB / bucket->rate_Bps)
+		debt_nB = cap_nB;
+	else
+		debt_nB = (debt_nB * bucket->rate_Bps + old_rate_Bps - 1) /
+		    old_rate_Bps;
+	if (debt_nB > cap_nB)
+		debt_nB = cap_nB;
+	/* tokens * 1e9 + frac = -debt, frac in [0, 1e9). */
+	bucket->tokens_B = -(int64_t)((debt_nB + NS_PER_SEC - 1) / NS_PER_SEC);
+	bucket->frac_nB = (uint64_t)((u128)(uint64_t)-bucket->tokens_B *
+	    NS_PER_SEC - debt_nB);
+}
+
 void
 bucket_reconfigure(struct bucket *bucket, uint64_t rate_Bps,
-    uint64_t burst_B, uint64_t now_ns)
+    uint64_t burst_B, uint64_t debt_max_B, uint64_t now_ns)
 {
+	uint64_t old_rate_Bps = bucket->rate_Bps;
+
 	/* Settle at the old rate first, so the time before the change is
 	 * paid for at the rate that was in force then. */
 	if (bucket->rate_Bps == 0)
@@ -108,6 +152,8 @@ bucket_reconfigure(struct bucket *bucket, uint64_t rate_Bps,
 	} else if (bucket->tokens_B > (int64_t)bucket->burst_B) {
 		bucket->tokens_B = (int64_t)bucket->burst_B;
 		bucket->frac_nB = 0;
+	} else if (old_rate_Bps != 0) {
+		rescale_debt(bucket, old_rate_Bps, debt_max_B);
 	}
 	bucket->stamp_ns = now_ns;
 }

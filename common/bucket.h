@@ -25,6 +25,13 @@
  * bytes, the bucket starting empty and b >= r * 1 ns,
  *     released(t0, t1) >= r * (t1 - t0 - 1 ns) - q.
  * Tokens never exceed b however long the bucket idles: no catch-up burst.
+ * A change of rate (bucket_reconfigure) keeps the time owed, not the bytes:
+ * a debt D at rate r becomes D * r' / r at r', at most the level's debt
+ * cap at the new setting.  Draws granted before the change keep their
+ * release times, and the next draw queues right behind them: after a cut
+ * it waits no longer than they do (at most the new cap's time, d' / r');
+ * after a raise the new rate starts when they are out, so every window
+ * still passes at most b' + r' * dt.
  * r <= RATE_MAX and b <= BURST_MAX keep r * dt inside 128 bits for any dt
  * and k inside int64_t.
  *
@@ -127,9 +134,14 @@ bucket_init(struct bucket *bucket, uint64_t rate_Bps, uint64_t burst_B,
 void
 bucket_settle(struct bucket *bucket, uint64_t now_ns);
 
+/* A change of rate or burst at now_ns: settled at the old rate, then a
+ * debt is rescaled to the same time at the new rate (debt * new / old,
+ * rounded up) and clamped to debt_max_B (at least the new burst: pass the
+ * level's bucket_debt_max() at the new setting); tokens clamp to a lower
+ * burst.  To unlimited forgives the debt; from unlimited starts empty. */
 void
 bucket_reconfigure(struct bucket *bucket, uint64_t rate_Bps,
-    uint64_t burst_B, uint64_t now_ns);
+    uint64_t burst_B, uint64_t debt_max_B, uint64_t now_ns);
 
 uint64_t
 bucket_ready_ns(const struct bucket *bucket);

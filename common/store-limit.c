@@ -52,7 +52,7 @@ store_limit_update(struct store *store, const char *name,
 	struct bucket_rec bucket;
 	const struct limit_cfg *cfg = &limit.cfg;
 	MDB_val key, value;
-	uint64_t now_ns;
+	uint64_t now_ns, debt_max_B;
 	int rc, dir, reparent = 1;
 
 	if (!limit_name_valid(name) ||
@@ -123,15 +123,20 @@ store_limit_update(struct store *store, const char *name,
 			bucket_init(&bucket.bucket[dir], 0, 0, now_ns);
 	} else if (rc)
 		goto abort;
-	/* A lowered rate or burst applies to the live bucket at once. */
+	/* A changed rate or burst applies to the live bucket at once; a
+	 * debt keeps its time, at most the level's cap at the new setting
+	 * (the cap draws on both buckets use, level_debt_max()). */
 	for (dir = 0; dir < 2; dir++) {
+		debt_max_B = bucket_debt_max(cfg->rate_Bps[dir], cfg->burst_B ?
+		    cfg->burst_B : bucket_default_burst(cfg->rate_Bps[dir]),
+		    bucket.nconns);
 		bucket_reconfigure(&bucket.bucket[dir], cfg->rate_Bps[dir],
-		    cfg->burst_B, now_ns);
+		    cfg->burst_B, debt_max_B, now_ns);
 		/* The ceiling bucket: rate 0 when there is none or it is
 		 * unlimited (ceil_Bps tells which). */
 		bucket_reconfigure(&bucket.ceil[dir],
 		    cfg->ceil_Bps[dir] == CEIL_UNLIMITED ? 0 : cfg->ceil_Bps[dir],
-		    cfg->burst_B, now_ns);
+		    cfg->burst_B, debt_max_B, now_ns);
 		bucket.ceil_Bps[dir] = cfg->ceil_Bps[dir];
 	}
 	memcpy(bucket.parent, cfg->parent, sizeof(bucket.parent));

@@ -656,31 +656,32 @@ test_reconfigure(void)
 
 	/* Raise: the time before the change is paid at the old rate. */
 	bucket_init(&bucket, 1000, 1000000, 0);
-	bucket_reconfigure(&bucket, 5000, 1000000, 1500000000);
+	bucket_reconfigure(&bucket, 5000, 1000000, 0, 1500000000);
 	ok(bucket.tokens_B == 1500 && bucket.rate_Bps == 5000,
 	    "raise: 1.5 s at the old 1000 B/s settled before the change");
 	bucket_settle(&bucket, 2500000000);
 	ok(bucket.tokens_B == 6500, "raise: then 1 s at the new 5000 B/s");
 	/* Lower the burst: tokens clamp at once. */
-	bucket_reconfigure(&bucket, 5000, 100, 2500000000);
+	bucket_reconfigure(&bucket, 5000, 100, 0, 2500000000);
 	ok(bucket.tokens_B == 100 && bucket.frac_nB == 0,
 	    "lower the burst: tokens clamp to it at once");
-	/* Lower the rate with a debt: the debt is repaid at the new rate. */
+	/* Lower the rate with a debt: the time owed is kept, not the bytes
+	 * (unit-rate-change checks this with many relays). */
 	bucket_init(&bucket, 1000, 1000, 0);
 	bucket_draw(levels, 1, 1000, 0, &release_ns);
-	bucket_reconfigure(&bucket, 100, 1000, 500000000);
-	ok(bucket.tokens_B == -500, "lower: half the debt repaid at the "
-	    "old rate");
-	ok(bucket_ready_ns(&bucket) == 500000000 + 5 * NS_PER_SEC,
-	    "lower: the rest at the new rate (ready 5 s later)");
+	bucket_reconfigure(&bucket, 100, 1000, 1000, 500000000);
+	ok(bucket.tokens_B == -50, "lower: half the debt repaid at the "
+	    "old rate, the other 0.5 s is 50 B at the new one");
+	ok(bucket_ready_ns(&bucket) == NS_PER_SEC,
+	    "lower: ready when it was before the change (1 s)");
 	/* To unlimited: no tokens kept, no waiting, no clamp to a burst. */
-	bucket_reconfigure(&bucket, 0, 0, 600000000);
+	bucket_reconfigure(&bucket, 0, 0, 0, 600000000);
 	got_B = bucket_draw(levels, 1, 12345678, 600000000, &release_ns);
 	ok(bucket.tokens_B == 0 && got_B == 12345678 &&
 	    release_ns == 600000000, "to unlimited: the debt is forgiven, "
 	    "draws pass whole and at once");
 	/* From unlimited: starts empty at the change, like a new bucket. */
-	bucket_reconfigure(&bucket, 2000, 0, 700000000);
+	bucket_reconfigure(&bucket, 2000, 0, 0, 700000000);
 	ok(bucket.tokens_B == 0 && bucket.burst_B == 200 &&
 	    bucket.stamp_ns == 700000000, "from unlimited: starts empty, "
 	    "default burst a tenth of the rate");
