@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -18,6 +19,23 @@ static enum log_target log_target = LOG_TO_STDERR;
 static int journal_fd = -1;
 static int file_fd = -1;
 static int syslog_opened;
+static int stderr_journal;
+
+/* Is fd 2 the journal's stream (a service's stderr under systemd)?
+ * systemd sets JOURNAL_STREAM to that stream's device:inode. */
+static int
+stderr_is_journal(void)
+{
+	const char *stream = getenv("JOURNAL_STREAM");
+	unsigned long long device, inode;
+	struct stat st;
+
+	if (!stream || sscanf(stream, "%llu:%llu", &device, &inode) != 2 ||
+	    fstat(STDERR_FILENO, &st) != 0)
+		return 0;
+	return (unsigned long long)st.st_dev == device &&
+	    (unsigned long long)st.st_ino == inode;
+}
 
 void
 log_open(const char *prog, enum log_target target)
@@ -26,8 +44,10 @@ log_open(const char *prog, enum log_target target)
 
 	log_name = prog;
 	log_target = target;
-	if (target != LOG_TO_SYSTEM)
+	if (target != LOG_TO_SYSTEM) {
+		stderr_journal = stderr_is_journal();
 		return;
+	}
 	path = getenv("IPRELAY_LOG_FILE");
 	if (path && *path) {
 		file_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
@@ -147,7 +167,14 @@ emit(int priority, const char *prefix, const char *fmt, va_list args)
 	vsnprintf(raw, sizeof(raw), fmt, args);
 	log_escape(text, sizeof(text), raw);
 	if (log_target == LOG_TO_STDERR) {
-		fprintf(stderr, "%s: %s%s\n", log_name, prefix, text);
+		/* To the journal, a line starts with its priority ("<3>"):
+		 * journald takes it as the entry's PRIORITY, where a bare
+		 * line, a fatal one included, would be logged as "info".
+		 * The journal names the program itself. */
+		if (stderr_journal)
+			fprintf(stderr, "<%d>%s%s\n", priority, prefix, text);
+		else
+			fprintf(stderr, "%s: %s%s\n", log_name, prefix, text);
 		return;
 	}
 	if (file_fd >= 0) {

@@ -1,8 +1,8 @@
 #!/bin/sh
 # make package-test: build the Debian package from a copy of the tree
-# (dpkg-buildpackage cleans, which must not touch the work tree's bin/),
-# run lintian, unpack it with dpkg -x and check every file sits where the
-# units, the generator and the examples say it does.
+# (tests/deb-build.sh: dpkg-buildpackage cleans, which must not touch the
+# work tree's bin/), run lintian, unpack it with dpkg -x and check every
+# file sits where the units, the generator and the examples say it does.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d /tmp/iprelay-package.XXXXXX)
@@ -14,17 +14,11 @@ check() {
 	if "$@"; then echo "ok - $name"; else echo "not ok - $name"; failed=1; fi
 }
 
-mkdir "$tmp/src"
-(cd "$top" && tar -c --exclude=./.git --exclude=./bin --exclude=./build .) |
-	(cd "$tmp/src" && tar -x) || { echo "package-test: unable to copy the tree" >&2; exit 111; }
 start=$(date +%s)
-if ! (cd "$tmp/src" && dpkg-buildpackage -us -uc -b >"$tmp/build.log" 2>&1); then
-	tail -40 "$tmp/build.log"
-	echo "package-test: dpkg-buildpackage failed" >&2
-	exit 1
-fi
-echo "# built in $(($(date +%s) - start)) s"
-deb=$(ls "$tmp"/iprelay_*.deb 2>/dev/null | head -1)
+# tests/deb-build.sh: built from a copy of the tree, kept in build/deb for
+# tests/t/systemd-live.t (CI runs this first, so that test reuses it).
+deb=$(sh "$top/tests/deb-build.sh") || { echo "package-test: the package did not build" >&2; exit 1; }
+echo "# built in $(($(date +%s) - start)) s (reused when the sources are unchanged)"
 check "a .deb was built" test -n "$deb"
 [ -n "$deb" ] || exit 1
 
@@ -86,7 +80,7 @@ check "systemd-tmpfiles makes /var/lib/iprelay 2770 owned by iprelay" \
 
 # Every man page in docs/ is installed in its section, and every program
 # has one.
-for page in "$tmp"/src/docs/*.[158]; do
+for page in "$top"/docs/*.[158]; do
 	[ -f "$page" ] || continue
 	name=${page##*/}
 	check "man page $name installed" test -f "$root/usr/share/man/man${name##*.}/$name.gz"
