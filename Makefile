@@ -44,7 +44,7 @@ OUT ?= .
 OBJ = $(if $(filter .,$(OUT)),build/obj,$(OUT)/obj)
 BIN = $(OUT)/bin
 
-COMMON = bucket parse store store-file store-rec store-limit store-conn store-draw log refiller
+COMMON = bucket parse statedir store store-file store-rec store-limit store-conn store-draw log refiller
 COMMON_OBJ = $(patsubst %,$(OBJ)/common/%.o,$(COMMON))
 PROGRAMS = $(BIN)/shaperd $(BIN)/iprelay-limit $(BIN)/iprelay-conn $(BIN)/iprelay
 UNIT_TESTS = $(patsubst tests/unit/%.c,$(BIN)/tests/%,$(wildcard tests/unit/unit-*.c))

@@ -69,20 +69,17 @@ struct refiller {
 	size_t nconns, conns_cap;
 };
 
+/* The lock files, as every file in the state dir (statedir.h): no link
+ * followed, a regular file of the dir's owner or group, mode 0660 when we
+ * make it, whatever the umask; never chowned (root has dropped to the
+ * dir's owner, who then makes it). */
 static int
-open_lock(const char *dir, const char *name)
+open_lock(const struct statedir *dir, const char *name, int *fd)
 {
-	char path[4200];
-	int fd;
+	int created;
 
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0660);
-	if (fd >= 0) {
-		/* Group members share the dir: whatever the umask was. */
-		(void)fchmod(fd, 0660);
-		store_give_to_dir_owner(dir, name);
-	}
-	return fd;
+	return statedir_openat(dir, name, O_RDWR | O_CREAT, 0660, fd,
+	    &created, NULL, 0);
 }
 
 static int
@@ -120,10 +117,11 @@ refiller_create(struct refiller **out, struct store *store, const char *dir,
 	refiller->pidfd_max = getrlimit(RLIMIT_NOFILE, &files) == 0 &&
 	    files.rlim_cur != RLIM_INFINITY && files.rlim_cur / 2 < INT_MAX ?
 	    (int)(files.rlim_cur / 2) : INT_MAX;
-	refiller->refill_fd = open_lock(dir, "refiller.lock");
-	refiller->priority_fd = open_lock(dir, "shaperd.lock");
-	if (refiller->refill_fd < 0 || refiller->priority_fd < 0) {
-		rc = errno;
+	refiller->refill_fd = refiller->priority_fd = -1;
+	(void)dir;
+	if ((rc = open_lock(store_dir(store), "refiller.lock",
+	    &refiller->refill_fd)) || (rc = open_lock(store_dir(store),
+	    "shaperd.lock", &refiller->priority_fd))) {
 		refiller_destroy(refiller);
 		return rc;
 	}

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "bucket.h"
+#include "statedir.h"
 #include "store.h"
 
 #define CHAIN_MAX		64	/* levels of nesting */
@@ -27,6 +28,8 @@ struct store {
 	MDB_env *env;
 	MDB_dbi limits, buckets, conns, meta;
 	struct chain *chain;	/* scratch for one transaction at a time */
+	struct statedir dir;	/* checked and held (statedir.h) */
+	struct statedir_lmdb files;	/* our fds of LMDB's files */
 };
 
 struct limit_rec {

@@ -53,6 +53,7 @@ store_strerror(int rc)
 	case MDB_VERSION_MISMATCH: return "state file of another LMDB version";
 	case MDB_INCOMPATIBLE: return "not an iprelay state file";
 	case MDB_READERS_FULL: return "too many concurrent readers";
+	case STATEDIR_EREFUSED: return statedir_last_why();
 	default: return mdb_strerror(rc);
 	}
 }
@@ -61,7 +62,7 @@ int
 store_exit_code(int rc)
 {
 	if (rc == STORE_EFOREIGN || rc == STORE_EVERSION ||
-	    rc == STORE_EDAMAGED)
+	    rc == STORE_EDAMAGED || rc == STATEDIR_EREFUSED)
 		return EXIT_USAGE;
 	return EXIT_SYSTEM;
 }
@@ -221,75 +222,44 @@ abort:
 	return rc;
 }
 
-static int
-make_dir(const char *dir)
-{
-	char path[4096];
-	size_t len;
-	char *slash;
-
-	len = strlen(dir);
-	if (len == 0 || len >= sizeof(path))
-		return ENAMETOOLONG;
-	memcpy(path, dir, len + 1);
-	for (slash = path + 1; (slash = strchr(slash, '/')); slash++) {
-		*slash = '\0';
-		if (mkdir(path, 0755) < 0 && errno != EEXIST)
-			return errno;
-		*slash = '/';
-	}
-	/* The state dir itself: owner and group only. */
-	if (mkdir(path, 0770) == 0)
-		(void)chmod(path, 0770);	/* whatever the umask */
-	else if (errno != EEXIST)
-		return errno;
-	return 0;
-}
-
-void
-store_give_to_dir_owner(const char *dir, const char *file)
-{
-	/* root creating a file for a service user (iprelay-limit or iprelay
-	 * run by an admin first) hands it to the state dir's owner, so the
-	 * unprivileged relays and shaperd can still open it. */
-	struct stat dir_stat;
-	char path[4200];
-
-	if (geteuid() != 0 || stat(dir, &dir_stat) < 0 || dir_stat.st_uid == 0)
-		return;
-	snprintf(path, sizeof(path), "%s/%s", dir, file);
-	if (chown(path, dir_stat.st_uid, dir_stat.st_gid) < 0)
-		return;
-}
-
 int
 store_open(struct store **out, const char *dir, int flags)
 {
 	struct store *store;
-	char path[4200];
 	unsigned env_flags = MDB_NOSUBDIR | MDB_NOSYNC | MDB_NORDAHEAD |
 	    MDB_NOTLS;
 	mode_t old_umask;
-	int rc, create = !(flags & STORE_RDONLY);
+	int rc, env_fd, create = !(flags & STORE_RDONLY);
 
 	*out = NULL;
-	if (snprintf(path, sizeof(path), "%s/%s", dir, STORE_FILE) >=
-	    (int)sizeof(path))
-		return ENAMETOOLONG;
-	if (!create && access(path, F_OK) < 0)
-		return errno == ENOENT ? STORE_ENOSTORE : errno;
-	if ((rc = check_file(path)))
-		return rc;
-	if (create && (rc = make_dir(dir)))
-		return rc;
 	store = calloc(1, sizeof(*store));
 	if (store == NULL)
 		return ENOMEM;
+	store->files.data_fd = store->files.lock_fd = -1;
 	store->chain = malloc(sizeof(*store->chain));
 	if (store->chain == NULL) {
 		free(store);
 		return ENOMEM;
 	}
+	/* The dir checked (root: dropped to its owner) and both of LMDB's
+	 * files opened without following links and checked, before LMDB
+	 * opens them by a path that leads to exactly those (statedir.h). */
+	rc = statedir_enter(&store->dir, dir, create, NULL, 0);
+	if (rc == 0) {
+		old_umask = umask(007);
+		rc = statedir_lmdb_prepare(&store->dir, STORE_FILE, create,
+		    &store->files, NULL, 0);
+		umask(old_umask);
+	}
+	if (rc == ENOENT && !create)
+		rc = STORE_ENOSTORE;
+	/* A file we just made is empty until LMDB writes it. */
+	if (rc == 0 && !store->files.data_created)
+		rc = check_file(store->files.check_path);
+	if (rc)
+		goto free_store;
+	if (store->files.read_only)
+		env_flags |= MDB_RDONLY;
 	if ((rc = mdb_env_create(&store->env)))
 		goto free_store;
 	if ((rc = mdb_env_set_maxreaders(store->env, STORE_MAXREADERS)) ||
@@ -297,34 +267,40 @@ store_open(struct store **out, const char *dir, int flags)
 	    (rc = mdb_env_set_mapsize(store->env, STORE_MAPSIZE)))
 		goto close_env;
 	old_umask = umask(007);
-	rc = mdb_env_open(store->env, path, env_flags, 0660);
+	rc = mdb_env_open(store->env, store->files.path, env_flags, 0660);
 	umask(old_umask);
-	if (rc == EACCES && !create) {
-		/* A reader without write access to the data file. */
+	if (rc == EACCES && !create && !(env_flags & MDB_RDONLY)) {
+		/* A reader without write access to the lock file. */
 		mdb_env_close(store->env);
 		if ((rc = mdb_env_create(&store->env)))
 			goto free_store;
 		mdb_env_set_maxreaders(store->env, STORE_MAXREADERS);
 		mdb_env_set_maxdbs(store->env, STORE_MAXDBS);
-		rc = mdb_env_open(store->env, path, env_flags | MDB_RDONLY,
-		    0660);
+		rc = mdb_env_open(store->env, store->files.path,
+		    env_flags | MDB_RDONLY, 0660);
 	}
+	if (rc == 0 && (rc = mdb_env_get_fd(store->env, &env_fd)) == 0)
+		rc = statedir_lmdb_verify(&store->files, env_fd, NULL, 0);
 	if (rc)
 		goto close_env;
 	if ((rc = open_dbs(store, create)))
 		goto close_env;
-	if (create) {
-		store_give_to_dir_owner(dir, STORE_FILE);
-		store_give_to_dir_owner(dir, STORE_FILE "-lock");
-	}
 	*out = store;
 	return 0;
 close_env:
 	mdb_env_close(store->env);
 free_store:
+	statedir_lmdb_abandon(&store->dir, STORE_FILE, &store->files);
+	statedir_close(&store->dir);
 	free(store->chain);
 	free(store);
 	return rc;
+}
+
+const struct statedir *
+store_dir(const struct store *store)
+{
+	return &store->dir;
 }
 
 void
@@ -333,6 +309,10 @@ store_close(struct store *store)
 	if (store == NULL)
 		return;
 	mdb_env_close(store->env);
+	/* Only now: closing our fd of the lock file would drop LMDB's
+	 * fcntl locks on it. */
+	statedir_lmdb_done(&store->files);
+	statedir_close(&store->dir);
 	free(store->chain);
 	free(store);
 }

@@ -24,6 +24,7 @@
 
 #include "bucket.h"
 #include "parse.h"
+#include "statedir.h"
 
 #define STORE_FORMAT	1
 #define STORE_FILE	"iprelay.mdb"
@@ -121,12 +122,18 @@ store_exit_code(int rc);
 int
 store_dir_resolve(const char *option, char *dir, size_t dir_size);
 
+/* Opens the store in DIR (creating both unless STORE_RDONLY).  The dir
+ * and its files go through statedir.h first: a dir nobody we trust owns
+ * is refused (STATEDIR_EREFUSED: store_strerror says why, exit 100), and
+ * root drops to the owner of a dir of the service user, for good, before
+ * it opens anything there. */
 int
 store_open(struct store **store, const char *dir, int flags);
 
-/* When root, hand DIR/FILE to the owner of DIR (the service user). */
-void
-store_give_to_dir_owner(const char *dir, const char *file);
+/* The state dir the store was opened in, checked and held: for the other
+ * files there (statedir_openat) and its owner. */
+const struct statedir *
+store_dir(const struct store *store);
 
 void
 store_close(struct store *store);

@@ -1937,8 +1937,9 @@ open_store(uint64_t bandwidth_Bps)
 	rc = refiller_create(&relay.refiller, relay.store, relay.state_dir,
 	    REFILLER_EMBEDDED);
 	if (rc)
-		log_fatal(EXIT_SYSTEM, "unable to open the refiller locks in "
-		    "%s: %s", relay.state_dir, strerror(rc));
+		log_fatal(rc == STATEDIR_EREFUSED ? EXIT_USAGE : EXIT_SYSTEM,
+		    "unable to open the refiller locks in %s: %s",
+		    relay.state_dir, store_strerror(rc));
 }
 
 /* The pid file: opened without following a symlink, refused unless it is

@@ -1051,9 +1051,7 @@ command_kill(const struct options *options)
 	struct store *store;
 	struct kill_all *all;
 	struct conn_places *places;
-	struct stat dir_stat;
 	char why[PATH_MAX + 256];
-	const char *dir;
 	uint32_t id = 0;
 	size_t index, killed = 0, skipped = 0, refused = 0, failed = 0;
 	enum kill_outcome outcome;
@@ -1075,16 +1073,12 @@ command_kill(const struct options *options)
 		printf("0 connections terminated\n");
 		return 0;
 	}
-	dir = store_path(options);
-	if (stat(dir, &dir_stat) < 0)
-		log_fatal(EXIT_SYSTEM, "unable to read %s: %s", dir,
-		    strerror(errno));
 	all = calloc(1, sizeof(*all));
 	places = malloc(sizeof(*places));
 	if (all == NULL || places == NULL)
 		log_fatal(EXIT_SYSTEM, "unable to allocate: %s",
 		    strerror(ENOMEM));
-	conn_places_find(places, dir_stat.st_uid);
+	conn_places_find(places, store_dir(store)->uid);
 	if (single) {
 		struct conn_info probe;
 

@@ -160,8 +160,9 @@ main(int argc, char **argv)
 		    dir, STORE_FILE, store_strerror(rc));
 	raise_files_limit();
 	if ((rc = refiller_create(&refiller, store, dir, REFILLER_SHAPERD)))
-		log_fatal(EXIT_SYSTEM, "unable to open the locks in %s: %s",
-		    dir, strerror(rc));
+		log_fatal(rc == STATEDIR_EREFUSED ? EXIT_USAGE : EXIT_SYSTEM,
+		    "unable to open the locks in %s: %s", dir,
+		    store_strerror(rc));
 	rc = refiller_claim_priority(refiller);
 	if (rc == EBUSY)
 		log_fatal(EXIT_SYSTEM, "unable to start: another shaperd "
