@@ -95,7 +95,9 @@ $(OBJ)/conn-link: FORCE
 
 FORCE:
 
-$(BIN)/iprelay: $(OBJ)/relay/iprelay.o $(OBJ)/relay/command.o $(COMMON_OBJ)
+# iprelay in rooms (relay/iprelay.h says which file owns what).
+IPRELAY_PARTS = iprelay loop forwarder spawn execute output editor command
+$(BIN)/iprelay: $(patsubst %,$(OBJ)/relay/%.o,$(IPRELAY_PARTS)) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_STORE)
 

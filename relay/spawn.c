@@ -1,0 +1,410 @@
+/*
+ * iprelay's children: spawning one iprelay-conn per connection (the socket
+ * on fd 0 and 1, as inetd gives it), the relays started ahead, reaping
+ * and reporting their ends, and sampling their byte counts for show stats.
+ *
+ * Relays started ahead: a forwarder that has had a connection keeps one
+ * relay started ahead (iprelay-conn -W): exec, linking and opening the
+ * store are then done before the next client connects, which only waits
+ * for its socket to be passed over (SCM_RIGHTS).  -m counts it: a
+ * forwarder never has more than max iprelay-conn processes.  A command
+ * that may change what a relay is started with lets the waiting ones go
+ * (end of file on their socket: they exit 0).
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "iprelay.h"
+
+extern char **environ;
+
+/* A relay started ahead (see spare_start) waits with the settings of its
+ * start: a change lets it go, end of file on its socket, and it exits. */
+static void
+spare_let_go(struct child *child)
+{
+	close(child->ahead_fd);
+	child->ahead_fd = -1;
+	child->forwarder = -1;
+}
+
+void
+spares_let_go(void)
+{
+	size_t index;
+
+	for (index = 0; index < relay.nchildren; index++)
+		if (relay.children[index].ahead_fd >= 0)
+			spare_let_go(&relay.children[index]);
+}
+
+/* Our child that registered this record: same pid, and the same start
+ * time, so a dead relay's record naming a reused pid is not taken. */
+struct child *
+child_of(const struct conn_info *info)
+{
+	size_t index;
+
+	for (index = 0; index < relay.nchildren; index++) {
+		struct child *child = &relay.children[index];
+
+		if (child->pid != info->pid)
+			continue;
+		if (info->pid_start && child->start_ticks &&
+		    info->pid_start != child->start_ticks)
+			return NULL;
+		return child;
+	}
+	return NULL;
+}
+
+static struct child *
+child_find(pid_t pid)
+{
+	size_t index;
+
+	for (index = 0; index < relay.nchildren; index++)
+		if (relay.children[index].pid == pid)
+			return &relay.children[index];
+	return NULL;
+}
+
+struct child *
+child_add(pid_t pid, int number, const char *peer)
+{
+	struct child *grown;
+
+	if (relay.nchildren == relay.children_cap) {
+		size_t cap = relay.children_cap ? relay.children_cap * 2 : 16;
+
+		grown = realloc(relay.children, cap * sizeof(*grown));
+		if (grown == NULL)
+			return NULL;
+		relay.children = grown;
+		relay.children_cap = cap;
+	}
+	grown = &relay.children[relay.nchildren++];
+	memset(grown, 0, sizeof(*grown));
+	grown->pid = pid;
+	grown->ahead_fd = -1;
+	grown->start_ticks = refiller_proc_start(pid);
+	grown->forwarder = number;
+	snprintf(grown->peer, sizeof(grown->peer), "%s", peer);
+	return grown;
+}
+
+/* With ahead, fd is our end's peer of a socketpair and the relay is
+ * started with -W, to be passed its client later (hand_to_spare). */
+int
+spawn_conn(struct forwarder *forwarder, int client_fd, int ahead, pid_t *pid)
+{
+	posix_spawn_file_actions_t actions;
+	posix_spawnattr_t attr;
+	sigset_t none, defaults;
+	char remote[REMOTE_MAX + 1], idle[24], chunk[24];
+	char limit[LIMIT_NAME_MAX + 8];
+	char acl_text[2 * ACL_MAX][CIDR_TEXT_MAX + 1];
+	char *argv[16 + 4 * ACL_MAX];
+	size_t index, ntext = 0;
+	int argc = 0, rc;
+
+	snprintf(limit, sizeof(limit), "%s", forwarder_limit_for(forwarder->number));
+	format_remote(&forwarder->spec.remote, remote, sizeof(remote));
+	argv[argc++] = "iprelay-conn";
+	if (ahead)
+		argv[argc++] = "-W";
+	argv[argc++] = "-S";
+	argv[argc++] = relay.state_dir;
+	argv[argc++] = "-l";
+	argv[argc++] = limit;
+	if (relay.set.data_size_B) {
+		snprintf(chunk, sizeof(chunk), "%llu",
+		    (unsigned long long)relay.set.data_size_B);
+		argv[argc++] = "-z";
+		argv[argc++] = chunk;
+	}
+	if (relay.set.idle_out_s) {
+		snprintf(idle, sizeof(idle), "%llu",
+		    (unsigned long long)relay.set.idle_out_s);
+		argv[argc++] = "-i";
+		argv[argc++] = idle;
+	}
+	if (!address_is_any(relay.set.force_from)) {
+		argv[argc++] = "-s";
+		argv[argc++] = relay.set.force_from;
+	}
+	for (index = 0; index < relay.set.nallow; index++) {
+		cidr_format(&relay.set.allow[index], acl_text[ntext],
+		    sizeof(acl_text[0]));
+		argv[argc++] = "-a";
+		argv[argc++] = acl_text[ntext++];
+	}
+	for (index = 0; index < relay.set.ndeny; index++) {
+		cidr_format(&relay.set.deny[index], acl_text[ntext],
+		    sizeof(acl_text[0]));
+		argv[argc++] = "-A";
+		argv[argc++] = acl_text[ntext++];
+	}
+	argv[argc++] = remote;
+	argv[argc] = NULL;
+
+	if ((rc = posix_spawn_file_actions_init(&actions)))
+		return rc;
+	if ((rc = posix_spawnattr_init(&attr)))
+		goto destroy_actions;
+	/* The socket on 0 and 1 as inetd gives it; fd 2 may never be the
+	 * client, so /dev/null.  Our own descriptors are close-on-exec. */
+	if ((rc = posix_spawn_file_actions_adddup2(&actions, client_fd, 0)) ||
+	    (rc = posix_spawn_file_actions_adddup2(&actions, client_fd, 1)) ||
+	    (rc = posix_spawn_file_actions_addopen(&actions, 2, "/dev/null",
+	    O_WRONLY, 0)))
+		goto destroy_attr;
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 34)
+	/* And whatever our own parent left open without close-on-exec. */
+	if ((rc = posix_spawn_file_actions_addclosefrom_np(&actions, 3)))
+		goto destroy_attr;
+#endif
+	/* Our blocked signals (signalfd) and ignored SIGPIPE must not leak
+	 * into the relay; its own process group keeps a ctrl-c at the
+	 * terminal for iprelay, which then ends every relay cleanly. */
+	sigemptyset(&none);
+	sigemptyset(&defaults);
+	sigaddset(&defaults, SIGPIPE);
+	sigaddset(&defaults, SIGINT);
+	sigaddset(&defaults, SIGTERM);
+	sigaddset(&defaults, SIGHUP);
+	sigaddset(&defaults, SIGCHLD);
+	sigaddset(&defaults, SIGCONT);
+	if ((rc = posix_spawnattr_setsigmask(&attr, &none)) ||
+	    (rc = posix_spawnattr_setsigdefault(&attr, &defaults)) ||
+	    (rc = posix_spawnattr_setpgroup(&attr, 0)) ||
+	    (rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
+	    POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP)))
+		goto destroy_attr;
+	rc = posix_spawn(pid, relay.conn_path, &actions, &attr, argv, environ);
+destroy_attr:
+	posix_spawnattr_destroy(&attr);
+destroy_actions:
+	posix_spawn_file_actions_destroy(&actions);
+	return rc;
+}
+
+static struct child *
+spare_of(int number)
+{
+	size_t index;
+
+	for (index = 0; index < relay.nchildren; index++)
+		if (relay.children[index].ahead_fd >= 0 &&
+		    relay.children[index].forwarder == number)
+			return &relay.children[index];
+	return NULL;
+}
+
+static void
+spare_start(struct forwarder *forwarder)
+{
+	struct child *child;
+	pid_t pid;
+	int pair[2];
+
+	if (relay.stopping || forwarder->nlisten == 0 ||
+	    spare_of(forwarder->number) ||
+	    forwarder->nconns + 1 > relay.max_conns)
+		return;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
+		return;		/* the next client is spawned for, as before */
+	if (spawn_conn(forwarder, pair[1], 1, &pid)) {
+		close(pair[0]);
+		close(pair[1]);
+		return;
+	}
+	close(pair[1]);
+	if ((child = child_add(pid, forwarder->number, "")) == NULL) {
+		kill(pid, SIGTERM);
+		close(pair[0]);
+		return;
+	}
+	child->ahead = 1;
+	child->ahead_fd = pair[0];
+}
+
+/* The forwarder's relay started ahead takes this client: NULL when there
+ * is none or it is gone (then it is spawned for, as before). */
+struct child *
+hand_to_spare(struct forwarder *forwarder, int client_fd, const char *peer)
+{
+	struct child *child = spare_of(forwarder->number);
+	char byte = 0, control[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { &byte, 1 };
+	struct msghdr msg = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = control, .msg_controllen = sizeof(control),
+	};
+	struct cmsghdr *cmsg;
+
+	if (child == NULL)
+		return NULL;
+	memset(control, 0, sizeof(control));
+	cmsg = CMSG_FIRSTHDR(&msg);
+	cmsg->cmsg_level = SOL_SOCKET;
+	cmsg->cmsg_type = SCM_RIGHTS;
+	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cmsg), &client_fd, sizeof(int));
+	if (sendmsg(child->ahead_fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) != 1) {
+		spare_let_go(child);	/* dead or wedged: reaped later */
+		return NULL;
+	}
+	close(child->ahead_fd);
+	child->ahead_fd = -1;
+	child->ahead = 0;
+	snprintf(child->peer, sizeof(child->peer), "%s", peer);
+	return child;
+}
+
+size_t
+live_connections(void)
+{
+	size_t index, count = 0;
+
+	for (index = 0; index < relay.nchildren; index++)
+		count += !relay.children[index].ahead;
+	return count;
+}
+
+void
+reap_children(void)
+{
+	struct forwarder *forwarder;
+	struct child *child;
+	char status_text[96] = "";
+	pid_t pid;
+	int status;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		child = child_find(pid);
+		if (child == NULL)
+			continue;
+		if (child->ahead) {
+			/* Never had a client: nothing to say or count. */
+			if (child->ahead_fd >= 0)
+				close(child->ahead_fd);
+			*child = relay.children[--relay.nchildren];
+			continue;
+		}
+		forwarder = child->forwarder >= 0 ?
+		    forwarder_find(child->forwarder) : NULL;
+		if (forwarder && forwarder->nconns)
+			forwarder->nconns--;
+		if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
+			snprintf(status_text, sizeof(status_text), " (exit %d%s)",
+			    WEXITSTATUS(status),
+			    WEXITSTATUS(status) == EXIT_TIMEOUT ? ": timeout" :
+			    WEXITSTATUS(status) == EXIT_POLICY ?
+			    ": refused by allow/deny" :
+			    WEXITSTATUS(status) == EXIT_SYSTEM ?
+			    ": no connection to the remote host or system failure" :
+			    "");
+		else if (WIFSIGNALED(status) && WTERMSIG(status) != SIGTERM)
+			snprintf(status_text, sizeof(status_text), " (signal %d)",
+			    WTERMSIG(status));
+		else
+			status_text[0] = '\0';
+		if (relay.set.debug && !relay.stopping && !relay.daemonise) {
+			if (child->conn_id)
+				say(LOG_INFO, "CONN%06u: Connection closed%s.",
+				    child->conn_id, status_text);
+			else
+				say(LOG_INFO, "- Connection from %s closed%s.",
+				    child->peer, status_text);
+		}
+		if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL &&
+		    child->conn_id)
+			(void)store_conn_unregister(relay.store, child->conn_id);
+		*child = relay.children[--relay.nchildren];
+		/* Below -m again: one may be started ahead now. */
+		if (forwarder)
+			spare_start(forwarder);
+	}
+}
+
+/* Once a second: learn our children's connection ids and sample their
+ * byte counts for the 5 s and 1 min averages of show stats. */
+static int
+sample_visit(void *ctx, const struct conn_info *info)
+{
+	struct child *child = child_of(info);
+	int dir;
+
+	(void)ctx;
+	if (child == NULL)
+		return 0;
+	child->conn_id = info->id;
+	if (child->filled)
+		child->head = (child->head + 1) % SAMPLES;
+	if (child->filled < SAMPLES)
+		child->filled++;
+	for (dir = 0; dir < 2; dir++)
+		child->bytes[child->head][dir] = info->bytes[dir];
+	return 0;
+}
+
+void
+sample_children(void)
+{
+	if (relay.nchildren == 0)
+		return;
+	(void)store_conn_foreach(relay.store, sample_visit, NULL);
+}
+
+void
+kill_children(void)
+{
+	size_t index;
+
+	for (index = 0; index < relay.nchildren; index++) {
+		kill(relay.children[index].pid, SIGTERM);
+		relay.children[index].term_sent = 1;
+	}
+}
+
+/* Milliseconds until a forwarder's relay is due to be started ahead, for
+ * poll; -1 when none is. */
+int
+spare_wait_ms(void)
+{
+	uint64_t now_ns = monotonic_ns(), soonest_ns = UINT64_MAX;
+	size_t index;
+
+	for (index = 0; index < relay.nforwarders; index++)
+		if (relay.forwarders[index].spare_due_ns &&
+		    relay.forwarders[index].spare_due_ns < soonest_ns)
+			soonest_ns = relay.forwarders[index].spare_due_ns;
+	if (soonest_ns == UINT64_MAX)
+		return -1;
+	if (soonest_ns <= now_ns)
+		return 0;
+	return (int)((soonest_ns - now_ns + 999999) / 1000000);
+}
+
+void
+spares_due(void)
+{
+	uint64_t now_ns = monotonic_ns();
+	size_t index;
+
+	for (index = 0; index < relay.nforwarders; index++)
+		if (relay.forwarders[index].spare_due_ns &&
+		    relay.forwarders[index].spare_due_ns <= now_ns) {
+			relay.forwarders[index].spare_due_ns = 0;
+			spare_start(&relay.forwarders[index]);
+		}
+}
