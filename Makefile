@@ -71,11 +71,12 @@ build: $(EXISTING) $(UNIT_TESTS) $(TEST_TOOLS) $(FUZZ_REPLAYS)
 deps:
 	@sh tests/deps.sh
 
-$(OBJ)/%.o: %.c $(wildcard common/*.h relay/*.h) $(wildcard tests/unit/*.h)
+$(OBJ)/%.o: %.c $(wildcard common/*.h relay/*.h shaperd/*.h) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(WARNFLAGS) $(CFLAGS) -c -o $@ $<
 
-$(BIN)/shaperd: $(OBJ)/shaperd/shaperd.o $(COMMON_OBJ)
+$(BIN)/shaperd: $(OBJ)/shaperd/shaperd.o $(OBJ)/shaperd/metrics.o \
+    $(OBJ)/shaperd/exposition.o $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_STORE) $(LDLIBS_NOTIFY)
 
@@ -212,6 +213,7 @@ install: build
 	sed 's|/usr/sbin/|$(SBINDIR)/|' units/shaperd.service \
 		>$(DESTDIR)$(UNITDIR)/shaperd.service
 	chmod 644 $(DESTDIR)$(UNITDIR)/shaperd.service
+	install -m 644 units/iprelay-metrics.socket $(DESTDIR)$(UNITDIR)/iprelay-metrics.socket
 	for f in iprelay-pop3.socket iprelay-pop3@.service inetd.conf.example xinetd.example; do \
 		sed 's|/usr/sbin/|$(SBINDIR)/|' units/$$f >$(DESTDIR)$(DOCDIR)/examples/$$f && \
 		chmod 644 $(DESTDIR)$(DOCDIR)/examples/$$f || exit 1; done
@@ -227,6 +229,7 @@ uninstall:
 		$(DESTDIR)$(SBINDIR)/iprelay-conn $(DESTDIR)$(SBINDIR)/shaperd \
 		$(DESTDIR)$(SBINDIR)/iprelay-forwarder \
 		$(DESTDIR)$(UNITDIR)/shaperd.service \
+		$(DESTDIR)$(UNITDIR)/iprelay-metrics.socket \
 		$(DESTDIR)$(SYSUSERSDIR)/iprelay.conf $(DESTDIR)$(TMPFILESDIR)/iprelay.conf \
 		$(DESTDIR)$(COMPLETIONDIR)/iprelay-limit
 	rm -rf $(DESTDIR)$(DOCDIR)/examples

@@ -1,7 +1,8 @@
 /*
  * The state store's LMDB environment: opening and closing it, the state
  * dir, the format tag, errors and exit codes, clocks, the meta records,
- * commits and the file's headroom.  The layout and rules are in store.h;
+ * commits, the file's headroom and the environment's figures (for
+ * shaperd's metrics).  The layout and rules are in store.h;
  * the records in store-impl.h; the file check before LMDB maps the file in
  * store-file.c, limits in store-limit.c, connections in store-conn.c,
  * draws and the tick in store-draw.c.
@@ -394,6 +395,89 @@ int
 store_reader_check(struct store *store, int *cleared)
 {
 	return mdb_reader_check(store->env, cleared);
+}
+
+/* mdb_reader_list's lines, "%10d %zx %s\n" (pid, thread, txnid or "-"),
+ * after a header line: the oldest snapshot still read and how many. */
+struct reader_scan {
+	uint64_t oldest_txnid;	/* UINT64_MAX: nobody reads */
+	uint32_t readers;
+};
+
+static int
+scan_reader(const char *line, void *ctx)
+{
+	struct reader_scan *scan = ctx;
+	unsigned long long txnid;
+	int pid;
+
+	if (sscanf(line, "%d %*x %llu", &pid, &txnid) != 2)
+		return 0;	/* the header, or a slot not in a txn */
+	scan->readers++;
+	if (txnid < scan->oldest_txnid)
+		scan->oldest_txnid = txnid;
+	return 0;
+}
+
+int
+store_env_stats(struct store *store, struct store_env_stats *stats)
+{
+	MDB_envinfo info;
+	MDB_stat stat;
+	MDB_txn *txn = NULL;
+	MDB_cursor *cursor = NULL;
+	MDB_val key, value;
+	struct reader_scan scan = { UINT64_MAX, 0 };
+	struct stat file;
+	uint64_t free_pages = 0;
+	size_t pages;
+	int rc, fd;
+
+	memset(stats, 0, sizeof(*stats));
+	if ((rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn)))
+		return rc;
+	/* LMDB's free list (database 0): each record a count of pages and
+	 * their numbers, as mdb_stat -f reads it. */
+	if ((rc = mdb_cursor_open(txn, 0, &cursor)))
+		goto out;
+	for (rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST); rc == 0;
+	    rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)) {
+		if (value.mv_size < sizeof(size_t))
+			continue;
+		memcpy(&pages, value.mv_data, sizeof(pages));
+		free_pages += pages;
+	}
+	mdb_cursor_close(cursor);
+	if (rc != MDB_NOTFOUND)
+		goto out;
+	if ((rc = mdb_stat(txn, store->limits, &stat)))
+		goto out;
+	stats->limits = stat.ms_entries;
+	if ((rc = mdb_stat(txn, store->conns, &stat)))
+		goto out;
+	stats->conns = stat.ms_entries;
+	rc = mdb_env_stat(store->env, &stat);
+out:
+	mdb_txn_abort(txn);
+	if (rc)
+		return rc;
+	/* After the txn: our own slot then holds no snapshot. */
+	if ((rc = mdb_env_info(store->env, &info)))
+		return rc;
+	stats->page_B = stat.ms_psize;
+	stats->map_B = info.me_mapsize;
+	stats->used_B = ((uint64_t)info.me_last_pgno + 1) * stat.ms_psize;
+	stats->free_B = free_pages * stat.ms_psize;
+	stats->last_txnid = info.me_last_txnid;
+	if (mdb_reader_list(store->env, scan_reader, &scan) < 0)
+		return EIO;
+	stats->readers = scan.readers;
+	stats->reader_lag_txns = scan.oldest_txnid == UINT64_MAX ||
+	    scan.oldest_txnid > info.me_last_txnid ? 0 :
+	    info.me_last_txnid - scan.oldest_txnid;
+	if (mdb_env_get_fd(store->env, &fd) == 0 && fstat(fd, &file) == 0)
+		stats->file_B = (uint64_t)file.st_size;
+	return 0;
 }
 
 int

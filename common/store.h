@@ -296,6 +296,25 @@ store_meta_get(struct store *store, const char *key, void *value,
 int
 store_sync(struct store *store);
 
+/* The store as a whole, for shaperd's metrics: one short read
+ * transaction, then LMDB's reader table. */
+struct store_env_stats {
+	uint64_t file_B;	/* the state file's size on disk */
+	uint64_t map_B;		/* the map: the most the file may grow to */
+	uint64_t used_B;	/* pages up to the last one in use */
+	uint64_t free_B;	/* pages on LMDB's free list, to be reused */
+	uint64_t page_B;	/* the page size */
+	uint64_t last_txnid;	/* write transactions committed so far */
+	uint64_t limits;	/* limit records */
+	uint64_t conns;		/* connection records (live relays) */
+	uint32_t readers;	/* reader slots inside a read transaction */
+	uint64_t reader_lag_txns;	/* write txns since the oldest reader's
+					 * snapshot: its pages cannot be reused */
+};
+
+int
+store_env_stats(struct store *store, struct store_env_stats *stats);
+
 /* Decode one record as the store would (0 limit, 1 bucket, 2 conn): 0 if
  * valid, STORE_EDAMAGED otherwise.  For the fuzzer and the tests. */
 int

@@ -2,9 +2,12 @@
  * shaperd: the refiller daemon of one state dir.  Runs in the foreground
  * (systemd Type=notify supervises it), holds the shaperd priority lock so
  * an embedded refiller yields to it, and ticks the store: settles buckets,
- * measures rates, reaps dead relays and stale reader slots.
+ * measures rates, reaps dead relays and stale reader slots.  With
+ * --metrics (or a listening socket passed by systemd) it also serves
+ * Prometheus metrics from the same loop (metrics.c).
  */
 #include <errno.h>
+#include <getopt.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,11 +20,12 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "parse.h"
 #include "refiller.h"
 #include "store.h"
 
-#define USAGE	"usage: shaperd [-S DIR] [-t TICK_MS]\n"
+#define USAGE	"usage: shaperd [-S DIR] [-t TICK_MS] [--metrics ADDR:PORT]\n"
 #define TICK_MS_MIN	10
 #define TICK_MS_MAX	10000
 /* STATUS= is sent when it changes, and at least this often. */
@@ -95,6 +99,45 @@ block_signals(void)
 	return fd;
 }
 
+/* The exporter, when asked for: on each --metrics address and on the
+ * listening sockets systemd passed (iprelay-metrics.socket).  NULL when
+ * neither. */
+static struct metrics *
+metrics_start(struct store *store, const struct metrics_process *process,
+    char *const addrs[], size_t naddrs)
+{
+	struct metrics *metrics;
+	size_t i;
+	int nfds, rc;
+
+	nfds = sd_listen_fds(1);
+	if (nfds < 0)
+		log_fatal(EXIT_SYSTEM, "unable to take the sockets passed: %s",
+		    strerror(-nfds));
+	if (naddrs == 0 && nfds == 0)
+		return NULL;
+	if ((rc = metrics_create(&metrics, store, process)))
+		log_fatal(EXIT_SYSTEM, "unable to serve metrics: %s",
+		    strerror(rc));
+	for (i = 0; i < (size_t)nfds; i++)
+		if ((rc = metrics_adopt(metrics, SD_LISTEN_FDS_START + (int)i)))
+			log_fatal(EXIT_USAGE, "unable to serve metrics on "
+			    "passed descriptor %d: %s", SD_LISTEN_FDS_START +
+			    (int)i, rc == ENOTSOCK ? "not a listening stream "
+			    "socket" : strerror(rc));
+	for (i = 0; i < naddrs; i++)
+		if ((rc = metrics_listen(metrics, addrs[i])))
+			log_fatal(EXIT_SYSTEM, "unable to listen on %s for "
+			    "metrics: %s", addrs[i], rc == ENOSPC ?
+			    "too many sockets" : strerror(rc));
+	for (i = 0; i < naddrs; i++)
+		log_line(LOG_INFO, "metrics on http://%s/metrics", addrs[i]);
+	if (nfds > 0)
+		log_line(LOG_INFO, "metrics on %d socket%s passed by systemd",
+		    nfds, nfds == 1 ? "" : "s");
+	return metrics;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -104,11 +147,19 @@ main(int argc, char **argv)
 	struct refiller *refiller;
 	struct summary summary;
 	struct signalfd_siginfo signal_info;
-	struct pollfd wait_fd;
+	struct pollfd wait_fds[1 + METRICS_POLLFDS_MAX];
+	struct metrics *metrics;
+	struct metrics_process process = { 0 };
+	char *metrics_addrs[METRICS_LISTENERS_MAX];
+	size_t nmetrics_addrs = 0, nwait_fds;
+	static const struct option long_options[] = {
+		{ "metrics", required_argument, NULL, 'M' },
+		{ NULL, 0, NULL, 0 },
+	};
 	uint64_t tick_ms = REFILLER_TICK_NS / 1000000, next_ns, now_ns;
 	uint64_t watchdog_usec = 0, next_watchdog_ns = 0, last_status_ns = 0;
 	uint64_t last_summary_ns = 0, wake_ns;
-	unsigned reaped, reaped_total = 0;
+	unsigned reaped;
 	int opt, rc, signal_fd, active = 0, ready = 0, watchdog, timeout_ms;
 	int exit_code = 0, errors = 0, waiting = 0;
 	char option_name[2] = "", tick_word[300];
@@ -117,9 +168,20 @@ main(int argc, char **argv)
 	/* getopt's own messages start with argv[0], a path: ours say
 	 * "shaperd". */
 	opterr = 0;
-	while ((opt = getopt(argc, argv, "+:S:t:h")) != -1) {
+	process.start_unix_ns = realtime_ns();
+	while ((opt = getopt_long(argc, argv, "+:S:t:h", long_options,
+	    NULL)) != -1) {
 		option_name[0] = (char)optopt;
 		switch (opt) {
+		case 'M':
+			if (!metrics_addr_valid(optarg))
+				usage_error("bad metrics address: '%s' "
+				    "(ADDR:PORT, IPv4 or [IPv6])", optarg);
+			if (nmetrics_addrs == METRICS_LISTENERS_MAX)
+				usage_error("too many metrics addresses: '%s'",
+				    optarg);
+			metrics_addrs[nmetrics_addrs++] = optarg;
+			break;
 		case 'S':
 			if (optarg[0] == '\0')
 				usage_error("bad state dir: '%s'", optarg);
@@ -140,9 +202,15 @@ main(int argc, char **argv)
 			printf("%s", USAGE);
 			return 0;
 		case ':':
+			if (optopt == 'M')
+				usage_error("option requires an argument -- "
+				    "'%s'", "metrics");
 			usage_error("option requires an argument -- '%s'",
 			    option_name);
 		default:
+			if (optopt == 0)
+				usage_error("invalid option -- '%s'",
+				    argv[optind - 1]);
 			usage_error("invalid option -- '%s'", option_name);
 		}
 	}
@@ -170,6 +238,8 @@ main(int argc, char **argv)
 	if (rc)
 		log_fatal(EXIT_SYSTEM, "unable to lock %s/shaperd.lock: %s",
 		    dir, strerror(rc));
+	metrics = metrics_start(store, &process, metrics_addrs,
+	    nmetrics_addrs);
 	watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0;
 	log_line(LOG_INFO, "serving %s, tick %llu ms", dir,
 	    (unsigned long long)tick_ms);
@@ -181,19 +251,21 @@ main(int argc, char **argv)
 			/* An embedded refiller hands its lock back within its
 			 * own tick, so keep asking until we have it. */
 			if (!active && refiller_arbitrate(refiller)) {
-				active = 1;
+				active = process.active = 1;
 				log_line(LOG_INFO, "refilling %s", dir);
 			}
 			if (active) {
 				rc = refiller_tick(refiller, &reaped);
+				process.ticks++;
 				if (rc) {
+					process.tick_errors++;
 					if (errors++ % 100 == 0)
 						log_warn("unable to tick the "
 						    "store: %s",
 						    store_strerror(rc));
 				} else
 					errors = 0;
-				reaped_total += reaped;
+				process.reaped += reaped;
 			}
 			if (active && !ready) {
 				sd_notify(0, "READY=1");
@@ -212,7 +284,7 @@ main(int argc, char **argv)
 				    "%u reaped", summary.limits,
 				    summary.limits == 1 ? "" : "s",
 				    summary.conns, summary.conns == 1 ? "" :
-				    "s", reaped_total);
+				    "s", (unsigned)process.reaped);
 				if (strcmp(status, last_status) != 0 ||
 				    now_ns - last_status_ns >= STATUS_EVERY_NS) {
 					sd_notifyf(0, "STATUS=%s", status);
@@ -239,15 +311,25 @@ main(int argc, char **argv)
 		wake_ns = next_ns;
 		if (watchdog && next_watchdog_ns < wake_ns)
 			wake_ns = next_watchdog_ns;
+		if (metrics && metrics_next_deadline_ns(metrics) < wake_ns)
+			wake_ns = metrics_next_deadline_ns(metrics);
 		timeout_ms = wake_ns > now_ns ?
 		    (int)((wake_ns - now_ns + 999999) / 1000000) : 0;
-		wait_fd.fd = signal_fd;
-		wait_fd.events = POLLIN;
-		rc = poll(&wait_fd, 1, timeout_ms);
+		wait_fds[0].fd = signal_fd;
+		wait_fds[0].events = POLLIN;
+		wait_fds[0].revents = 0;
+		nwait_fds = metrics ? metrics_pollfds(metrics, wait_fds + 1) : 0;
+		rc = poll(wait_fds, 1 + nwait_fds, timeout_ms);
 		if (rc < 0 && errno != EINTR)
 			log_fatal(EXIT_SYSTEM, "unable to wait: %s",
 			    strerror(errno));
-		if (rc > 0 && read(signal_fd, &signal_info,
+		/* Non-blocking, and bounded work: never late for a tick by
+		 * more than one answer's rendering. */
+		if (metrics && rc >= 0)
+			metrics_serve(metrics, wait_fds + 1, nwait_fds,
+			    monotonic_ns());
+		if (rc > 0 && wait_fds[0].revents &&
+		    read(signal_fd, &signal_info,
 		    sizeof(signal_info)) == sizeof(signal_info)) {
 			if (signal_info.ssi_signo == SIGHUP)
 				continue;	/* nothing to reload */
@@ -257,6 +339,7 @@ main(int argc, char **argv)
 		}
 	}
 	sd_notify(0, "STOPPING=1");
+	metrics_destroy(metrics);
 	refiller_destroy(refiller);
 	store_close(store);
 	return exit_code;

@@ -17,6 +17,9 @@
  *	registers a connection record naming PID (with its real start
  *	time, as anyone can read it) and the raw PEER and REMOTE bytes, and
  *	prints its id: what the state dir's owner can write into a record.
+ *   limitctl [-S DIR] many PREFIX N RATE
+ *	sets limits PREFIX1 .. PREFIXN to RATE in one process (a test that
+ *	needs hundreds of limits, quickly).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -32,7 +35,8 @@
 static const char usage_line[] =
     "usage: limitctl [-S DIR] set NAME RATE [--up RATE] [--down RATE] "
     "[--burst BYTES] [--parent NAME] | total NAME | nconns NAME | "
-    "hammer NAME up|down|burst N [whole] | plant PID PEER REMOTE [LIMIT]";
+    "hammer NAME up|down|burst N [whole] | plant PID PEER REMOTE [LIMIT] | "
+    "many PREFIX N RATE";
 
 static _Noreturn void
 usage(void)
@@ -178,6 +182,29 @@ plant(struct store *store, int argc, char **argv)
 	printf("CONN%06u\n", (unsigned)conn.id);
 }
 
+static void
+many(struct store *store, int argc, char **argv)
+{
+	struct limit_cfg cfg;
+	char name[LIMIT_NAME_MAX + 1];
+	uint64_t count, i;
+	int rc;
+
+	if (argc != 3 || parse_uint(argv[1], 1, 100000, &count) < 0)
+		usage();
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.rate_Bps[DIR_UP] = cfg.rate_Bps[DIR_DOWN] = rate_or_die(argv[2]);
+	for (i = 1; i <= count; i++) {
+		snprintf(name, sizeof(name), "%.40s%llu", argv[0],
+		    (unsigned long long)i);
+		if (!limit_name_valid(name))
+			log_fatal(EXIT_USAGE, "bad limit name: %s", name);
+		if ((rc = store_limit_put(store, name, &cfg)))
+			log_fatal(EXIT_SYSTEM, "unable to set limit %s: %s",
+			    name, store_strerror(rc));
+	}
+}
+
 int
 main(int argc, char **argv)
 {
@@ -204,6 +231,8 @@ main(int argc, char **argv)
 		set_limit(store, argc - 2, argv + 2);
 	else if (strcmp(argv[1], "plant") == 0)
 		plant(store, argc - 2, argv + 2);
+	else if (strcmp(argv[1], "many") == 0)
+		many(store, argc - 2, argv + 2);
 	else if (strcmp(argv[1], "hammer") == 0)
 		hammer(store, argc - 2, argv + 2);
 	else if (argc == 3 && (strcmp(argv[1], "total") == 0 ||
