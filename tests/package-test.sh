@@ -41,6 +41,7 @@ done
 check "the packaged iprelay-conn is linked dynamically" \
 	sh -c "readelf -d '$root/usr/sbin/iprelay-conn' | grep -q 'NEEDED.*libc\.so'"
 for file in /lib/systemd/system/shaperd.service \
+    /lib/systemd/system/iprelay-metrics.socket \
     /usr/lib/sysusers.d/iprelay.conf /usr/lib/tmpfiles.d/iprelay.conf \
     /usr/share/bash-completion/completions/iprelay-limit \
     /usr/share/doc/iprelay/examples/iprelay-pop3.socket \
@@ -66,7 +67,8 @@ mkdir -p "$root/etc/systemd/system"
 "$root/usr/sbin/iprelay-forwarder" -q -d "$root/etc/systemd/system" \
 	10110:pop3.example.net:110 pop3
 check "the packaged generator writes a pair" test -f "$root/etc/systemd/system/iprelay-pop3@.service"
-for unit in shaperd.service iprelay-pop3.socket iprelay-pop3@.service; do
+for unit in shaperd.service iprelay-metrics.socket iprelay-pop3.socket \
+    iprelay-pop3@.service; do
 	out=$(systemd-analyze verify --man=no --root="$root" "$unit" 2>&1)
 	check "systemd-analyze verify $unit in the package" test $? = 0 -a -z "$out"
 	[ -z "$out" ] || echo "$out" | sed 's/^/# /'
