@@ -7,7 +7,10 @@
  * The families are one table (families[] below): a name, a type, a help
  * line, a scope (the process, a limit, a limit and direction), an
  * optional extra label and a function giving each sample's value.  Adding
- * one is adding a row (and its line in docs/shaperd.8).
+ * one is adding a row (and its line in docs/shaperd.8).  Figures that are
+ * not in struct limit_info or store_env_stats: a field in struct snapshot,
+ * filled by snapshot_take() in its own short read (copied, the transaction
+ * ended), and a value function reading it from row->snap.
  */
 #include <errno.h>
 #include <inttypes.h>
