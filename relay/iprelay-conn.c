@@ -28,6 +28,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -57,6 +59,14 @@
 #define PIPE_BULK_B		(256U * 1024U)
 #define NOTSENT_LOWAT_MIN_B	(16U * 1024U)
 #define CIDRS_MAX		256	/* -a or -A entries, each */
+/* A graceful stop (SIGUSR1) flushes what was read for at most this long;
+ * what is left then is cut like on SIGTERM.  Long enough for one quantum
+ * at any rate (its release comes within about 2 debt-cap times, 4 s). */
+#define DRAIN_DEADLINE_NS	(10ULL * NS_PER_SEC)
+/* While bytes wait in a socket's send queue for a slow reader the relay
+ * is not idle; it looks again this often, so -i ends a connection at most
+ * this much after the last byte was taken. */
+#define IDLE_RECHECK_NS		(200ULL * 1000 * 1000)
 
 enum end_reason {
 	END_NONE,
@@ -65,6 +75,8 @@ enum end_reason {
 	END_RESET_REMOTE,
 	END_SIGNAL,
 	END_IDLE,
+	END_DRAINED,
+	END_DRAIN_LATE,
 	END_ERROR,
 };
 
@@ -75,6 +87,8 @@ static const char *const end_words[] = {
 	[END_RESET_REMOTE] = "remote reset the connection",
 	[END_SIGNAL] = "terminated by signal",
 	[END_IDLE] = "idle timeout",
+	[END_DRAINED] = "stopped gracefully, what was read flushed",
+	[END_DRAIN_LATE] = "stopped gracefully, flush deadline passed",
 	[END_ERROR] = "system failure",
 };
 
@@ -96,6 +110,8 @@ struct direction {
 	uint64_t release_ns;		/* covered bytes go no earlier */
 	uint64_t prepaid_B;		/* counted by a draw, written unshaped */
 	int to_blocked;			/* writing said EAGAIN: wait POLLOUT */
+	int draining;			/* a graceful stop: read no more than */
+	uint64_t drain_left_B;		/* ... this, received before it */
 	int eof, shut;
 	uint64_t moved_B;		/* bytes written to the other side */
 	uint64_t unaccounted_B;		/* unshaped bytes not yet in the store */
@@ -134,13 +150,18 @@ struct relay {
 	uint64_t last_account_ns;
 	uint64_t last_store_warn_ns;
 	uint64_t start_ns;
-	uint64_t last_move_ns;
+	uint64_t last_move_ns;		/* last read, write or byte waiting */
+	int idle_waiting;		/* the last look found bytes queued */
+	uint64_t idle_waiting_ns;	/* when it looked */
+	uint64_t drain_deadline_ns;	/* 0 = no graceful stop asked */
 	struct direction up, down;
 	enum end_reason end;
 	char end_detail[96];		/* the failing call, for the log */
+	char cut_detail[160];		/* directions cut at the end */
 };
 
 static volatile sig_atomic_t stop_signal;
+static volatile sig_atomic_t drain_signal;
 static int stdin_was_closed;
 static sigset_t run_mask;	/* the mask ppoll waits with */
 static struct relay *the_relay;	/* for the exit handler */
@@ -149,7 +170,10 @@ static int stderr_is_client;
 static void
 on_signal(int signo)
 {
-	stop_signal = signo;
+	if (signo == SIGUSR1)
+		drain_signal = 1;
+	else
+		stop_signal = signo;
 }
 
 /* A closed fd 0, 1 or 2 would be taken by the next open (the log file,
@@ -798,6 +822,19 @@ fail_side(struct relay *relay, enum end_reason reason)
 	end_relay(relay, reason);
 }
 
+/* Bytes the kernel holds on a socket: SIOCINQ received and not read,
+ * SIOCOUTQ written and not yet acknowledged, SIOCOUTQNSD written and not
+ * yet sent.  0 for what is not a socket. */
+static uint64_t
+queued_B(int fd, unsigned long request)
+{
+	int count = 0;
+
+	if (fd < 0 || ioctl(fd, request, &count) < 0 || count < 0)
+		return 0;
+	return (uint64_t)count;
+}
+
 static void
 half_close(struct direction *d)
 {
@@ -815,10 +852,59 @@ half_close(struct direction *d)
 	d->pipe_fd[0] = d->pipe_fd[1] = -1;
 }
 
+/*
+ * At the end of a relay, a direction whose end of stream was not passed
+ * on is cut: its receiver gets a reset (SO_LINGER 0), never a FIN, which
+ * would pass for the end of the stream.  A clean close after SIGTERM
+ * handed a client reading late 3.9 MB of an 8 MiB answer and a normal
+ * EOF; for anything delimited by EOF (raw copies, HTTP/1.0 without a
+ * length, FTP data, nc) that is silent corruption.  A direction whose
+ * sender had finished with nothing left in the pipe is finished here
+ * (FIN) instead.  The log line says what was cut and how many bytes were
+ * dropped: read and not written, received and not read, written and not
+ * yet sent (a reset discards the send queue).
+ */
+static void
+cut_unfinished(struct relay *relay)
+{
+	struct direction *const dirs[2] = { &relay->up, &relay->down };
+	struct direction *d;
+	uint64_t dropped_B;
+	size_t used = 0;
+	char byte;
+	int i, n;
+
+	for (i = 0; i < 2; i++) {
+		d = dirs[i];
+		if (d->shut || d->pipe_fd[0] < 0)
+			continue;
+		if (!d->eof && d->pipe_B == 0 && recv(d->from_fd, &byte, 1,
+		    MSG_PEEK | MSG_DONTWAIT) == 0)
+			d->eof = 1;
+		if (d->eof && d->pipe_B == 0) {
+			half_close(d);
+			continue;
+		}
+		dropped_B = d->pipe_B + queued_B(d->from_fd, SIOCINQ) +
+		    (d->to_is_socket ? queued_B(d->to_fd, SIOCOUTQNSD) : 0);
+		if (d->to_is_socket)
+			reset_socket(d->to_fd);
+		n = snprintf(relay->cut_detail + used,
+		    sizeof(relay->cut_detail) - used, "%s %s (%llu B dropped, "
+		    "%s %s)", used ? "," : "; cut", d->label,
+		    (unsigned long long)dropped_B,
+		    d->dir == DIR_UP ? "remote" : "client",
+		    d->to_is_socket ? "reset" : "closed");
+		if (n > 0 && (size_t)n < sizeof(relay->cut_detail) - used)
+			used += (size_t)n;
+	}
+}
+
 static int
 wants_read(const struct direction *d)
 {
-	if (d->eof || d->pipe_full || d->shut)
+	if (d->eof || d->pipe_full || d->shut ||
+	    (d->draining && d->drain_left_B == 0))
 		return 0;
 	return d->shaped ? d->pipe_B == 0 : d->pipe_B < d->pipe_cap_B;
 }
@@ -839,10 +925,14 @@ splice_in(struct relay *relay, struct direction *d, uint64_t now_ns)
 	} else {
 		len = d->pipe_cap_B - d->pipe_B;
 	}
+	if (d->draining && len > d->drain_left_B)
+		len = (size_t)d->drain_left_B;
 	n = splice(d->from_fd, NULL, d->pipe_fd[1], NULL, len,
 	    SPLICE_F_NONBLOCK);
 	if (n > 0) {
 		d->pipe_B += (size_t)n;
+		if (d->draining)
+			d->drain_left_B -= (uint64_t)n;
 		relay->last_move_ns = now_ns;
 		if (!d->shaped && d->pipe_B >= d->pipe_cap_B && !d->pipe_grown) {
 			d->pipe_grown = 1;
@@ -1022,6 +1112,99 @@ direction_wants(const struct direction *d, struct poll_set *set,
 		*deadline_ns = now_ns;
 }
 
+/* Bytes on their way that the relay or the kernel still holds: in a pipe
+ * (waiting for tokens, or for a receiver that does not read) or in a
+ * send queue (a slow reader).  The relay is not idle while there are. */
+static int
+bytes_waiting(const struct relay *relay)
+{
+	const struct direction *const dirs[2] = { &relay->up, &relay->down };
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		if (!dirs[i]->shut && dirs[i]->pipe_B > 0)
+			return 1;
+		if (dirs[i]->to_is_socket &&
+		    queued_B(dirs[i]->to_fd, SIOCOUTQ) > 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* -i: idle means neither side sent anything and nothing waits to be
+ * written.  Bytes waiting for tokens or for a slow reader count as
+ * activity, looked at when the timeout would fire and then every
+ * IDLE_RECHECK_NS while they wait.  Returns when to look next. */
+static uint64_t
+idle_check(struct relay *relay, uint64_t now_ns)
+{
+	uint64_t due_ns = relay->last_move_ns + relay->idle_ns;
+
+	if (relay->idle_waiting)
+		due_ns = earlier(due_ns, relay->idle_waiting_ns +
+		    IDLE_RECHECK_NS);
+	if (now_ns < due_ns)
+		return due_ns;
+	relay->idle_waiting = bytes_waiting(relay);
+	if (relay->idle_waiting) {
+		relay->last_move_ns = relay->idle_waiting_ns = now_ns;
+		return now_ns + IDLE_RECHECK_NS;
+	}
+	if (now_ns - relay->last_move_ns >= relay->idle_ns)
+		end_relay(relay, END_IDLE);
+	return relay->last_move_ns + relay->idle_ns;
+}
+
+/* A graceful stop (SIGUSR1): read only what the kernel had received
+ * when it came (the senders had it acknowledged), flush it all (through
+ * the limits, as ever), pass on an end of stream that came right after
+ * it, and end once every direction is finished or empty with its send
+ * queue delivered, or at the deadline.  What is unfinished then is cut
+ * (cut_unfinished()): a sender that had more gets no silent FIN. */
+static uint64_t
+drain_check(struct relay *relay, uint64_t now_ns)
+{
+	struct direction *const dirs[2] = { &relay->up, &relay->down };
+	struct direction *d;
+	int i, flushed = 1;
+	char byte;
+
+	if (!relay->drain_deadline_ns) {
+		relay->drain_deadline_ns = now_ns + DRAIN_DEADLINE_NS;
+		for (i = 0; i < 2; i++) {
+			dirs[i]->draining = 1;
+			dirs[i]->drain_left_B = queued_B(dirs[i]->from_fd,
+			    SIOCINQ);
+		}
+		log_line(LOG_INFO, "%s: graceful stop: flushing the %llu B "
+		    "up and %llu B down received, reading no more",
+		    relay->label, (unsigned long long)(relay->up.pipe_B +
+		    relay->up.drain_left_B), (unsigned long long)
+		    (relay->down.pipe_B + relay->down.drain_left_B));
+	}
+	for (i = 0; i < 2; i++) {
+		d = dirs[i];
+		if (d->shut)
+			continue;
+		if (d->drain_left_B == 0 && d->pipe_B == 0 && !d->eof &&
+		    recv(d->from_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
+			d->eof = 1;
+		if (d->eof && d->pipe_B == 0) {
+			half_close(d);
+			continue;
+		}
+		if (d->drain_left_B > 0 || d->pipe_B > 0 ||
+		    (d->to_is_socket && queued_B(d->to_fd, SIOCOUTQ) > 0))
+			flushed = 0;
+	}
+	if (flushed)
+		end_relay(relay, END_DRAINED);
+	else if (now_ns >= relay->drain_deadline_ns)
+		end_relay(relay, END_DRAIN_LATE);
+	/* The send queues are not polled: look again soon. */
+	return earlier(relay->drain_deadline_ns, now_ns + IDLE_RECHECK_NS / 4);
+}
+
 static void
 relay_loop(struct relay *relay)
 {
@@ -1039,7 +1222,8 @@ relay_loop(struct relay *relay)
 			break;
 		}
 		if (relay->up.shut && relay->down.shut) {
-			end_relay(relay, END_DONE);
+			end_relay(relay, relay->drain_deadline_ns ?
+			    END_DRAINED : END_DONE);
 			break;
 		}
 		now_ns = monotonic_ns();
@@ -1051,9 +1235,18 @@ relay_loop(struct relay *relay)
 		deadline_ns = UINT64_MAX;
 		for (i = 0; i < 2; i++)
 			direction_wants(dirs[i], &set, now_ns, &deadline_ns);
-		if (relay->idle_ns)
+		if (drain_signal) {
 			deadline_ns = earlier(deadline_ns,
-			    relay->last_move_ns + relay->idle_ns);
+			    drain_check(relay, now_ns));
+			if (relay->end)
+				break;
+		}
+		if (relay->idle_ns) {
+			deadline_ns = earlier(deadline_ns,
+			    idle_check(relay, now_ns));
+			if (relay->end)
+				break;
+		}
 		if (relay->store && (relay->up.unaccounted_B ||
 		    relay->down.unaccounted_B))
 			deadline_ns = earlier(deadline_ns,
@@ -1076,10 +1269,10 @@ relay_loop(struct relay *relay)
 		if (rc < 0)
 			continue;
 		now_ns = monotonic_ns();
-		if (relay->idle_ns &&
-		    now_ns - relay->last_move_ns >= relay->idle_ns) {
-			end_relay(relay, END_IDLE);
-			break;
+		if (relay->idle_ns) {
+			idle_check(relay, now_ns);
+			if (relay->end)
+				break;
 		}
 		for (i = 0; i < 2 && relay->end == END_NONE; i++) {
 			if (dirs[i]->shut)
@@ -1106,7 +1299,7 @@ connect_wait(int fd, uint64_t deadline_ns)
 	int rc, err;
 
 	for (;;) {
-		if (stop_signal)
+		if (stop_signal || drain_signal)
 			return EINTR;
 		timeout_p = NULL;
 		if (deadline_ns) {
@@ -1257,16 +1450,19 @@ setup_signals(void)
 	sigaction(SIGTERM, &action, NULL);
 	sigaction(SIGINT, &action, NULL);
 	sigaction(SIGHUP, &action, NULL);
+	sigaction(SIGUSR1, &action, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	/* Delivered only inside ppoll: no check-then-sleep race. */
 	sigemptyset(&stop_set);
 	sigaddset(&stop_set, SIGTERM);
 	sigaddset(&stop_set, SIGINT);
 	sigaddset(&stop_set, SIGHUP);
+	sigaddset(&stop_set, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &stop_set, &run_mask);
 	sigdelset(&run_mask, SIGTERM);
 	sigdelset(&run_mask, SIGINT);
 	sigdelset(&run_mask, SIGHUP);
+	sigdelset(&run_mask, SIGUSR1);
 }
 
 int
@@ -1334,26 +1530,21 @@ main(int argc, char **argv)
 	if (relay.start_shaped[DIR_DOWN])
 		become_shaped(&relay.down, relay.start_quantum_B[DIR_DOWN]);
 	relay_loop(&relay);
-	if (relay.end == END_SIGNAL || relay.end == END_IDLE) {
-		/* A clean close: FIN both ways, whatever was in flight. */
-		if (!relay.up.shut)
-			shutdown(relay.remote_fd, SHUT_WR);
-		if (!relay.down.shut && relay.down.to_fd >= 0 &&
-		    relay.down.to_is_socket)
-			shutdown(relay.client_out, SHUT_WR);
-	}
+	cut_unfinished(&relay);
 	if (relay.up.unaccounted_B || relay.down.unaccounted_B)
 		account(&relay, monotonic_ns());
 	duration_ns = monotonic_ns() - relay.start_ns;
 	log_line(LOG_INFO, "%s close: up %llu B, down %llu B, %llu.%03llu s, "
-	    "%s%s%s%s", relay.label, (unsigned long long)relay.up.moved_B,
+	    "%s%s%s%s%s", relay.label, (unsigned long long)relay.up.moved_B,
 	    (unsigned long long)relay.down.moved_B,
 	    (unsigned long long)(duration_ns / NS_PER_SEC),
 	    (unsigned long long)(duration_ns % NS_PER_SEC / 1000000),
 	    end_words[relay.end], relay.end_detail[0] ? " (" : "",
-	    relay.end_detail, relay.end_detail[0] ? ")" : "");
+	    relay.end_detail, relay.end_detail[0] ? ")" : "",
+	    relay.cut_detail);
 	switch (relay.end) {
 	case END_IDLE:
+	case END_DRAIN_LATE:
 		return EXIT_TIMEOUT;
 	case END_ERROR:
 		return EXIT_SYSTEM;

@@ -30,7 +30,7 @@
 "       iprelay-limit [-S DIR] [--json] list\n" \
 "       iprelay-limit [-S DIR] del NAME\n" \
 "       iprelay-limit [-S DIR] [--json] conns\n" \
-"       iprelay-limit [-S DIR] kill ID | all\n" \
+"       iprelay-limit [-S DIR] kill [--drain] ID | all\n" \
 "       iprelay-limit [-S DIR] [--json] top [-n COUNT] [-d SECONDS]\n"
 
 /* Rates measured longer ago than this are shown as unknown: no refiller
@@ -47,6 +47,7 @@ struct options {
 	const char *up, *down, *burst, *parent;
 	const char *ceil, *ceil_up, *ceil_down;
 	const char *count, *delay;
+	int drain;		/* kill --drain: SIGUSR1, a graceful stop */
 };
 
 struct listing {
@@ -323,6 +324,9 @@ refuse_options(const struct options *options, int allow_set, int allow_top,
 		    options->count ? "-n" : "-d");
 	if (!allow_json && options->json)
 		usage_error("%s: option --json is only for the read commands",
+		    options->command);
+	if (options->drain && strcmp(options->command, "kill") != 0)
+		usage_error("%s: option --drain is only for kill",
 		    options->command);
 }
 
@@ -904,7 +908,7 @@ proc_uids(pid_t pid, uid_t *real, uid_t *effective)
 }
 
 enum kill_outcome {
-	KILL_DONE,		/* SIGTERM sent */
+	KILL_DONE,		/* SIGTERM (--drain: SIGUSR1) sent */
 	KILL_GONE,		/* no such process (any more) */
 	KILL_NOT_RELAY,		/* a process that is not a relay of ours */
 	KILL_NOT_PERMITTED,	/* the kernel says we may not signal it */
@@ -915,7 +919,7 @@ enum kill_outcome {
  * when it is not ours to signal. */
 static enum kill_outcome
 signal_relay(const struct conn_places *places, const struct conn_info *info,
-    int pidfd, char *why, size_t why_size)
+    int pidfd, int signo, char *why, size_t why_size)
 {
 	char path[64], exe[PATH_MAX + 16], shown[512];
 	const char *deleted = " (deleted)";
@@ -972,7 +976,7 @@ signal_relay(const struct conn_places *places, const struct conn_info *info,
 		    (unsigned long)effective, (unsigned long)places->owner);
 		return KILL_NOT_RELAY;
 	}
-	if (syscall(SYS_pidfd_send_signal, pidfd, SIGTERM, NULL, 0) < 0) {
+	if (syscall(SYS_pidfd_send_signal, pidfd, signo, NULL, 0) < 0) {
 		rc = errno;
 		if (rc == ESRCH)
 			return KILL_GONE;
@@ -987,7 +991,7 @@ signal_relay(const struct conn_places *places, const struct conn_info *info,
 
 static enum kill_outcome
 kill_conn(struct store *store, const struct conn_places *places, uint32_t id,
-    pid_t *pid, char *why, size_t why_size)
+    int signo, pid_t *pid, char *why, size_t why_size)
 {
 	struct conn_info info;
 	enum kill_outcome outcome;
@@ -1016,7 +1020,7 @@ kill_conn(struct store *store, const struct conn_places *places, uint32_t id,
 		    (int)info.pid, strerror(rc));
 		return KILL_FAILED;
 	}
-	outcome = signal_relay(places, &info, pidfd, why, why_size);
+	outcome = signal_relay(places, &info, pidfd, signo, why, why_size);
 	close(pidfd);
 	return outcome;
 }
@@ -1070,7 +1074,8 @@ command_kill(const struct options *options)
 		return EXIT_POLICY;
 	}
 	if (store == NULL) {
-		printf("0 connections terminated\n");
+		printf("0 connections %s\n", options->drain ?
+		    "stopping gracefully" : "terminated");
 		return 0;
 	}
 	all = calloc(1, sizeof(*all));
@@ -1095,12 +1100,15 @@ command_kill(const struct options *options)
 	for (index = 0; index < all->count; index++) {
 		id = all->ids[index];
 		why[0] = '\0';
-		outcome = kill_conn(store, places, id, &pid, why, sizeof(why));
+		outcome = kill_conn(store, places, id, options->drain ?
+		    SIGUSR1 : SIGTERM, &pid, why, sizeof(why));
 		switch (outcome) {
 		case KILL_DONE:
 			killed++;
 			if (single)
-				printf("CONN%06" PRIu32 " terminated\n", id);
+				printf("CONN%06" PRIu32 " %s\n", id,
+				    options->drain ? "stopping gracefully" :
+				    "terminated");
 			break;
 		case KILL_GONE:
 			if (single)
@@ -1127,8 +1135,10 @@ command_kill(const struct options *options)
 	free(all);
 	free(places);
 	if (!single)
-		printf("%zu connection%s terminated%s\n", killed,
-		    killed == 1 ? "" : "s", skipped + refused + failed ?
+		printf("%zu connection%s %s%s\n", killed,
+		    killed == 1 ? "" : "s", options->drain ?
+		    "stopping gracefully" : "terminated", skipped + refused +
+		    failed ?
 		    " (the others: see above)" : "");
 	/* Not permitted is the caller's to fix (who runs it): 100, as for
 	 * usage; a record naming something else is refused by policy. */
@@ -1239,6 +1249,8 @@ parse_args(int argc, char **argv, struct options *options)
 			    "-S");
 		} else if (strcmp(arg, "--json") == 0) {
 			options->json = 1;
+		} else if (strcmp(arg, "--drain") == 0) {
+			options->drain = 1;
 		} else if (IS("--up")) {
 			options->up = option_value(argc, argv, &index, "--up");
 		} else if (IS("--down")) {

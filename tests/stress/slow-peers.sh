@@ -54,6 +54,6 @@ except OSError:
     how = "reset"
 print(how, round(time.monotonic() - t, 2))' "$RELAY_PORT")
 diag "slow-peers: idle client: $idle"
-like "$idle" '^eof (1\.[89]|2\.|3\.)' "slow-peers ($note): an idle client is closed after about 2 s (-i 2)"
+like "$idle" '^reset (1\.[89]|2\.|3\.)' "slow-peers ($note): an idle client is reset after about 2 s (-i 2), never a clean EOF"
 like "$(cat "$IPRELAY_LOG_FILE" 2>/dev/null)" 'idle' "slow-peers ($note): the idle close is logged"
 scenario_end
