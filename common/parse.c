@@ -280,17 +280,35 @@ cidr_format(const struct cidr *cidr, char *out, size_t out_size)
 	snprintf(out, out_size, "%s/%u", host, cidr->prefix_bits);
 }
 
+/*
+ * An IPv4 client is matched against IPv4 ranges as itself, and against
+ * IPv6 ranges in the form a dual-stack socket shows it, ::ffff:a.b.c.d:
+ * so a range under /96 that covers ::ffff:0:0/96 (::/0, ::/64, ...)
+ * holds every IPv4 client, whichever socket it came in on (-A ::/0
+ * refuses everyone).  Ranges of /96 and longer inside it were made IPv4
+ * by parse_cidr().
+ */
 int
 cidr_match(const struct cidr *cidr, int family, const unsigned char *addr)
 {
+	static const unsigned char prefix[12] = {
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff,
+	};
+	unsigned char mapped[16];
 	const unsigned char *v4;
 
 	if (family == CIDR_V6 && (v4 = mapped_v4(addr)) != NULL) {
 		family = CIDR_V4;
 		addr = v4;
 	}
-	if (family != cidr->family)
-		return 0;
+	if (cidr->family == CIDR_V4)
+		return family == CIDR_V4 &&
+		    prefix_equal(addr, cidr->addr, cidr->prefix_bits);
+	if (family == CIDR_V4) {
+		memcpy(mapped, prefix, sizeof(prefix));
+		memcpy(mapped + 12, addr, 4);
+		addr = mapped;
+	}
 	return prefix_equal(addr, cidr->addr, cidr->prefix_bits);
 }
 

@@ -63,7 +63,9 @@ void
 cidr_format(const struct cidr *cidr, char *out, size_t out_size);
 
 /* Whether the address addr of family (CIDR_V4: 4 bytes, CIDR_V6: 16)
- * lies in cidr.  An IPv4-mapped IPv6 address is compared as IPv4. */
+ * lies in cidr.  An IPv4-mapped IPv6 address is compared as IPv4; an IPv4
+ * client also lies in an IPv6 range covering its mapped form ::ffff:a.b.c.d
+ * (::/0 holds every client). */
 int
 cidr_match(const struct cidr *cidr, int family, const unsigned char *addr);
 

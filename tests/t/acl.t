@@ -143,12 +143,29 @@ if ss -Hltn "sport = :$PORT" | grep -q .; then
 	refused "mapped peer denied as IPv4" 127.0.0.1 "" \
 	    "peer 127\.0\.0\.1:[0-9]+ refused: denied by -A 127\.0\.0\.0/8"
 	stop_pid "$RELAY_PID"
+	stop_pid "$RELAY_PID"
+	# An IPv6 range covering ::ffff:0:0/96 holds IPv4 clients (issue
+	# 12: -A ::/0 let them in): deny and allow.
 	relay mapped2 '[::ffff:127.0.0.1]' -a 127.0.0.1 -A ::/0
-	intact "mapped peer allowed by an IPv4 -a, untouched by -A ::/0" \
-	    127.0.0.1
+	refused "mapped peer refused by -A ::/0 (deny wins over an IPv4 -a)" \
+	    127.0.0.1 "" \
+	    "peer 127\.0\.0\.1:[0-9]+ refused: denied by -A ::/0, remote"
+	stop_pid "$RELAY_PID"
+	relay mapped3 '[::ffff:127.0.0.1]' -a ::/0
+	intact "mapped peer let in by -a ::/0" 127.0.0.1
+	stop_pid "$RELAY_PID"
+	relay mapped4 '[::ffff:127.0.0.1]' -a 2001:db8::/32
+	refused "mapped peer outside -a 2001:db8::/32 (no mapped range)" \
+	    127.0.0.1 "" "peer 127\.0\.0\.1:[0-9]+ refused: in no -a range"
 else
 	fail "an IPv6 socket on ::ffff:127.0.0.1 listens"
 fi
+stop_pid "$RELAY_PID"
+
+# An IPv4 client on an IPv4 socket is in ::/0 too.
+relay v4any 127.0.0.1 -A ::/64
+refused "IPv4 peer refused by -A ::/64" 127.0.0.1 "" \
+    "peer 127\.0\.0\.1:[0-9]+ refused: denied by -A ::/64, remote"
 stop_pid "$RELAY_PID"
 
 # --- bad words: exit 100, the word named, then the usage line ----------
