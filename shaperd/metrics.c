@@ -368,14 +368,18 @@ client_read(struct metrics *metrics, struct client *client, uint64_t now_ns)
 {
 	char discard[4096];
 	ssize_t n;
+	int reads = 16;
 
 	if (client->state == CLIENT_CLOSING) {
 		/* Taken and dropped until the client closes: closing with
 		 * unread bytes would send a reset, which may cost the
-		 * client the answer it has not read yet. */
-		while ((n = read(client->fd, discard, sizeof(discard))) > 0)
+		 * client the answer it has not read yet.  At most 64 KiB a
+		 * wake-up: a client sending without end must not hold the
+		 * loop (its deadline ends it). */
+		while ((n = read(client->fd, discard, sizeof(discard))) > 0 &&
+		    --reads > 0)
 			;
-		if (n == 0 || (errno != EAGAIN && errno != EINTR))
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
 			client_close(client);
 		return;
 	}

@@ -46,7 +46,8 @@ PY
 
 # client.py MODE PORT REPORT [N]: "idle" makes N connections (default 1)
 # and sends nothing; "noread" asks for /metrics with a 4 KiB receive
-# buffer and reads nothing for 12 s.  Writes "connected" to REPORT, then
+# buffer and reads nothing for 12 s; "flood" asks for /metrics, then sends
+# without end while it reads the answer.  Writes "connected" to REPORT, then
 # "SECONDS BYTES END": when shaperd closed the last connection, the bytes
 # read, and "eof" or "reset".
 cat >"$TEST_TMP/client.py" <<'PY'
@@ -61,9 +62,29 @@ for _ in range(count):
     s.connect(("127.0.0.1", port))
     socks.append(s)
 start = time.monotonic()
-if mode == "noread":
+if mode in ("noread", "flood"):
     s.sendall(b"GET /metrics HTTP/1.1\r\nHost: stuck\r\n\r\n")
 open(report, "w").write("connected\n")
+if mode == "flood":
+    import select
+    # Sends on past the answer's end (EOF) until shaperd closes.
+    junk, got, end, eof = b"x" * 65536, 0, "timeout", False
+    s.setblocking(False)
+    while time.monotonic() - start < 30 and end == "timeout":
+        readable, writable, _ = select.select([] if eof else [s], [s], [], 1)
+        try:
+            if writable:
+                s.send(junk)
+            if readable:
+                data = s.recv(65536)
+                eof = not data
+                got += len(data)
+        except BlockingIOError:
+            pass
+        except OSError:
+            end = "closed"
+    open(report, "a").write("%.1f %d %s\n" % (time.monotonic() - start, got, end))
+    sys.exit(0)
 if mode == "noread":
     time.sleep(12)    # shaperd's stall deadline is 10 s
 got, end = 0, "timeout"
@@ -324,6 +345,24 @@ took=$(curl -sS --max-time 20 -o "$TEST_TMP/late" -w '%{time_total}' \
 ok "a ninth client waits for a free slot ($took s; 4 to 9 expected)" \
 	awk -v t="$took" 'BEGIN { exit !(t >= 4 && t < 9) }'
 ok "and is then answered" grep -q '^iprelay_store_up 1$' "$TEST_TMP/late"
+
+# A client that sends without end is answered, then dropped when the
+# second shaperd waits for it to close has passed; meanwhile it holds the
+# loop no longer than 64 KiB a wake-up.
+scrape "$TEST_TMP/f1"
+ticks1=$(value "$TEST_TMP/f1" iprelay_refiller_ticks_total)
+ticks1_at=$EPOCHREALTIME
+python3 "$TEST_TMP/client.py" flood $MPORT "$TEST_TMP/flood"
+flood=$(tail -1 "$TEST_TMP/flood")
+scrape "$TEST_TMP/f2"
+ticks2=$(value "$TEST_TMP/f2" iprelay_refiller_ticks_total)
+ticks_s=$(awk -v a="$ticks1_at" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+got_all=$(wc -c <"$TEST_TMP/f1")
+ok "a client sending without end gets its answer and is dropped within 5 s ($flood; $got_all bytes expected)" \
+	awk -v t="${flood%% *}" -v e="${flood##* }" -v f="$flood" -v want=$got_all \
+	'BEGIN { split(f, w, " "); exit !(t >= 0.9 && t < 5 && e == "closed" && w[2] > want * 0.99) }'
+ok "ticks go on beside it ($ticks1 -> $ticks2 in $ticks_s s)" \
+	awk -v n=$((${ticks2:-0} - ${ticks1:-0})) -v s="$ticks_s" 'BEGIN { exit !(n >= 3 * s) }'
 
 stop_pid "$shaperd_pid"
 ok "shaperd stops on TERM and frees the port" \
