@@ -74,7 +74,7 @@ port=$(free_port)
 if [ -x /usr/sbin/inetd ]; then
 	render "$IPRELAY_TOP/units/inetd.conf.example" "$port" >"$TEST_TMP/inetd.conf"
 	is "$(grep -cv '^#' "$TEST_TMP/inetd.conf")" 1 "inetd.conf.example has one service line"
-	grep -q "127.0.0.1:$port.*$IPRELAY_BIN/iprelay-conn.*-S $IPRELAY_STATE_DIR -l pop3 127.0.0.1:$ORIGIN_PORT\$" \
+	grep -q "127.0.0.1:$port.*$IPRELAY_BIN/iprelay-conn.*-S $IPRELAY_STATE_DIR -i 600 -l pop3 127.0.0.1:$ORIGIN_PORT\$" \
 	    "$TEST_TMP/inetd.conf"
 	ok "every placeholder word of inetd.conf.example replaced" test $? = 0 ||
 	    diag "$(grep -v '^#' "$TEST_TMP/inetd.conf")"
@@ -87,7 +87,7 @@ if [ -x /usr/sbin/inetd ]; then
 elif [ -x /usr/sbin/xinetd ]; then
 	{ printf 'defaults\n{\n}\n'; render "$IPRELAY_TOP/units/xinetd.example" "$port"; } \
 	    >"$TEST_TMP/xinetd.conf"
-	grep -q "server_args.*-S $IPRELAY_STATE_DIR -l pop3 127.0.0.1:$ORIGIN_PORT\$" \
+	grep -q "server_args.*-S $IPRELAY_STATE_DIR -i 600 -l pop3 127.0.0.1:$ORIGIN_PORT\$" \
 	    "$TEST_TMP/xinetd.conf"
 	ok "every placeholder word of xinetd.example replaced" test $? = 0
 	spawn /usr/sbin/xinetd -dontfork -f "$TEST_TMP/xinetd.conf" \
@@ -112,7 +112,7 @@ service=$IPRELAY_TOP/units/iprelay-pop3@.service
 exec_start=$(render "$service" "$port" | sed -n 's/^ExecStart=//p')
 environment=$(sed -n 's/^Environment=//p' "$service")
 like "$environment" '^IPRELAY_STATE_DIR=%S/iprelay$' "the service names the state dir"
-like "$exec_start" "^$IPRELAY_BIN/iprelay-conn -l pop3 127\\.0\\.0\\.1:$ORIGIN_PORT\$" \
+like "$exec_start" "^$IPRELAY_BIN/iprelay-conn -i 600 -l pop3 127\\.0\\.0\\.1:$ORIGIN_PORT\$" \
     "the service's ExecStart= with the placeholder words replaced"
 # %S/iprelay is the state dir: here the test's.
 spawn systemd-socket-activate -l "127.0.0.1:$port" --accept \

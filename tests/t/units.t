@@ -61,7 +61,7 @@ rm -f "$units_etc/shaperd.service"	# installed in /lib, checked there
 	-m 10 -p 2 -r 16K 8080:[2001:db8::1]:80 -
 ok "generator: IPv6 listen address and remote, unshaped" test $? = 0
 grep -q '^ListenStream=\[::1\]:8080$' "$units_etc/iprelay-web6.socket" &&
-	grep -q '^ExecStart=/usr/sbin/iprelay-conn \[2001:db8::1\]:80$' \
+	grep -q '^ExecStart=/usr/sbin/iprelay-conn -i 600 \[2001:db8::1\]:80$' \
 	"$units_etc/iprelay-web6@.service"
 ok "generator: listen address, unshaped ExecStart" test $? = 0
 "$root/usr/sbin/iprelay-forwarder" -q -d "$units_etc" 2525:mail.example.org:25 mail-out
