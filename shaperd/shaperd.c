@@ -124,7 +124,8 @@ metrics_start(struct store *store, const struct metrics_process *process,
 			log_fatal(EXIT_USAGE, "unable to serve metrics on "
 			    "passed descriptor %d: %s", SD_LISTEN_FDS_START +
 			    (int)i, rc == ENOTSOCK ? "not a listening stream "
-			    "socket" : strerror(rc));
+			    "socket" : rc == ENOSPC ? "too many sockets" :
+			    strerror(rc));
 	for (i = 0; i < naddrs; i++)
 		if ((rc = metrics_listen(metrics, addrs[i])))
 			log_fatal(EXIT_SYSTEM, "unable to listen on %s for "

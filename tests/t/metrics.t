@@ -139,6 +139,10 @@ NOTIFY_SOCKET=$NOTIFY WATCHDOG_USEC=200000 spawn "$SHAPERD" \
 	--metrics 127.0.0.1:$MPORT --metrics "[::1]:$MPORT" 2>>"$TEST_TMP/shaperd.err"
 shaperd_pid=$last_pid
 ok "shaperd listens on the metrics port" wait_listen $MPORT
+err=$("$SHAPERD" -S "$TEST_TMP/other" --metrics 127.0.0.1:$MPORT 2>&1)
+rc=$?
+is "$rc: $err" "111: shaperd: fatal: unable to listen on 127.0.0.1:$MPORT for metrics: Address already in use" \
+	"a metrics port taken: exit 111, one line"
 for _ in $(seq 100); do grep -q ' READY=1$' "$MESSAGES" && break; sleep 0.05; done
 
 # A real prometheus scrapes shaperd every second from here on, beside
