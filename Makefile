@@ -175,11 +175,13 @@ bench: build $(BENCHES)
 		build/dyn/bin/iprelay build/dyn/bin/iprelay-conn
 	@sh bench/deps.sh
 	@DYN_BIN=$(CURDIR)/build/dyn/bin bash bench/run.sh
+	@bash bench/contend.sh
 
 # The same peers and figures, fewer rates and shorter runs (under a minute).
 bench-quick: build
 	@sh bench/deps.sh
 	@bash bench/run.sh --quick
+	@bash bench/contend.sh --quick
 
 $(BIN)/bench/%: $(OBJ)/bench/%.o $(COMMON_OBJ)
 	@mkdir -p $(dir $@)

@@ -57,7 +57,23 @@
  * once it fills, i.e. only for bulk transfers. */
 #define PIPE_START_B		(16U * 1024U)
 #define PIPE_BULK_B		(256U * 1024U)
-#define NOTSENT_LOWAT_MIN_B	(16U * 1024U)
+/* A shaped direction's socket buffers hold this many quanta (one quantum
+ * is 20-100 ms of the relay's share up to 100 relays, see design.md):
+ * enough to keep the bytes flowing, small enough that a slower hop
+ * downstream pushes back within a fraction of a second instead of
+ * letting a full share park in buffers between hops.  Past SOCKBUF_MAX_B
+ * the kernel's own autotuning is kept. */
+#define SOCKBUF_QUANTA		16U
+/* What a shaped direction leaves unsent in its socket while the next hop's
+ * window is shut: two quanta (drawing stops at half the mark), which then
+ * leave together.  One quantum parked less but sent one small segment per
+ * grant, and a slow client's kernel, filled with small segments, grew its
+ * receive buffer and took ever more (64 KiB/s shared with a client reading
+ * 8 KiB/s: the fast one got 50 KiB/s with 1 quantum, 57.5 with 2 x 2,
+ * the 57.3 it should). */
+#define LOWAT_QUANTA		4U
+#define SOCKBUF_MAX_B		(256U * 1024U)
+#define SOCKBUF_MIN_B		(2U * 1024U)
 #define CIDRS_MAX		256	/* -a or -A entries, each */
 /* A graceful stop (SIGUSR1) flushes what was read for at most this long;
  * what is left then is cut like on SIGTERM.  Long enough for one quantum
@@ -97,6 +113,9 @@ struct direction {
 	int dir;			/* DIR_UP or DIR_DOWN */
 	int from_fd, to_fd;
 	int to_is_socket;
+	uint64_t bufs_quantum_B;	/* socket buffers last sized for */
+	uint64_t lowat_B;		/* TCP_NOTSENT_LOWAT of to_fd; 0 = none */
+	int rcvbuf_B;			/* SO_RCVBUF of from_fd set; 0 = not */
 	enum end_reason reset_from;	/* what a failure reading means */
 	enum end_reason reset_to;	/* what a failure writing means */
 	int pipe_fd[2];
@@ -145,6 +164,7 @@ struct relay {
 	struct conn_info conn;
 	int registered;
 	int start_shaped[2];		/* per direction, said by register */
+	int remote_rcvbuf_B;		/* SO_RCVBUF set before connecting */
 	size_t start_levels;		/* limits on the chain; 0 = none found */
 	uint64_t start_quantum_B[2];	/* the first read when shaped */
 	uint64_t last_account_ns;
@@ -693,23 +713,70 @@ pipe_resize(struct direction *d, size_t want_B)
 		d->pipe_cap_B = (size_t)got;
 }
 
+/* The socket buffers a shaped direction moving quantum_B at a time
+ * should have, or 0 to keep the kernel's autotuning. */
+static int
+sockbuf_B(uint64_t quantum_B)
+{
+	uint64_t want_B = quantum_B * SOCKBUF_QUANTA;
+
+	if (want_B >= SOCKBUF_MAX_B)
+		return 0;
+	return want_B < SOCKBUF_MIN_B ? (int)SOCKBUF_MIN_B : (int)want_B;
+}
+
+/* Size a shaped direction's socket buffers from its quantum, i.e. from
+ * its share of the rate: bytes drawn but parked in kernel buffers between
+ * two hops are tokens the other relays of the limit lose until those
+ * buffers fill (the manual's chained instances: the 3072 B/s one gave the
+ * 1024 B/s one a full half for minutes, 512 B/s parked in a 128 KiB
+ * receive buffer).  The unsent low-water mark (and next_hop_full()) bound
+ * what we park in our socket while the next hop's window is shut, the
+ * send buffer what we keep in flight.  The receive buffer bounds what a
+ * faster sender upstream (another relay, another instance of iprelay)
+ * parks in ours: it is set before connecting to the remote
+ * (connect_remote()), so the first window offered is small too, and only
+ * ever grown here, since a buffer shrunk under a window already offered
+ * drops what the peer sends into it (a relay at 32 KiB/s lost a fifth of
+ * its rate to retransmission timeouts that way).  A client's socket,
+ * accepted with the launcher's window, keeps its receive buffer.  Set
+ * only when the size changes by half or more (a syscall per draw
+ * otherwise); the kernel rounds a small size up to what it needs. */
+static void
+size_buffers(struct direction *d, uint64_t quantum_B)
+{
+	int want_B = sockbuf_B(quantum_B);
+
+	if (d->bufs_quantum_B && quantum_B * 2 > d->bufs_quantum_B &&
+	    quantum_B < d->bufs_quantum_B * 2)
+		return;
+	d->bufs_quantum_B = quantum_B;
+	if (d->rcvbuf_B && (want_B == 0 || want_B > d->rcvbuf_B)) {
+		/* Past SOCKBUF_MAX_B: as large as the kernel allows. */
+		d->rcvbuf_B = want_B ? want_B : INT_MAX;
+		(void)setsockopt(d->from_fd, SOL_SOCKET, SO_RCVBUF,
+		    &d->rcvbuf_B, sizeof(d->rcvbuf_B));
+	}
+	if (!d->to_is_socket)
+		return;
+	d->lowat_B = quantum_B * LOWAT_QUANTA;
+	set_tcp_option(d->to_fd, TCP_NOTSENT_LOWAT, (int)d->lowat_B);
+	if (want_B)
+		(void)setsockopt(d->to_fd, SOL_SOCKET, SO_SNDBUF, &want_B,
+		    sizeof(want_B));
+}
+
 static void
 become_shaped(struct direction *d, uint64_t quantum_B)
 {
-	size_t lowat_B;
-
 	d->shaped = 1;
 	d->quantum_B = quantum_B;
 	d->covered_B = 0;
 	d->prepaid_B = 0;
-	if (d->to_is_socket) {
-		/* Keep the kernel from queueing far ahead of the grants, and
-		 * small quanta from waiting on Nagle. */
-		lowat_B = quantum_B > NOTSENT_LOWAT_MIN_B ? quantum_B :
-		    NOTSENT_LOWAT_MIN_B;
+	/* Small quanta must not wait on Nagle. */
+	if (d->to_is_socket)
 		set_tcp_option(d->to_fd, TCP_NODELAY, 1);
-		set_tcp_option(d->to_fd, TCP_NOTSENT_LOWAT, (int)lowat_B);
-	}
+	size_buffers(d, quantum_B);
 	if (d->pipe_B == 0)
 		pipe_resize(d, quantum_B > PIPE_START_B ? quantum_B :
 		    PIPE_START_B);
@@ -753,6 +820,7 @@ account(struct relay *relay, uint64_t now_ns)
 			become_shaped(d, quantum_B[dir]);
 		else
 			d->quantum_B = quantum_B[dir];
+		size_buffers(d, quantum_B[dir]);
 	}
 }
 
@@ -781,6 +849,7 @@ reserve(struct relay *relay, struct direction *d, uint64_t now_ns)
 		return;
 	}
 	d->quantum_B = grant.quantum_B;
+	size_buffers(d, grant.quantum_B);
 	if (grant.bytes == 0) {
 		/* Refused past the limit's debt cap, or a borrow that does
 		 * not fit yet: the store says when to come back (no polling
@@ -997,6 +1066,20 @@ splice_out(struct relay *relay, struct direction *d, uint64_t now_ns)
 	}
 }
 
+/* Whether the last grant still waits in the socket, the next hop's window
+ * shut: then drawing more would only park the bytes (and the other
+ * relays' tokens) in kernel buffers.  The unsent low-water mark alone
+ * does not hold them back: small writes are appended to the unsent tail
+ * of the queue without that check.  POLLOUT comes when less than half
+ * of the mark (one quantum) is unsent, which is when this says no. */
+static int
+next_hop_full(const struct direction *d)
+{
+	if (!d->to_is_socket || d->lowat_B == 0)
+		return 0;
+	return queued_B(d->to_fd, SIOCOUTQNSD) * 2 >= d->lowat_B;
+}
+
 /* Move what can be moved in direction d now.  When the pipe drains, read
  * again at once (a few rounds) instead of asking poll: a busy sender
  * usually has more, and every syscall saved counts at low rates. */
@@ -1029,6 +1112,10 @@ step(struct relay *relay, struct direction *d, int readable, uint64_t now_ns)
 			/* One draw outstanding at a time, for what is in the
 			 * pipe. */
 			if (d->covered_B == 0 && now_ns >= d->release_ns) {
+				if (next_hop_full(d)) {
+					d->to_blocked = 1;
+					break;
+				}
 				reserve(relay, d, now_ns);
 				now_ns = monotonic_ns();
 			}
@@ -1370,6 +1457,10 @@ connect_remote(struct relay *relay)
 				continue;
 			}
 		}
+		if (relay->remote_rcvbuf_B)
+			(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF,
+			    &relay->remote_rcvbuf_B,
+			    sizeof(relay->remote_rcvbuf_B));
 		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
 			err = 0;
 		else if (errno == EINPROGRESS)
@@ -1419,6 +1510,8 @@ init_direction(struct relay *relay, struct direction *d, int dir)
 		d->reset_to = END_RESET_CLIENT;
 	}
 	d->to_is_socket = fd_is_socket(d->to_fd);
+	if (dir == DIR_DOWN)
+		d->rcvbuf_B = relay->remote_rcvbuf_B;
 	if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
 		log_fatal(EXIT_SYSTEM, "%s: unable to create a pipe: %s",
 		    relay->label, strerror(errno));
@@ -1504,6 +1597,13 @@ main(int argc, char **argv)
 	else
 		snprintf(relay.label, sizeof(relay.label), "pid %d",
 		    (int)getpid());
+	/* A shaped download reads the remote slowly: a small receive
+	 * buffer, from the first window offered (size_buffers()).  Under
+	 * 64 KiB it also means no window scaling on that connection: grown
+	 * later, its window stays under 64 KiB. */
+	if (relay.start_shaped[DIR_DOWN])
+		relay.remote_rcvbuf_B =
+		    sockbuf_B(relay.start_quantum_B[DIR_DOWN]);
 	code = connect_remote(&relay);
 	if (relay.remote_fd < 0)
 		exit(code);

@@ -91,17 +91,86 @@ measure_pair() {
 	pop_rate=$(steady_rate "$(cat "$TEST_TMP/pop.json")" 1.5 11)
 	http_rate=$(steady_rate "$(cat "$TEST_TMP/http.json")" 1.5 11)
 }
-measure_pair "$P10110" "$P8080"
-within "$pop_rate" 1024 5 "POP3 through the chain is held to 1024 B/s"
-# "both together are not going to use more than 3072 bytes/second": a
-# ceiling.  The 3072 instance cannot see the 1024 one downstream except
-# through socket buffers, so for the first minutes it gives POP3 a full
-# half and HTTP gets 1536 rather than 2048 (see iprelay(1), BUGS); the
-# child-limit form below splits exactly.
-total=$((pop_rate + http_rate))
-ok "POP3 and HTTP together stay within 3072 B/s (+3%): $total" \
-    test "$total" -le 3164
-ok "HTTP gets at least half of 3072 B/s: $http_rate" test "$http_rate" -ge 1459
+
+# "both together are not going to use more than 3072 bytes/second; the
+# HTTP forwarder delegates up to 1024 bytes/second to the POP3 forwarder
+# if necessary": with both busy, POP3 1024 and HTTP the other 2048.  The
+# 3072 instance sees the 1024 one only through the socket buffers between
+# them; before iprelay-conn sized those from its rate, 512 B/s more than
+# POP3 could take parked in them for minutes, and HTTP got 1536.  Two more
+# pairs of instances run at the same time (they are slow): the roles
+# swapped (HTTP busy first, POP3 joins) and four HTTP downloads beside
+# POP3, where the fair share (614) is under POP3's own limit.  Each
+# second download starts 4 s in; rates are taken 8 to 20 s after it.
+CONTEND="python3 $IPRELAY_TOP/tests/tools/contend.py --shell --duration 24 --window 12 24"
+P2_POP=$(free_port)
+P2_MID=$(free_port)
+P2_HTTP=$(free_port)
+P3_POP=$(free_port)
+P3_MID=$(free_port)
+P3_HTTP=$(free_port)
+start_daemon "$TEST_TMP/swap-a.pid" -d -b 1024 "$P2_POP:localhost:$P2_MID"
+start_daemon "$TEST_TMP/swap-b.pid" -d -b 3072 "$P2_MID:127.0.0.1:$POP_ORIGIN" \
+    "$P2_HTTP:127.0.0.1:$HTTP_ORIGIN"
+start_daemon "$TEST_TMP/four-a.pid" -d -b 1024 "$P3_POP:localhost:$P3_MID"
+start_daemon "$TEST_TMP/four-b.pid" -d -b 3072 "$P3_MID:127.0.0.1:$POP_ORIGIN" \
+    "$P3_HTTP:127.0.0.1:$HTTP_ORIGIN"
+# And the same on one instance, where the slow one is a client: one
+# reading 1024 B/s through a 2 KiB receive buffer beside one reading as
+# fast as it can, on 3072 B/s: the fast one gets 2048 once that buffer is
+# full.  Before, the relay for the slow one kept drawing its half and
+# parked it in its own socket's unsent queue (small writes are appended to
+# it whatever TCP_NOTSENT_LOWAT says): the fast one got 1536.
+start_origin bulk --send 100000000
+P4=$(free_port)
+start_daemon "$TEST_TMP/slow.pid" -d -b 3072 "$P4:127.0.0.1:$ORIGIN_PORT"
+for port in "$P2_POP" "$P2_HTTP" "$P3_POP" "$P3_HTTP" "$P4"; do
+	wait_listen "$port"
+done
+$CONTEND "127.0.0.1:$P2_POP@4" "127.0.0.1:$P2_HTTP" >"$TEST_TMP/swap.sh" &
+swap=$!
+$CONTEND "127.0.0.1:$P3_POP" "127.0.0.1:$P3_HTTP@4" "127.0.0.1:$P3_HTTP@4" \
+    "127.0.0.1:$P3_HTTP@4" "127.0.0.1:$P3_HTTP@4" >"$TEST_TMP/four.sh" &
+four=$!
+$CONTEND "127.0.0.1:$P4/1024:2048" "127.0.0.1:$P4@4" >"$TEST_TMP/slow.sh" &
+slow=$!
+spawned_pids="$spawned_pids $swap $four $slow"
+$CONTEND "127.0.0.1:$P10110" "127.0.0.1:$P8080@4" >"$TEST_TMP/manual.sh"
+wait "$swap" "$four" "$slow"
+
+# Under the sanitizers a starved process reads late: 5% under (never
+# over) is allowed there, 3% in the plain build; the aim (2%) is held in
+# bench/ (make bench, "Chained instances").
+under=3
+[ -n "$SANITIZED" ] && under=5
+# check_chain NAME FILE: POP3 (rates0_0) and HTTP (the others) of a run.
+check_chain() {
+	unset rates0_0 rates0_1 rates0_2 rates0_3 rates0_4
+	. "$2"
+	[ -n "${rates0_0:-}" ] || { fail "$1: measured"; return; }
+	pop=$rates0_0
+	http=$((rates0_1 + ${rates0_2:-0} + ${rates0_3:-0} + ${rates0_4:-0}))
+	ok "$1: POP3 never over 1024 B/s: $pop" test "$pop" -le 1044
+	within_over_under "$((pop + http))" 3072 2 "$under" \
+	    "$1: POP3 and HTTP together use 3072 B/s"
+}
+check_chain "manual, POP3 first" "$TEST_TMP/manual.sh"
+within_over_under "$http" 2048 2 "$under" "manual, POP3 first: HTTP gets 2048 B/s"
+check_chain "roles swapped, HTTP busy first" "$TEST_TMP/swap.sh"
+within_over_under "$http" 2048 2 "$under" "roles swapped: HTTP gets 2048 B/s"
+check_chain "four HTTP downloads" "$TEST_TMP/four.sh"
+for i in 1 2 3 4; do
+	eval "got=\$rates0_$i"
+	within "$got" 614 10 "four HTTP downloads: download $i gets its share"
+done
+unset rates0_0 rates0_1
+. "$TEST_TMP/slow.sh"
+within_over_under "$rates0_0" 1024 2 "$under" "a slow client reads its 1024 B/s"
+within_over_under "$rates0_1" 2048 2 "$under" \
+    "the fast client beside it gets the 2048 B/s the slow one cannot take"
+for pidfile in swap-a swap-b four-a four-b slow; do
+	stop_pid "$(cat "$TEST_TMP/$pidfile.pid")"
+done
 pty_send "quit"
 pty_wait 10
 pty_stop
