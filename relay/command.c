@@ -85,6 +85,18 @@ address_valid(const char *word)
 	    inet_pton(AF_INET6, word, addr) == 1;
 }
 
+static int
+address_is_wildcard(const char *word)
+{
+	unsigned char addr[sizeof(struct in6_addr)];
+	static const unsigned char zero[sizeof(struct in6_addr)];
+
+	if (inet_pton(AF_INET, word, addr) == 1)
+		return memcmp(addr, zero, 4) == 0;
+	return inet_pton(AF_INET6, word, addr) == 1 &&
+	    memcmp(addr, zero, 16) == 0;
+}
+
 int
 local_addrs_valid(const char *word)
 {
@@ -101,6 +113,52 @@ local_addrs_valid(const char *word)
 			return 0;
 	}
 	return count > 0;
+}
+
+/* Two local_addrs entries that would bind the same port twice: the same
+ * address, or an address and its family's wildcard (0.0.0.0, ::), whose
+ * socket already holds the port for every address of that family.  The
+ * first such pair copied to first and second; 0 if none. */
+int
+local_addrs_overlap(const char *word, char *first, char *second,
+    size_t size)
+{
+	char copy[LOCAL_ADDRS_MAX_B], *saveptr, *token;
+	unsigned char addrs[ADDRS_MAX][sizeof(struct in6_addr)];
+	static const unsigned char zero[sizeof(struct in6_addr)];
+	const char *texts[ADDRS_MAX];
+	int families[ADDRS_MAX];
+	size_t count = 0, index, other, len;
+
+	if (strlen(word) >= sizeof(copy))
+		return 0;
+	strcpy(copy, word);
+	for (token = strtok_r(copy, ",", &saveptr); token && count < ADDRS_MAX;
+	    token = strtok_r(NULL, ",", &saveptr)) {
+		memset(addrs[count], 0, sizeof(addrs[count]));
+		if (inet_pton(AF_INET, token, addrs[count]) == 1)
+			families[count] = AF_INET;
+		else if (inet_pton(AF_INET6, token, addrs[count]) == 1)
+			families[count] = AF_INET6;
+		else
+			continue;
+		texts[count++] = token;
+	}
+	for (index = 0; index < count; index++) {
+		len = families[index] == AF_INET ? 4 : 16;
+		for (other = 0; other < index; other++) {
+			if (families[other] != families[index])
+				continue;
+			if (memcmp(addrs[other], addrs[index], len) != 0 &&
+			    memcmp(addrs[other], zero, len) != 0 &&
+			    memcmp(addrs[index], zero, len) != 0)
+				continue;
+			snprintf(first, size, "%s", texts[other]);
+			snprintf(second, size, "%s", texts[index]);
+			return 1;
+		}
+	}
+	return 0;
 }
 
 int
@@ -147,6 +205,22 @@ parse_forwarder_number(const char *word, int *number)
 	return 0;
 }
 
+/* "local_addrs, force_from, ...": the variables, for the answers to an
+ * unknown one and to "show ?" and "set ?". */
+static const char *
+variable_list(void)
+{
+	static char list[256];
+	size_t index, len = 0;
+
+	if (list[0])
+		return list;
+	for (index = 0; index < NVARIABLES; index++)
+		len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s",
+		    index ? ", " : "", variable_names[index]);
+	return list;
+}
+
 static void
 parse_show(char **words, int nwords, struct command *command)
 {
@@ -171,14 +245,15 @@ parse_show(char **words, int nwords, struct command *command)
 		reply(command, "  Ambiguous: show %s, try: show ?\n", words[1]);
 		return;
 	case -1:
-		reply(command, "  Incomplete or incorrect command, try: "
-		    "show ?\n");
+		reply(command, "  Unknown variable %s, try: show all, stats, "
+		    "ver, or one of: %s\n", words[1], variable_list());
 		return;
 	case 0:
 		reply(command, "  all\tShow all variables.\n"
 		    "  stats\tShow stats on connections.\n"
 		    "  ver\tShow current version.\n"
-		    "  <var>\tShow specific variable.\n");
+		    "  <var>\tShow specific variable: %s.\n",
+		    variable_list());
 		return;
 	case 1: command->kind = CMD_SHOW_ALL; return;
 	case 2: command->kind = CMD_SHOW_STATS; return;
@@ -249,6 +324,7 @@ parse_value(enum variable variable, const char *value,
     struct command *command)
 {
 	char bad[CIDR_TEXT_MAX + 2];
+	char first[INET6_ADDRSTRLEN], second[INET6_ADDRSTRLEN];
 	uint64_t *number = &command->value;
 
 	switch (variable) {
@@ -256,6 +332,14 @@ parse_value(enum variable variable, const char *value,
 		if (!local_addrs_valid(value)) {
 			reply(command, "  Bad local_addrs: %s (1-%d IP "
 			    "addresses, comma-separated)\n", value, ADDRS_MAX);
+			return;
+		}
+		if (local_addrs_overlap(value, first, second, sizeof(first))) {
+			reply(command, "  Bad local_addrs: %s overlaps %s (%s "
+			    "holds the port on every address of its family; "
+			    "give each address once)\n", second, first,
+			    strcmp(first, second) == 0 ? "the first" :
+			    address_is_wildcard(first) ? first : second);
 			return;
 		}
 		snprintf(command->text, sizeof(command->text), "%s", value);
@@ -346,13 +430,15 @@ parse_set(char **words, int nwords, struct command *command)
 		reply(command, "  Ambiguous: set %s, try: set ?\n", words[1]);
 		return;
 	case -1:
-		reply(command, "  Incomplete or incorrect command, try: set ?\n");
+		reply(command, "  Unknown variable %s, try: set forwarder, "
+		    "limit, or one of: %s\n", words[1], variable_list());
 		return;
 	case 0:
 		reply(command, "  <var> <val>\tSet specific variable to a "
-		    "value.\n"
+		    "value: %s.\n"
 		    "  forwarder\tSet up forwarders.\n"
-		    "  limit\t\tGive a forwarder its own limit.\n");
+		    "  limit\t\tGive a forwarder its own limit.\n",
+		    variable_list());
 		return;
 	case 1: parse_set_forwarder(words, nwords, command); return;
 	case 2: parse_set_limit(words, nwords, command); return;

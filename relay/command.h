@@ -82,6 +82,13 @@ address_valid(const char *word);
 int
 local_addrs_valid(const char *word);
 
+/* Two entries of a valid local_addrs that would bind a port twice (the
+ * same address, or one and its family's wildcard): 1 and the two in first
+ * and second, else 0. */
+int
+local_addrs_overlap(const char *word, char *first, char *second,
+    size_t size);
+
 /* Comma-separated CIDRs, or "none" for an empty list; -1 with bad_text
  * naming the first bad entry when any is wrong (list left alone). */
 int

@@ -228,7 +228,7 @@ editor_key(unsigned char key)
 void
 read_input(void)
 {
-	char buf[512], *newline;
+	char buf[512];
 	ssize_t got, index;
 
 	got = read(STDIN_FILENO, buf, sizeof(buf));
@@ -252,17 +252,28 @@ read_input(void)
 			editor_redraw();
 		return;
 	}
+	/* A line with a NUL byte, or longer than a command line, is refused
+	 * whole: run cut short, it would do what was not asked. */
 	for (index = 0; index < got; index++) {
-		if (relay.pending_len < sizeof(relay.pending) - 1)
+		if (buf[index] == '\0')
+			relay.pending_nul = 1;
+		else if (buf[index] == '\n')
+			relay.pending[relay.pending_len] = '\0';
+		else if (relay.pending_len < sizeof(relay.pending) - 1)
 			relay.pending[relay.pending_len++] = buf[index];
+		else
+			relay.pending_long = 1;
 		if (buf[index] != '\n')
 			continue;
-		relay.pending[relay.pending_len] = '\0';
-		newline = strchr(relay.pending, '\n');
-		if (newline)
-			*newline = '\0';
+		if (relay.pending_nul)
+			out("  Refused: the line has a NUL byte.\n");
+		else if (relay.pending_long)
+			out("  Line too long: at most %zu bytes.\n",
+			    sizeof(relay.pending) - 1);
+		else
+			run_command(relay.pending);
 		relay.pending_len = 0;
-		run_command(relay.pending);
+		relay.pending_nul = relay.pending_long = 0;
 		if (relay.stopping)
 			return;
 		prompt();

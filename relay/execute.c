@@ -80,8 +80,14 @@ do_set_limit(const struct command *command)
 	}
 	forwarder->has_own_limit = 1;
 	forwarder->own_rate_Bps = command->value;
-	out("  forwarder %d limit %s set to %llu bytes / sec (new connections).\n",
-	    command->forwarder, name, (unsigned long long)command->value);
+	if (command->value == 0)
+		out("  forwarder %d limit %s: 0, no limit of its own: its new "
+		    "connections are held only by bandwidth (limit %s).\n",
+		    command->forwarder, name, relay.limit_name);
+	else
+		out("  forwarder %d limit %s set to %llu bytes / sec (new "
+		    "connections).\n", command->forwarder, name,
+		    (unsigned long long)command->value);
 }
 
 static void
@@ -164,8 +170,8 @@ begin_stop(const char *why)
 {
 	if (relay.stopping)
 		return;
-	say(LOG_INFO, "%s, closing all connections.", why);
 	relay.stopping = 1;
+	say(LOG_INFO, "%s, closing all connections.", why);
 	relay.stop_deadline_ns = monotonic_ns() + STOP_GRACE_NS;
 	kill_children();
 }

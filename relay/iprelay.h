@@ -121,6 +121,7 @@ struct iprelay {
 	int exit_code;
 	char pending[LINE_MAX_B];	/* piped input not yet a whole line */
 	size_t pending_len;
+	int pending_nul, pending_long;	/* that line is refused at its end */
 	struct editor editor;
 	struct {			/* set forwarder, resolving meanwhile */
 		int active;

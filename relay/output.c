@@ -42,7 +42,10 @@ say(int priority, const char *fmt, ...)
 	if (relay.editor.active) {
 		fprintf(stderr, "\r\033[K%s\n", text);
 		fflush(stderr);
-		editor_redraw();
+		/* Stopping, the last line stays the last: no prompt after
+		 * it for the shell's output to join. */
+		if (!relay.stopping)
+			editor_redraw();
 		return;
 	}
 	fprintf(stderr, "%s\n", text);
@@ -122,13 +125,16 @@ format_rate(const char *name, char *buf, size_t size)
 		    (unsigned long long)info.cfg.rate_Bps[DIR_DOWN]);
 }
 
+/* The average over the last span_s seconds; over the connection's whole
+ * life while it is younger than that (or not sampled twice yet), not 0. */
 static double
-child_rate_kBps(const struct child *child, unsigned span_s, int dir)
+child_rate_kBps(const struct child *child, const struct conn_info *info,
+    double up_s, unsigned span_s, int dir)
 {
 	unsigned older;
 
-	if (child->filled < 2)
-		return 0.0;
+	if (up_s < span_s || child->filled < 2)
+		return (double)info->bytes[dir] / 1024.0 / up_s;
 	if (span_s > child->filled - 1)
 		span_s = child->filled - 1;
 	older = (child->head + SAMPLES - span_s) % SAMPLES;
@@ -209,9 +215,11 @@ show_all(void)
 	memcpy(sorted, relay.forwarders, relay.nforwarders * sizeof(sorted[0]));
 	qsort(sorted, relay.nforwarders, sizeof(sorted[0]), compare_forwarders);
 	for (index = 0; index < relay.nforwarders; index++) {
-		out("  forwarder %d %s:%s:%s", sorted[index].number,
-		    sorted[index].spec.lport, sorted[index].remote_shown,
-		    sorted[index].spec.remote.port);
+		/* As a proxyspec reads: an IPv6 address in brackets. */
+		out(strchr(sorted[index].remote_shown, ':') ?
+		    "  forwarder %d %s:[%s]:%s" : "  forwarder %d %s:%s:%s",
+		    sorted[index].number, sorted[index].spec.lport,
+		    sorted[index].remote_shown, sorted[index].spec.remote.port);
 		if (sorted[index].has_own_limit) {
 			forwarder_limit_name(sorted[index].number, name,
 			    sizeof(name));
@@ -277,11 +285,11 @@ show_conn_visit(void *ctx, const struct conn_info *info)
 	    (double)info->bytes[DIR_DOWN] / 1024.0 / up_s,
 	    (double)info->bytes[DIR_UP] / 1024.0 / up_s);
 	out("            (5 sec avg.): %0.2f kB/s in, %0.2f kB/s out.\n",
-	    child_rate_kBps(child, 5, DIR_DOWN),
-	    child_rate_kBps(child, 5, DIR_UP));
+	    child_rate_kBps(child, info, up_s, 5, DIR_DOWN),
+	    child_rate_kBps(child, info, up_s, 5, DIR_UP));
 	out("            (1 min avg.): %0.2f kB/s in, %0.2f kB/s out.\n",
-	    child_rate_kBps(child, 60, DIR_DOWN),
-	    child_rate_kBps(child, 60, DIR_UP));
+	    child_rate_kBps(child, info, up_s, 60, DIR_DOWN),
+	    child_rate_kBps(child, info, up_s, 60, DIR_UP));
 	return 0;
 }
 

@@ -31,6 +31,12 @@ check_value(const struct command *command)
 	switch (command->variable) {
 	case VAR_LOCAL_ADDRS:
 		FUZZ_CHECK(local_addrs_valid(command->text));
+		{
+			char first[INET6_ADDRSTRLEN], second[INET6_ADDRSTRLEN];
+
+			FUZZ_CHECK(!local_addrs_overlap(command->text, first,
+			    second, sizeof(first)));
+		}
 		break;
 	case VAR_FORCE_FROM:
 		FUZZ_CHECK(address_valid(command->text));

@@ -44,7 +44,7 @@ pty_send "show stats"
 ok "show stats with no connection" pty_expect \
     'Total connections: 0\n  Bandwidth is not set\.'
 pty_send "show nosuch"
-ok "show of an unknown word" pty_expect 'Incomplete or incorrect command, try: show \?'
+ok "show of an unknown word" pty_expect 'Unknown variable nosuch, try: show all, stats, ver, or one of: local_addrs,'
 
 # Bad values are refused with a message naming them; nothing changes.
 bad() {
