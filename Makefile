@@ -97,7 +97,7 @@ $(OBJ)/conn-link: FORCE
 FORCE:
 
 # iprelay in rooms (relay/iprelay.h says which file owns what).
-IPRELAY_PARTS = iprelay loop forwarder spawn execute output editor command
+IPRELAY_PARTS = iprelay loop forwarder limits spawn execute output editor command
 $(BIN)/iprelay: $(patsubst %,$(OBJ)/relay/%.o,$(IPRELAY_PARTS)) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_STORE)

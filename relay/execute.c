@@ -61,7 +61,7 @@ static void
 do_set_limit(const struct command *command)
 {
 	struct forwarder *forwarder = forwarder_find(command->forwarder);
-	char name[LIMIT_NAME_MAX + 8];
+	char name[LIMIT_NAME_MAX + 8], why[PATH_MAX + 128];
 	int rc;
 
 	if (forwarder == NULL) {
@@ -71,6 +71,10 @@ do_set_limit(const struct command *command)
 	forwarder_limit_name(command->forwarder, name, sizeof(name));
 	if (!limit_name_valid(name)) {
 		out("  Limit name too long: %s\n", name);
+		return;
+	}
+	if (forwarder_limit_take(forwarder, name, why, sizeof(why)) < 0) {
+		out("  forwarder %d limit not set: %s\n", command->forwarder, why);
 		return;
 	}
 	rc = limit_set_rate(name, relay.limit_name, command->value);

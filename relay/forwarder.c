@@ -181,7 +181,8 @@ static int
 forwarder_install(int number, const struct proxyspec *spec,
     const char *shown, char *why, size_t why_size)
 {
-	struct forwarder fresh = { .number = number, .spec = *spec };
+	struct forwarder fresh = { .number = number, .spec = *spec,
+	    .own_limit_fd = -1 };
 	struct forwarder *old = forwarder_find(number);
 	char old_why[256];
 
@@ -199,6 +200,7 @@ forwarder_install(int number, const struct proxyspec *spec,
 			snprintf(why + strlen(why), why_size - strlen(why),
 			    "; the old forwarder %d is gone too: %s", number,
 			    old_why);
+			forwarder_limit_drop(old);
 			*old = relay.forwarders[--relay.nforwarders];
 		}
 		return -1;
@@ -208,6 +210,7 @@ forwarder_install(int number, const struct proxyspec *spec,
 		fresh.nconns = old->nconns;
 		fresh.own_rate_Bps = old->own_rate_Bps;
 		fresh.has_own_limit = old->has_own_limit;
+		fresh.own_limit_fd = old->own_limit_fd;
 		*old = fresh;
 	} else {
 		relay.forwarders[relay.nforwarders++] = fresh;
@@ -285,6 +288,7 @@ forwarder_delete(int number)
 		return -1;
 	forwarder_close_listeners(forwarder);
 	spares_let_go();
+	forwarder_limit_drop(forwarder);
 	/* Its open connections go on, counted against nothing. */
 	for (index = 0; index < relay.nchildren; index++)
 		if (relay.children[index].forwarder == number)

@@ -40,6 +40,7 @@
 #include "parse.h"
 #include "refiller.h"
 #include "store.h"
+#include "version.h"
 
 #define PROG		"iprelay-conn"
 #define USAGE		"usage: iprelay-conn [-W] [-l LIMIT] [-S DIR] " \
@@ -469,8 +470,11 @@ parse_options(struct relay *relay, int argc, char **argv)
 	relay->connect_timeout_ns = CONNECT_TIMEOUT_NS;
 	relay->chunk_max_B = CHUNK_MAX;
 	opterr = 0;
-	while ((option = getopt(argc, argv, ":Wl:S:c:i:s:z:a:A:")) != -1) {
+	while ((option = getopt(argc, argv, ":hWl:S:c:i:s:z:a:A:")) != -1) {
 		switch (option) {
+		case 'h':
+			printf("%s\n", USAGE);
+			exit(fflush(stdout) == 0 ? 0 : EXIT_SYSTEM);
 		case 'W':
 			relay->started_ahead = 1;
 			break;
@@ -1565,6 +1569,7 @@ main(int argc, char **argv)
 	uint64_t duration_ns;
 	int code;
 
+	help_or_version(argc, argv, PROG, USAGE);
 	fill_standard_fds();
 	stderr_is_client = fd_is_socket(2);
 	log_open(PROG, LOG_TO_SYSTEM);

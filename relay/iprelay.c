@@ -24,6 +24,7 @@
 struct iprelay relay = {
 	.signal_fd = -1,
 	.timer_fd = -1,
+	.limit_fd = -1,
 	.max_conns = 512,
 	.set = {
 		.local_addrs = "0.0.0.0,::",
@@ -196,6 +197,34 @@ remove_pid_file(void)
 	relay.pid_fd = -1;
 }
 
+/* The banner and the forwarders set from the command line: printed once
+ * everything was checked (bound, store opened, pid file written), so that
+ * nothing reads as set before a fatal line. */
+static struct {
+	const struct proxyspec *specs;
+	int nspecs;
+	uint64_t bandwidth_Bps;
+} startup;
+
+static void
+print_startup(void)
+{
+	int index, number;
+
+	print_version();
+	for (index = 0; index < startup.nspecs; index++) {
+		number = 99 - index;
+		fprintf(stderr, "Using command line parameters:\n"
+		    "  local_port\t%s\n  remote_addrs\t%s\n  remote_port\t%s\n"
+		    "  bandwidth\t%llu\n  forwarder %d set.\n\n",
+		    startup.specs[index].lport,
+		    forwarder_find(number)->remote_shown,
+		    startup.specs[index].remote.port,
+		    (unsigned long long)startup.bandwidth_Bps, number);
+	}
+	fflush(stderr);
+}
+
 /* Fork into the background.  The parent waits until the daemon has its
  * store and pid file (or failed), so every error reaches the terminal and
  * the exit status; the daemon then drops the terminal. */
@@ -216,8 +245,10 @@ daemonise(uint64_t bandwidth_Bps)
 		log_fatal(EXIT_SYSTEM, "unable to fork: %s", strerror(errno));
 	if (pid > 0) {
 		close(ready[1]);
-		if (read(ready[0], &status, 1) == 1)
+		if (read(ready[0], &status, 1) == 1) {
+			print_startup();
 			exit(0);
+		}
 		if (waitpid(pid, &wstatus, 0) == pid && WIFEXITED(wstatus))
 			exit(WEXITSTATUS(wstatus));
 		exit(EXIT_SYSTEM);
@@ -250,19 +281,10 @@ daemonise(uint64_t bandwidth_Bps)
 static void
 finish(void)
 {
-	char name[LIMIT_NAME_MAX + 8];
-	uint32_t nconns;
 	size_t index;
 
-	/* Per-forwarder limits belong to this session; the instance limit
-	 * stays (iprelay-limit may have given it a parent or a burst). */
-	for (index = 0; index < relay.nforwarders; index++) {
-		if (!relay.forwarders[index].has_own_limit)
-			continue;
-		forwarder_limit_name(relay.forwarders[index].number, name,
-		    sizeof(name));
-		(void)store_limit_del(relay.store, name, &nconns);
-	}
+	/* The limits made for this instance go; one named by -n stays. */
+	limits_release();
 	for (index = 0; index < relay.nforwarders; index++)
 		forwarder_close_listeners(&relay.forwarders[index]);
 	refiller_destroy(relay.refiller);
@@ -282,13 +304,14 @@ main(int argc, char **argv)
 	int option, have_bandwidth = 0, nspecs, index;
 
 	log_open("iprelay", LOG_TO_STDERR);
+	help_or_version(argc, argv, "iprelay", USAGE);
 	relay.pid_fd = -1;
 	opterr = 0;
 	while ((option = getopt(argc, argv, ":db:hm:n:p:S:a:A:")) != -1) {
 		switch (option) {
 		case 'h':
 			printf("%s\n", USAGE);
-			return 0;
+			return fflush(stdout) == 0 ? 0 : EXIT_SYSTEM;
 		case 'd':
 			relay.daemonise = 1;
 			break;
@@ -344,33 +367,23 @@ main(int argc, char **argv)
 	    sizeof(relay.state_dir)) != 0)
 		log_fatal(EXIT_USAGE, "unable to find a state dir: set -S DIR "
 		    "or IPRELAY_STATE_DIR");
-	if (name_option)
-		snprintf(relay.limit_name, sizeof(relay.limit_name), "%s",
-		    name_option);
-	else if (nspecs)
-		snprintf(relay.limit_name, sizeof(relay.limit_name),
-		    "iprelay-%s", specs[0].lport);
-	else
-		snprintf(relay.limit_name, sizeof(relay.limit_name),
-		    "iprelay-%d", (int)getpid());
+	/* The limit's name is chosen once the store is open (limits.c). */
+	relay.name_option = name_option;
+	relay.first_port = nspecs ? specs[0].lport : NULL;
 	if (find_conn() < 0)
 		log_fatal(EXIT_SYSTEM, "unable to find iprelay-conn (beside "
 		    "iprelay, $IPRELAY_CONN, ../sbin or PATH)");
 
-	print_version();
 	/* Bind before any fork so a busy port fails here, at once. */
 	for (index = 0; index < nspecs; index++) {
 		int number = 99 - index;
 
 		if (forwarder_set(number, &specs[index], why, sizeof(why)) < 0)
 			log_fatal(EXIT_SYSTEM, "forwarder %d: %s", number, why);
-		fprintf(stderr, "Using command line parameters:\n"
-		    "  local_port\t%s\n  remote_addrs\t%s\n  remote_port\t%s\n"
-		    "  bandwidth\t%llu\n  forwarder %d set.\n\n",
-		    specs[index].lport, forwarder_find(number)->remote_shown,
-		    specs[index].remote.port,
-		    (unsigned long long)bandwidth_Bps, number);
 	}
+	startup.specs = specs;
+	startup.nspecs = nspecs;
+	startup.bandwidth_Bps = bandwidth_Bps;
 	if (relay.daemonise) {
 		daemonise(bandwidth_Bps);
 		log_line(LOG_INFO, "started: limit %s at %llu bytes/s, %d "
@@ -379,6 +392,7 @@ main(int argc, char **argv)
 	} else {
 		open_store(bandwidth_Bps);
 		write_pid_file();
+		print_startup();
 		setup_signals();
 		relay.prompt = 1;
 		relay.stdin_tty = isatty(STDIN_FILENO);

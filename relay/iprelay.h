@@ -28,8 +28,9 @@
 #include "parse.h"
 #include "refiller.h"
 #include "store.h"
+#include "version.h"
 
-#define VERSION		"1.0"
+#define VERSION		IPRELAY_VERSION
 #define USAGE		"usage: iprelay [-d] [-b rate] [-m max] [-n name] " \
 			"[-p pidfile] [-S dir] [-a cidr] [-A cidr] " \
 			"[proxyspec ...]"
@@ -54,6 +55,7 @@ struct forwarder {
 	unsigned nconns;		/* live children */
 	uint64_t own_rate_Bps;		/* set limit N RATE; 0 = none set */
 	int has_own_limit;
+	int own_limit_fd;		/* its lock (relay/limits.c); -1 none */
 	int paused;			/* accept failed with EMFILE: wait a tick */
 	uint64_t spare_due_ns;		/* CLOCK_MONOTONIC: start one ahead; 0 = no */
 };
@@ -69,6 +71,8 @@ struct child {
 	int term_sent;
 	int ahead;			/* started ahead: no client yet */
 	int ahead_fd;			/* our end of its -W socket; -1 = none */
+	int own_limit;			/* drawing from forwarder N's own limit,
+					 * N; -1 not */
 };
 
 struct settings {
@@ -102,6 +106,10 @@ struct iprelay {
 	int prompt;			/* reading commands from stdin */
 	int stdin_tty;
 	char limit_name[LIMIT_NAME_MAX + 1];
+	const char *name_option;	/* -n; NULL: a name made for us */
+	const char *first_port;		/* the first proxyspec's; NULL none */
+	int limit_fd;			/* its lock file (relay/limits.c) */
+	int limit_made;			/* made for us: deleted at the end */
 	char state_dir[PATH_MAX];
 	char conn_path[PATH_MAX];
 	const char *pid_file;
@@ -137,6 +145,23 @@ extern struct iprelay relay;
 /* relay/iprelay.c */
 void
 daemonise(uint64_t bandwidth_Bps);
+
+/* relay/limits.c */
+void
+limits_choose(const char *name_option, const char *first_port);
+
+int
+forwarder_limit_take(struct forwarder *forwarder, const char *name,
+    char *why, size_t why_size);
+
+void
+forwarder_limit_drop(struct forwarder *forwarder);
+
+void
+kept_limits_sweep(void);
+
+void
+limits_release(void);
 
 /* relay/loop.c */
 int

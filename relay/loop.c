@@ -190,6 +190,7 @@ open_store(uint64_t bandwidth_Bps)
 	if (realpath(relay.state_dir, resolved))
 		snprintf(relay.state_dir, sizeof(relay.state_dir), "%s",
 		    resolved);
+	limits_choose(relay.name_option, relay.first_port);
 	rc = limit_set_rate(relay.limit_name, NULL, bandwidth_Bps);
 	if (rc)
 		log_fatal(rc == EINVAL ? EXIT_USAGE : EXIT_SYSTEM,

@@ -81,6 +81,7 @@ struct child *
 child_add(pid_t pid, int number, const char *peer)
 {
 	struct child *grown;
+	struct forwarder *forwarder;
 
 	if (relay.nchildren == relay.children_cap) {
 		size_t cap = relay.children_cap ? relay.children_cap * 2 : 16;
@@ -97,6 +98,9 @@ child_add(pid_t pid, int number, const char *peer)
 	grown->ahead_fd = -1;
 	grown->start_ticks = refiller_proc_start(pid);
 	grown->forwarder = number;
+	/* The limit spawn_conn gave it (forwarder_limit_for). */
+	forwarder = forwarder_find(number);
+	grown->own_limit = forwarder && forwarder->has_own_limit ? number : -1;
 	snprintf(grown->peer, sizeof(grown->peer), "%s", peer);
 	return grown;
 }
@@ -330,6 +334,8 @@ reap_children(void)
 		    child->conn_id)
 			(void)store_conn_unregister(relay.store, child->conn_id);
 		*child = relay.children[--relay.nchildren];
+		/* A deleted forwarder's own limit goes with its last relay. */
+		kept_limits_sweep();
 		/* Below -m again: one may be started ahead now. */
 		if (forwarder)
 			spare_start(forwarder);

@@ -21,6 +21,7 @@
 #include "parse.h"
 #include "refiller.h"
 #include "store.h"
+#include "version.h"
 
 #define USAGE \
 "usage: iprelay-limit [-S DIR] set NAME [RATE] [--up RATE] [--down RATE]\n" \
@@ -1317,6 +1318,7 @@ main(int argc, char **argv)
 	struct options options;
 
 	log_open("iprelay-limit", LOG_TO_STDERR);
+	help_or_version(argc, argv, "iprelay-limit", USAGE);
 	parse_args(argc, argv, &options);
 	if (options.parent && options.parent[0] == '\0')
 		options.parent = "none";

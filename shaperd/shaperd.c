@@ -24,6 +24,7 @@
 #include "parse.h"
 #include "refiller.h"
 #include "store.h"
+#include "version.h"
 
 #define USAGE	"usage: shaperd [-S DIR] [-t TICK_MS] [--metrics ADDR:PORT]\n"
 #define TICK_MS_MIN	10
@@ -166,6 +167,7 @@ main(int argc, char **argv)
 	char option_name[2] = "", tick_word[300];
 
 	log_open("shaperd", LOG_TO_STDERR);
+	help_or_version(argc, argv, "shaperd", USAGE);
 	/* getopt's own messages start with argv[0], a path: ours say
 	 * "shaperd". */
 	opterr = 0;
