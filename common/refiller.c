@@ -18,6 +18,12 @@
 #define CONN_RING	6	/* 5 s of whole seconds, and the newest */
 #define HOUSEKEEP_NS	NS_PER_SEC	/* reap, reader check, conn rates */
 #define EXITS_PER_TICK	256	/* pidfd events taken per epoll_wait */
+/* A reader is said to lag when it has held one snapshot this long while
+ * this many commits went by: every page those commits wrote stays
+ * unreusable until it lets go, and the file grows by them. */
+#define READER_LAG_NS		(2 * NS_PER_SEC)
+#define READER_LAG_COMMITS	100
+#define READERS_WATCHED		64
 
 /* Cumulative byte counters sampled on every tick with the time of the
  * sample; a rate over N seconds is the difference between the newest
@@ -41,6 +47,14 @@ struct conn_history {
 	uint64_t at_ns[CONN_RING];
 	unsigned filled, head;
 	int seen;
+};
+
+/* A snapshot seen held at a housekeeping tick, and since when. */
+struct reader_watch {
+	pid_t pid;
+	uint64_t txnid;
+	uint64_t since_ns;	/* CLOCK_MONOTONIC, first seen */
+	int logged;
 };
 
 struct refiller {
@@ -67,6 +81,8 @@ struct refiller {
 	size_t nlimits, limits_cap;
 	struct conn_history *conns;
 	size_t nconns, conns_cap;
+	struct reader_watch readers[READERS_WATCHED];
+	size_t nreaders;
 };
 
 /* The lock files, as every file in the state dir (statedir.h): no link
@@ -570,6 +586,46 @@ reap_exited(struct refiller *refiller, unsigned *reaped)
 		    refiller->nexits, reaped);
 }
 
+/* Say once which process holds a snapshot far behind the newest commit,
+ * and for how long: while it does, draws cannot reuse pages and the state
+ * file grows toward its map size (then relays pass bytes unshaped).  The
+ * store's own readers never hold one across I/O; this finds the others (a
+ * stopped debugger, an old iprelay-limit in a pager, a foreign tool). */
+static void
+watch_readers(struct refiller *refiller, uint64_t now_ns)
+{
+	struct store_reader now[READERS_WATCHED];
+	struct reader_watch kept[READERS_WATCHED], *old;
+	uint64_t last_txnid;
+	size_t count, index, seen, nkept = 0;
+
+	if (store_readers(refiller->store, now, READERS_WATCHED, &count,
+	    &last_txnid))
+		return;
+	for (index = 0; index < count; index++) {
+		old = NULL;
+		for (seen = 0; seen < refiller->nreaders; seen++)
+			if (refiller->readers[seen].pid == now[index].pid &&
+			    refiller->readers[seen].txnid == now[index].txnid)
+				old = &refiller->readers[seen];
+		kept[nkept] = old ? *old : (struct reader_watch){
+		    now[index].pid, now[index].txnid, now_ns, 0 };
+		old = &kept[nkept++];
+		if (!old->logged && now_ns - old->since_ns >= READER_LAG_NS &&
+		    last_txnid >= old->txnid + READER_LAG_COMMITS) {
+			log_warn("reader pid %d has held a snapshot of the "
+			    "state for %llu s, %llu commits behind: the state "
+			    "file grows until it lets go", (int)old->pid,
+			    (unsigned long long)((now_ns - old->since_ns) /
+			    NS_PER_SEC),
+			    (unsigned long long)(last_txnid - old->txnid));
+			old->logged = 1;
+		}
+	}
+	memcpy(refiller->readers, kept, nkept * sizeof(kept[0]));
+	refiller->nreaders = nkept;
+}
+
 int
 refiller_tick(struct refiller *refiller, unsigned *reaped)
 {
@@ -590,6 +646,10 @@ refiller_tick(struct refiller *refiller, unsigned *reaped)
 	 * per reader process). */
 	if ((rc = store_reader_check(refiller->store, &cleared)))
 		return rc;
+	/* Before the tick's writes, which fail once a lagging reader has let
+	 * the file fill the map. */
+	if (housekeep)
+		watch_readers(refiller, now_ns);
 	reap_exited(refiller, reaped);
 	rc = store_tick(refiller->store, bucket_tick,
 	    housekeep ? conn_tick : NULL, refiller);

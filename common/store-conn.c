@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <lmdb.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "store.h"
@@ -344,31 +345,60 @@ out:
 	return rc;
 }
 
+/* Up to FOREACH_BATCH records copied out in one short read transaction,
+ * then visited with no transaction open: a visitor that writes to a pipe
+ * nobody reads (`iprelay-limit conns | less`) or to a slow client
+ * (`show stats`) holds no snapshot, so the relays' draws keep reusing
+ * pages.  A snapshot held open makes every draw take fresh pages: 3000
+ * records and one stalled pager filled the 256 MiB map in 9278 draws. */
 int
 store_conn_foreach(struct store *store, conn_visit_fn visit, void *ctx)
 {
 	MDB_txn *txn = NULL;
 	MDB_cursor *cursor = NULL;
 	struct conn_rec rec;
+	struct conn_info *batch;
+	unsigned char buf[4];
 	MDB_val key, value;
-	int rc;
+	uint64_t next_id = 0;
+	size_t count, index;
+	int rc, more;
 
-	if ((rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn)))
-		return rc;
-	if ((rc = mdb_cursor_open(txn, store->conns, &cursor)))
-		goto out;
-	for (rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST); rc == 0;
-	    rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)) {
-		if ((rc = decode_conn(&value, &rec)))
+	batch = malloc(FOREACH_BATCH * sizeof(*batch));
+	if (batch == NULL)
+		return ENOMEM;
+	do {
+		count = 0;
+		if ((rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn)))
 			break;
-		if ((rc = visit(ctx, &rec.info)))
+		if ((rc = mdb_cursor_open(txn, store->conns, &cursor))) {
+			mdb_txn_abort(txn);
 			break;
-	}
-	if (rc == MDB_NOTFOUND)
-		rc = 0;
-	mdb_cursor_close(cursor);
-out:
-	mdb_txn_abort(txn);
+		}
+		key = conn_key((uint32_t)next_id, buf);
+		for (rc = mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE);
+		    rc == 0 && count < FOREACH_BATCH;
+		    rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)) {
+			/* The next batch starts past this key. */
+			if (key.mv_size != 4) {
+				rc = STORE_EDAMAGED;
+				break;
+			}
+			if ((rc = decode_conn(&value, &rec)))
+				break;
+			batch[count++] = rec.info;
+			next_id = (uint64_t)conn_id_of(&key) + 1;
+		}
+		/* Stopped with a record in hand: more may follow. */
+		more = rc == 0 && next_id <= UINT32_MAX;
+		if (rc == MDB_NOTFOUND)
+			rc = 0;
+		mdb_cursor_close(cursor);
+		mdb_txn_abort(txn);
+		for (index = 0; index < count && rc == 0; index++)
+			rc = visit(ctx, &batch[index]);
+	} while (rc == 0 && more);
+	free(batch);
 	return rc;
 }
 

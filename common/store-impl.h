@@ -17,6 +17,8 @@
 
 #define CHAIN_MAX		64	/* levels of nesting */
 #define CONN_ID_MAX		999999
+/* Records the foreach functions copy out per read transaction. */
+#define FOREACH_BATCH		256
 
 #define LIMIT_MAGIC	0x4c505249U	/* "IRPL" */
 #define BUCKET_MAGIC	0x42505249U	/* "IRPB" */

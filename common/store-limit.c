@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <lmdb.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "store.h"
@@ -250,6 +251,8 @@ abort:
 	return rc;
 }
 
+/* Copied out a batch at a time and visited with no transaction open, as
+ * store_conn_foreach does (see there why). */
 int
 store_limit_foreach(struct store *store, limit_visit_fn visit, void *ctx)
 {
@@ -257,29 +260,51 @@ store_limit_foreach(struct store *store, limit_visit_fn visit, void *ctx)
 	MDB_cursor *cursor = NULL;
 	struct limit_rec limit;
 	struct bucket_rec bucket;
-	struct limit_info info;
-	char name[LIMIT_NAME_MAX + 1];
+	struct limit_info *batch;
+	char name[LIMIT_NAME_MAX + 1], last[LIMIT_NAME_MAX + 1] = "";
 	MDB_val key, value;
-	int rc;
+	size_t count, index;
+	int rc, more;
 
-	if ((rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn)))
-		return rc;
-	if ((rc = mdb_cursor_open(txn, store->limits, &cursor)))
-		goto out;
-	for (rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST); rc == 0;
-	    rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)) {
-		if ((rc = name_from_key(&key, name)) ||
-		    (rc = decode_limit(&value, &limit)) ||
-		    (rc = get_bucket(store, txn, name, &bucket)))
+	batch = malloc(FOREACH_BATCH * sizeof(*batch));
+	if (batch == NULL)
+		return ENOMEM;
+	do {
+		count = 0;
+		if ((rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn)))
 			break;
-		fill_info(&info, name, &limit, &bucket);
-		if ((rc = visit(ctx, &info)))
+		if ((rc = mdb_cursor_open(txn, store->limits, &cursor))) {
+			mdb_txn_abort(txn);
 			break;
-	}
-	if (rc == MDB_NOTFOUND)
-		rc = 0;
-	mdb_cursor_close(cursor);
-out:
-	mdb_txn_abort(txn);
+		}
+		/* From the first name past the last one visited. */
+		if (last[0]) {
+			key = name_key(last);
+			rc = mdb_cursor_get(cursor, &key, &value,
+			    MDB_SET_RANGE);
+			if (rc == 0 && key.mv_size == strlen(last) &&
+			    memcmp(key.mv_data, last, key.mv_size) == 0)
+				rc = mdb_cursor_get(cursor, &key, &value,
+				    MDB_NEXT);
+		} else
+			rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST);
+		for (; rc == 0 && count < FOREACH_BATCH;
+		    rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)) {
+			if ((rc = name_from_key(&key, name)) ||
+			    (rc = decode_limit(&value, &limit)) ||
+			    (rc = get_bucket(store, txn, name, &bucket)))
+				break;
+			fill_info(&batch[count++], name, &limit, &bucket);
+			memcpy(last, name, sizeof(last));
+		}
+		more = rc == 0;
+		if (rc == MDB_NOTFOUND)
+			rc = 0;
+		mdb_cursor_close(cursor);
+		mdb_txn_abort(txn);
+		for (index = 0; index < count && rc == 0; index++)
+			rc = visit(ctx, &batch[index]);
+	} while (rc == 0 && more);
+	free(batch);
 	return rc;
 }

@@ -391,6 +391,49 @@ store_keep_headroom(struct store *store)
 	return errno;
 }
 
+struct reader_list {
+	struct store_reader *readers;
+	size_t cap, count;
+};
+
+/* One line of mdb_reader_list: "PID THREAD TXNID", TXNID "-" when the
+ * slot holds no snapshot now (it is kept for the process's next one). */
+static int
+reader_line(const char *line, void *ctx)
+{
+	struct reader_list *list = ctx;
+	unsigned long long txnid;
+	size_t thread;
+	int pid;
+
+	if (sscanf(line, "%d %zx %llu", &pid, &thread, &txnid) != 3)
+		return 0;
+	if (list->count < list->cap) {
+		list->readers[list->count].pid = (pid_t)pid;
+		list->readers[list->count].txnid = txnid;
+	}
+	list->count++;
+	return 0;
+}
+
+int
+store_readers(struct store *store, struct store_reader *readers, size_t cap,
+    size_t *count, uint64_t *last_txnid)
+{
+	struct reader_list list = { readers, cap, 0 };
+	MDB_envinfo info;
+	int rc;
+
+	*count = 0;
+	if ((rc = mdb_env_info(store->env, &info)))
+		return rc;
+	*last_txnid = info.me_last_txnid;
+	if (mdb_reader_list(store->env, reader_line, &list) < 0)
+		return EIO;
+	*count = list.count < cap ? list.count : cap;
+	return 0;
+}
+
 int
 store_reader_check(struct store *store, int *cleared)
 {

@@ -6,7 +6,10 @@
  *   buckets name -> live tokens, counters, stats for both directions
  *   conns   id (uint32 big-endian) -> struct conn_info
  *   meta    "format", "boot_id", "next_conn", "refiller"
- * Every function is one short transaction; none sleeps inside one.  Relays
+ * Every function is one short transaction; none sleeps inside one, and
+ * the foreach functions copy a batch out, end the transaction, then call
+ * their visitor: no caller's output, sleep or network I/O ever happens
+ * with a snapshot held (a held snapshot makes the file grow).  Relays
  * use write transactions only, so a relay killed at any instant holds no
  * reader slot; LMDB's robust mutex recovers a writer killed mid-commit.
  * Never use a store across fork(): open it in the process that uses it.
@@ -281,6 +284,19 @@ store_keep_headroom(struct store *store);
 
 int
 store_reader_check(struct store *store, int *cleared);
+
+/* A process holding a snapshot of the store (a read transaction). */
+struct store_reader {
+	pid_t pid;
+	uint64_t txnid;		/* the commit it reads */
+};
+
+/* The readers holding a snapshot now (up to cap of them in readers[],
+ * *count of them), and the newest commit: a reader far behind keeps
+ * every page written since from reuse, and the file grows. */
+int
+store_readers(struct store *store, struct store_reader *readers, size_t cap,
+    size_t *count, uint64_t *last_txnid);
 
 int
 store_boot_reset(struct store *store, int *was_reset);

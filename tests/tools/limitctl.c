@@ -20,8 +20,13 @@
  *   limitctl [-S DIR] many PREFIX N RATE
  *	sets limits PREFIX1 .. PREFIXN to RATE in one process (a test that
  *	needs hundreds of limits, quickly).
+ *   limitctl [-S DIR] register NAME N PID
+ *	registers N connection records on limit NAME for process PID (a
+ *	live process, so that a refiller does not reap them), each with a
+ *	peer and remote as wide as a relay's: a long `conns` listing.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +41,7 @@ static const char usage_line[] =
     "usage: limitctl [-S DIR] set NAME RATE [--up RATE] [--down RATE] "
     "[--burst BYTES] [--parent NAME] | total NAME | nconns NAME | "
     "hammer NAME up|down|burst N [whole] | plant PID PEER REMOTE [LIMIT] | "
-    "many PREFIX N RATE";
+    "many PREFIX N RATE | register NAME N PID";
 
 static _Noreturn void
 usage(void)
@@ -205,6 +210,32 @@ many(struct store *store, int argc, char **argv)
 	}
 }
 
+static void
+register_conns(struct store *store, int argc, char **argv)
+{
+	struct conn_info info;
+	uint64_t count, pid, index;
+	int rc;
+
+	if (argc != 3 || parse_uint(argv[1], 1, 999999, &count) < 0 ||
+	    parse_uint(argv[2], 1, INT32_MAX, &pid) < 0)
+		usage();
+	for (index = 0; index < count; index++) {
+		memset(&info, 0, sizeof(info));
+		info.pid = (pid_t)pid;
+		info.pid_start = refiller_proc_start((pid_t)pid);
+		snprintf(info.limit, sizeof(info.limit), "%s", argv[0]);
+		snprintf(info.peer, sizeof(info.peer), "[2001:db8::%llx]:%llu",
+		    (unsigned long long)index,
+		    (unsigned long long)(10000 + index));
+		snprintf(info.remote, sizeof(info.remote),
+		    "origin-%llu.example.org:443", (unsigned long long)index);
+		if ((rc = store_conn_register(store, &info)))
+			log_fatal(EXIT_SYSTEM, "unable to register: %s",
+			    store_strerror(rc));
+	}
+}
+
 int
 main(int argc, char **argv)
 {
@@ -235,6 +266,8 @@ main(int argc, char **argv)
 		many(store, argc - 2, argv + 2);
 	else if (strcmp(argv[1], "hammer") == 0)
 		hammer(store, argc - 2, argv + 2);
+	else if (strcmp(argv[1], "register") == 0)
+		register_conns(store, argc - 2, argv + 2);
 	else if (argc == 3 && (strcmp(argv[1], "total") == 0 ||
 	    strcmp(argv[1], "nconns") == 0))
 		show_limit(store, argv[1], argv[2]);
