@@ -54,7 +54,10 @@ for entry in $programs iprelay-forwarder:units; do
 	if [ -z "$page" ]; then fail "$program has a man page in section 1 or 8"; continue; fi
 	usage=$(usage_of "$program" "$path" | forms "$program")
 	if [ -z "$usage" ]; then fail "$program prints a usage text"; continue; fi
-	synopsis=$(synopsis_of "$page" | forms "$program")
+	# Every program also takes -h, --help and --version (help-startup.t
+	# checks them and their synopsis line): not part of its usage text.
+	synopsis=$(synopsis_of "$page" | forms "$program" |
+	    grep -vx "$program -h | --help | --version")
 	is "$synopsis" "$usage" "$page SYNOPSIS matches $program's usage"
 done
 
