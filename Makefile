@@ -38,13 +38,24 @@ CONN_LDFLAGS = $(if $(filter static,$(CONN_LINK_USED)),-static,$(if \
 	$(filter static-pie,$(CONN_LINK_USED)),-static-pie))
 LDLIBS_CONN = $(LDLIBS_STORE) $(if $(CONN_LDFLAGS),-lpthread)
 
+# hiredis (libhiredis-dev) for global limits, in shaperd and iprelay-limit
+# only (docs/design.md, "Global limits", says why): HIREDIS=auto (found
+# by pkg-config), yes, or no (the programs then refuse -R and --global).
+HIREDIS ?= auto
+HIREDIS_USED = $(if $(filter auto,$(HIREDIS)),$(shell pkg-config --exists \
+	hiredis 2>/dev/null && echo yes || echo no),$(HIREDIS))
+LDLIBS_REDIS = $(if $(filter yes,$(HIREDIS_USED)),$(shell pkg-config --libs \
+	hiredis 2>/dev/null || echo -lhiredis))
+REDIS_DEFS = $(if $(filter yes,$(HIREDIS_USED)),,-DIPRELAY_NO_HIREDIS)
+
 # The variant being built: bin/ and build/obj by default; the sanitizer
 # pass sets OUT=build/asan.
 OUT ?= .
 OBJ = $(if $(filter .,$(OUT)),build/obj,$(OUT)/obj)
 BIN = $(OUT)/bin
 
-COMMON = bucket parse statedir store store-file store-rec store-limit store-conn store-draw log refiller
+COMMON = bucket parse statedir store store-file store-rec store-limit store-conn \
+	store-draw store-global log refiller
 COMMON_OBJ = $(patsubst %,$(OBJ)/common/%.o,$(COMMON))
 PROGRAMS = $(BIN)/shaperd $(BIN)/iprelay-limit $(BIN)/iprelay-conn $(BIN)/iprelay
 UNIT_TESTS = $(patsubst tests/unit/%.c,$(BIN)/tests/%,$(wildcard tests/unit/unit-*.c))
@@ -61,7 +72,7 @@ src_of = $(if $(filter %/shaperd %/iprelay-limit,$(1)),shaperd/$(notdir $(1)).c,
 # Keep object files of tests and tools between builds.
 .SECONDARY:
 
-.PHONY: FORCE all build deps check check-plain check-asan test install uninstall run clean bench bench-quick fuzz package-test stress
+.PHONY: FORCE all build deps check check-plain check-asan test install uninstall run clean bench bench-quick bench-global fuzz package-test stress
 
 all: deps
 	@$(MAKE) --no-print-directory build
@@ -76,13 +87,37 @@ $(OBJ)/%.o: %.c $(wildcard common/*.h relay/*.h shaperd/*.h) $(wildcard tests/un
 	$(CC) $(WARNFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(BIN)/shaperd: $(OBJ)/shaperd/shaperd.o $(OBJ)/shaperd/metrics.o \
-    $(OBJ)/shaperd/exposition.o $(COMMON_OBJ)
+    $(OBJ)/shaperd/exposition.o $(OBJ)/shaperd/global.o \
+    $(OBJ)/common/redis.o $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_STORE) $(LDLIBS_NOTIFY)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_STORE) $(LDLIBS_NOTIFY) \
+		$(LDLIBS_REDIS)
 
-$(BIN)/iprelay-limit: $(OBJ)/shaperd/iprelay-limit.o $(COMMON_OBJ)
+$(BIN)/iprelay-limit: $(OBJ)/shaperd/iprelay-limit.o \
+    $(OBJ)/shaperd/limit-global.o $(OBJ)/common/redis.o $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_STORE)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_STORE) $(LDLIBS_REDIS)
+
+# The programs that talk to Redis, rebuilt when HIREDIS changes.
+REDIS_OBJ = $(OBJ)/shaperd/shaperd.o $(OBJ)/shaperd/global.o \
+	$(OBJ)/shaperd/iprelay-limit.o $(OBJ)/shaperd/limit-global.o \
+	$(OBJ)/common/redis.o
+$(REDIS_OBJ): WARNFLAGS += $(REDIS_DEFS) -I$(OBJ)/gen -Ishaperd
+$(REDIS_OBJ): $(OBJ)/hiredis-used
+$(OBJ)/shaperd/global.o: $(OBJ)/gen/lease-lua.h shaperd/global.h
+
+$(OBJ)/hiredis-used: FORCE
+	@mkdir -p $(dir $@)
+	@[ "$$(cat $@ 2>/dev/null)" = "$(HIREDIS_USED)" ] || echo "$(HIREDIS_USED)" >$@
+
+# shaperd/lease.lua as a C string, with the SHA1 EVALSHA names it by.
+$(OBJ)/gen/lease-lua.h: shaperd/lease.lua
+	@mkdir -p $(dir $@)
+	{ printf '#define LEASE_LUA_SHA1 "%s"\n' \
+		"$$(sha1sum <$< | cut -d' ' -f1)"; \
+	  printf '#define LEASE_LUA \\\n'; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/\t"/' \
+		-e 's/$$/\\n" \\/' $<; printf '\t""\n'; } >$@.tmp && mv $@.tmp $@
 
 $(BIN)/iprelay-conn: $(OBJ)/relay/iprelay-conn.o $(COMMON_OBJ) $(OBJ)/conn-link
 	@mkdir -p $(dir $@)
@@ -176,6 +211,12 @@ bench: build $(BENCHES)
 	@sh bench/deps.sh
 	@DYN_BIN=$(CURDIR)/build/dyn/bin bash bench/run.sh
 	@bash bench/contend.sh
+	@$(MAKE) --no-print-directory bench-global
+
+# Global limits across three hosts on this machine (bench/global.sh, issue
+# 16's aims); needs redis-server and hiredis.
+bench-global: build $(BENCHES)
+	@echo "## bench/global.sh"; IPRELAY_BIN=$(CURDIR)/$(BIN) bash bench/global.sh
 
 # The same peers and figures, fewer rates and shorter runs (under a minute).
 bench-quick: build
@@ -216,7 +257,8 @@ install: build
 		>$(DESTDIR)$(UNITDIR)/shaperd.service
 	chmod 644 $(DESTDIR)$(UNITDIR)/shaperd.service
 	install -m 644 units/iprelay-metrics.socket $(DESTDIR)$(UNITDIR)/iprelay-metrics.socket
-	for f in iprelay-pop3.socket iprelay-pop3@.service inetd.conf.example xinetd.example; do \
+	for f in iprelay-pop3.socket iprelay-pop3@.service inetd.conf.example xinetd.example \
+	    shaperd-redis.conf.example; do \
 		sed 's|/usr/sbin/|$(SBINDIR)/|' units/$$f >$(DESTDIR)$(DOCDIR)/examples/$$f && \
 		chmod 644 $(DESTDIR)$(DOCDIR)/examples/$$f || exit 1; done
 	install -m 644 units/iprelay-sysusers.conf $(DESTDIR)$(SYSUSERSDIR)/iprelay.conf

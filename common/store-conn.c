@@ -143,6 +143,7 @@ store_conn_register_shaped(struct store *store, struct conn_info *info,
 		goto abort;
 	if ((rc = load_chain(store, txn, info->limit, chain)))
 		goto abort;
+	chain_global_settle(chain, monotonic_ns());
 	for (level = 0; level < chain->depth; level++)
 		chain->recs[level].nconns++;
 	/* Counting this relay first sizes its first quantum for everyone

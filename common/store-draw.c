@@ -138,6 +138,7 @@ store_reserve(struct store *store, uint32_t id, const char *limit, int dir,
 	now_ns = monotonic_ns();
 	if ((rc = load_chain(store, txn, limit, chain)))
 		goto abort;
+	chain_global_settle(chain, now_ns);
 	for (level = 0; level < chain->depth; level++) {
 		levels[level] = &chain->recs[level].bucket[dir];
 		ceils[level] = chain->recs[level].ceil_Bps[dir] != CEIL_NONE ?
@@ -162,6 +163,10 @@ store_reserve(struct store *store, uint32_t id, const char *limit, int dir,
 		grant->bytes = want_B;
 		grant->release_ns = now_ns;
 	}
+	/* Demand for a global level: what it held back as the bottleneck. */
+	if (grant->shaped && grant->bytes && grant->release_ns > now_ns &&
+	    chain->recs[bottleneck].gcopy.global)
+		chain->recs[bottleneck].global.waited_B[dir] += grant->bytes;
 	for (level = 0; level < chain->depth; level++) {
 		chain->recs[level].total_B[dir] += grant->bytes;
 		if (borrowed[level])
@@ -194,6 +199,7 @@ store_account(struct store *store, uint32_t id, const char *limit,
 		goto out;
 	if ((rc = load_chain(store, txn, limit, chain)))
 		goto abort;
+	chain_global_settle(chain, monotonic_ns());
 	for (dir = 0; dir < 2; dir++) {
 		quantum_B[dir] = chain_quantum(chain, dir, &shaped[dir]);
 		for (level = 0; level < chain->depth; level++)
@@ -240,6 +246,7 @@ store_tick(struct store *store, bucket_tick_fn bucket_tick,
 			goto abort;
 		if ((rc = get_limit(store, txn, name, &limit)))
 			goto abort;
+		global_settle(&bucket, now_ns);
 		for (dir = 0; dir < 2; dir++) {
 			bucket_settle(&bucket.bucket[dir], now_ns);
 			bucket_settle(&bucket.ceil[dir], now_ns);

@@ -61,6 +61,16 @@ struct limit_rec_v1 {
 _Static_assert(LIMIT_REC_V1_SIZE == sizeof(struct limit_rec_v1),
     "the ceiling fields follow the first layout of a limit record");
 
+/* What relays need of a global limit's configuration, copied into its
+ * bucket record as the parent and ceilings are (store-global.c). */
+struct global_copy {
+	uint32_t global;		/* 1: a global limit */
+	uint32_t offline;		/* enum global_offline */
+	uint64_t rate_Bps[2];		/* the global rates */
+	uint64_t burst_B;		/* the global burst */
+	uint64_t floor_Bps[2];
+};
+
 struct bucket_rec {
 	uint32_t magic;
 	uint32_t nconns;			/* live relays in the subtree */
@@ -75,9 +85,15 @@ struct bucket_rec {
 	uint64_t ceil_Bps[2];			/* copy of the limit's */
 	struct bucket ceil[2];			/* at the ceiling, if any */
 	uint64_t borrowed_B[2];			/* bytes passed past its rate */
+	/* Absent from records before global limits (read as zero). */
+	struct global_copy gcopy;		/* copy of the limit's */
+	struct global_live global;		/* this host's lease */
 };
 
 #define BUCKET_REC_V1_SIZE	offsetof(struct bucket_rec, ceil_Bps)
+#define BUCKET_REC_V2_SIZE	offsetof(struct bucket_rec, gcopy)
+#define LIMIT_REC_V2_SIZE \
+	(offsetof(struct limit_rec, cfg) + offsetof(struct limit_cfg, global))
 
 _Static_assert(CHAIN_MAX <= BUCKET_LEVELS_MAX,
     "bucket_draw_ceil takes a whole chain");
@@ -177,6 +193,17 @@ fill_info(struct limit_info *info, const char *name,
 /* store-conn.c */
 int
 recount(struct store *store, MDB_txn *txn);
+
+/* store-global.c: a global level switches to its offline policy when
+ * its lease or hold ran out, at that instant. */
+void
+global_copy_cfg(struct global_copy *copy, const struct limit_cfg *cfg);
+
+void
+global_settle(struct bucket_rec *rec, uint64_t now_ns);
+
+void
+chain_global_settle(struct chain *chain, uint64_t now_ns);
 
 /* store-draw.c */
 uint64_t

@@ -94,6 +94,16 @@ store_limit_update(struct store *store, const char *name,
 		limit.cfg.ceil_Bps[DIR_UP] = given->ceil_Bps[DIR_UP];
 	if (fields & LIMIT_FIELD_CEIL_DOWN)
 		limit.cfg.ceil_Bps[DIR_DOWN] = given->ceil_Bps[DIR_DOWN];
+	if (fields & LIMIT_FIELD_GLOBAL)
+		limit.cfg.global = given->global ? 1 : 0;
+	if (fields & LIMIT_FIELD_OFFLINE)
+		limit.cfg.offline = given->offline;
+	if (fields & LIMIT_FIELD_GRACE)
+		limit.cfg.grace_ms = given->grace_ms;
+	if (fields & LIMIT_FIELD_FLOOR) {
+		limit.cfg.floor_Bps[DIR_UP] = given->floor_Bps[DIR_UP];
+		limit.cfg.floor_Bps[DIR_DOWN] = given->floor_Bps[DIR_DOWN];
+	}
 	if (result)
 		*result = limit.cfg;
 	if (rc == 0)
@@ -103,6 +113,10 @@ store_limit_update(struct store *store, const char *name,
 	for (dir = 0; dir < 2; dir++) {
 		if (cfg->ceil_Bps[dir] == CEIL_NONE)
 			continue;
+		if (cfg->global) {
+			rc = STORE_ECEILGLOBAL;
+			goto abort;
+		}
 		if (cfg->ceil_Bps[dir] != CEIL_UNLIMITED &&
 		    (cfg->rate_Bps[dir] == 0 ||
 		    cfg->ceil_Bps[dir] < cfg->rate_Bps[dir])) {
@@ -124,6 +138,12 @@ store_limit_update(struct store *store, const char *name,
 			bucket_init(&bucket.bucket[dir], 0, 0, now_ns);
 	} else if (rc)
 		goto abort;
+	/* A global limit's bucket runs at its share or its offline policy
+	 * (store-global.c): first the switch a lapsed lease made. */
+	global_settle(&bucket, now_ns);
+	global_copy_cfg(&bucket.gcopy, cfg);
+	if (!cfg->global)
+		memset(&bucket.global, 0, sizeof(bucket.global));
 	/* A changed rate or burst applies to the live bucket at once; a
 	 * debt keeps its time, at most the level's cap at the new setting
 	 * (the cap draws on both buckets use, level_debt_max()). */
@@ -131,8 +151,10 @@ store_limit_update(struct store *store, const char *name,
 		debt_max_B = bucket_debt_max(cfg->rate_Bps[dir], cfg->burst_B ?
 		    cfg->burst_B : bucket_default_burst(cfg->rate_Bps[dir]),
 		    bucket.nconns);
-		bucket_reconfigure(&bucket.bucket[dir], cfg->rate_Bps[dir],
-		    cfg->burst_B, debt_max_B, now_ns);
+		if (!cfg->global)
+			bucket_reconfigure(&bucket.bucket[dir],
+			    cfg->rate_Bps[dir], cfg->burst_B, debt_max_B,
+			    now_ns);
 		/* The ceiling bucket: rate 0 when there is none or it is
 		 * unlimited (ceil_Bps tells which). */
 		bucket_reconfigure(&bucket.ceil[dir],
@@ -140,6 +162,7 @@ store_limit_update(struct store *store, const char *name,
 		    cfg->burst_B, debt_max_B, now_ns);
 		bucket.ceil_Bps[dir] = cfg->ceil_Bps[dir];
 	}
+	global_settle(&bucket, now_ns);
 	memcpy(bucket.parent, cfg->parent, sizeof(bucket.parent));
 	key = name_key(name);
 	value.mv_size = limit_rec_size(&limit);
@@ -167,6 +190,7 @@ fill_info(struct limit_info *info, const char *name,
 	info->cfg = limit->cfg;
 	info->nconns = bucket->nconns;
 	info->stats_unix_ns = bucket->stats_unix_ns;
+	info->global = bucket->global;
 	for (dir = 0; dir < 2; dir++) {
 		info->bucket[dir] = bucket->bucket[dir];
 		info->ceil_bucket[dir] = bucket->ceil[dir];

@@ -31,6 +31,7 @@ int
 decode_limit(const MDB_val *value, struct limit_rec *rec)
 {
 	if (value->mv_size != sizeof(*rec) &&
+	    value->mv_size != LIMIT_REC_V2_SIZE &&
 	    value->mv_size != LIMIT_REC_V1_SIZE)
 		return STORE_EDAMAGED;
 	memset(rec, 0, sizeof(*rec));
@@ -41,7 +42,11 @@ decode_limit(const MDB_val *value, struct limit_rec *rec)
 	    rec->cfg.rate_Bps[0] > RATE_MAX || rec->cfg.rate_Bps[1] > RATE_MAX ||
 	    rec->cfg.burst_B > BURST_MAX ||
 	    !ceil_valid(rec->cfg.ceil_Bps[0]) ||
-	    !ceil_valid(rec->cfg.ceil_Bps[1]))
+	    !ceil_valid(rec->cfg.ceil_Bps[1]) || rec->cfg.global > 1 ||
+	    rec->cfg.offline > GLOBAL_OPEN ||
+	    (rec->cfg.grace_ms > GLOBAL_GRACE_MAX_MS &&
+	    rec->cfg.grace_ms != GLOBAL_GRACE_NONE) ||
+	    rec->cfg.floor_Bps[0] > RATE_MAX || rec->cfg.floor_Bps[1] > RATE_MAX)
 		return STORE_EDAMAGED;
 	return 0;
 }
@@ -49,9 +54,12 @@ decode_limit(const MDB_val *value, struct limit_rec *rec)
 size_t
 limit_rec_size(const struct limit_rec *rec)
 {
+	if (rec->cfg.global || rec->cfg.offline || rec->cfg.grace_ms ||
+	    rec->cfg.floor_Bps[0] || rec->cfg.floor_Bps[1])
+		return sizeof(*rec);
 	return rec->cfg.ceil_Bps[0] == CEIL_NONE &&
 	    rec->cfg.ceil_Bps[1] == CEIL_NONE ? LIMIT_REC_V1_SIZE :
-	    sizeof(*rec);
+	    LIMIT_REC_V2_SIZE;
 }
 
 static int
@@ -69,6 +77,7 @@ decode_bucket(const MDB_val *value, struct bucket_rec *rec)
 	int dir;
 
 	if (value->mv_size != sizeof(*rec) &&
+	    value->mv_size != BUCKET_REC_V2_SIZE &&
 	    value->mv_size != BUCKET_REC_V1_SIZE)
 		return STORE_EDAMAGED;
 	memset(rec, 0, sizeof(*rec));
@@ -80,8 +89,14 @@ decode_bucket(const MDB_val *value, struct bucket_rec *rec)
 	for (dir = 0; dir < 2; dir++)
 		if (!bucket_valid(&rec->bucket[dir]) ||
 		    !bucket_valid(&rec->ceil[dir]) ||
-		    !ceil_valid(rec->ceil_Bps[dir]))
+		    !ceil_valid(rec->ceil_Bps[dir]) ||
+		    rec->gcopy.rate_Bps[dir] > RATE_MAX ||
+		    rec->gcopy.floor_Bps[dir] > RATE_MAX ||
+		    rec->global.share_Bps[dir] > RATE_MAX)
 			return STORE_EDAMAGED;
+	if (rec->gcopy.global > 1 || rec->gcopy.offline > GLOBAL_OPEN ||
+	    rec->gcopy.burst_B > BURST_MAX)
+		return STORE_EDAMAGED;
 	return 0;
 }
 
@@ -89,9 +104,11 @@ decode_bucket(const MDB_val *value, struct bucket_rec *rec)
 size_t
 bucket_rec_size(const struct bucket_rec *rec)
 {
+	if (rec->gcopy.global || rec->global.lease_until_ns)
+		return sizeof(*rec);
 	return rec->ceil_Bps[0] == CEIL_NONE && rec->ceil_Bps[1] == CEIL_NONE &&
 	    rec->borrowed_B[0] == 0 && rec->borrowed_B[1] == 0 ?
-	    BUCKET_REC_V1_SIZE : sizeof(*rec);
+	    BUCKET_REC_V1_SIZE : BUCKET_REC_V2_SIZE;
 }
 
 int

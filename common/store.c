@@ -47,6 +47,7 @@ store_strerror(int rc)
 	case STORE_EFULL: return "no free connection id";
 	case STORE_ECEILLOW: return "ceiling below the rate";
 	case STORE_ECEILTOP: return "a ceiling needs a parent limit to borrow from";
+	case STORE_ECEILGLOBAL: return "a global limit cannot have a ceiling";
 	case MDB_MAP_FULL: return "state file is full";
 	case MDB_INVALID: return "not an LMDB file (damaged or foreign)";
 	case MDB_CORRUPTED: return "state file is damaged";

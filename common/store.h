@@ -51,6 +51,7 @@ enum {
 	STORE_EFULL,			/* no free connection id */
 	STORE_ECEILLOW,			/* a ceiling below the rate */
 	STORE_ECEILTOP,			/* a ceiling with no parent */
+	STORE_ECEILGLOBAL,		/* a ceiling on a global limit */
 };
 
 #define STORE_RDONLY	0x1	/* open for reading: never create */
@@ -63,11 +64,54 @@ enum {
 #define CEIL_NONE	0ULL
 #define CEIL_UNLIMITED	UINT64_MAX
 
+/* Global limits (issue 16, docs/design.md "Global limits"): one budget
+ * across the hosts whose shaperds share a Redis.  The limit's rate_Bps and
+ * burst_B are the global ones; this host's bucket runs at the share leased
+ * to it (shaperd/global.c) until the lease ends, then, while shaperd says
+ * Redis cannot be reached, at that share for the grace, then by its
+ * offline policy.  Relays apply the switch themselves at the instant the
+ * lease or hold ends, so a dead shaperd keeps no share. */
+enum global_offline {
+	GLOBAL_FLOOR = 0,	/* floor_Bps, or global / hosts (default) */
+	GLOBAL_CLOSED,		/* 1 byte/s: no unleased traffic */
+	GLOBAL_OPEN,		/* unlimited at this level */
+};
+#define GLOBAL_GRACE_DEFAULT_MS	10000	/* grace_ms 0 */
+#define GLOBAL_GRACE_NONE	UINT32_MAX	/* no hold: policy at lease end */
+#define GLOBAL_GRACE_MAX_MS	86400000
+
 struct limit_cfg {
 	uint64_t rate_Bps[2];		/* bytes/s per direction; 0 = none */
 	uint64_t burst_B;		/* bytes; 0 = a tenth of the rate */
 	char parent[LIMIT_NAME_MAX + 1];	/* "" = top level */
 	uint64_t ceil_Bps[2];		/* per direction, CEIL_* or bytes/s */
+	/* Global limits (configuration; records without them read 0). */
+	uint32_t global;		/* 1: a global limit */
+	uint32_t offline;		/* enum global_offline */
+	uint32_t grace_ms;		/* 0 = default, GLOBAL_GRACE_NONE */
+	uint32_t reserved;
+	uint64_t floor_Bps[2];		/* 0 = global / hosts */
+};
+
+/* What a global limit's bucket runs at (live state, per host). */
+enum global_state {
+	GLOBAL_LEASED = 0,	/* the share, lease unexpired */
+	GLOBAL_HELD,		/* the last share, Redis unreachable */
+	GLOBAL_AT_FLOOR,
+	GLOBAL_IS_CLOSED,
+	GLOBAL_IS_OPEN,
+};
+
+struct global_live {
+	uint64_t share_Bps[2];		/* leased; 0 where no global rate */
+	uint64_t lease_until_ns;	/* CLOCK_MONOTONIC; 0 = never */
+	uint64_t hold_until_ns;		/* CLOCK_MONOTONIC; 0 = no hold */
+	uint64_t waited_B[2];		/* bytes held back with this level
+					 * the bottleneck (demand) */
+	uint64_t version;		/* of the configuration in Redis */
+	uint64_t leased_unix_ns;	/* CLOCK_REALTIME of the last lease */
+	uint32_t nhosts;		/* hosts at the last lease */
+	uint32_t state;			/* enum global_state of the bucket */
 };
 
 struct limit_info {
@@ -82,6 +126,7 @@ struct limit_info {
 	uint64_t rate_5s_Bps[2];
 	uint64_t rate_60s_Bps[2];
 	uint64_t stats_unix_ns;		/* when the rates were measured; 0 = never */
+	struct global_live global;	/* a global limit's lease */
 };
 
 struct conn_info {
@@ -166,7 +211,11 @@ store_limit_put(struct store *store, const char *name,
 #define LIMIT_FIELD_PARENT	0x8u
 #define LIMIT_FIELD_CEIL_UP	0x10u	/* ceil_Bps[DIR_UP] */
 #define LIMIT_FIELD_CEIL_DOWN	0x20u	/* ceil_Bps[DIR_DOWN] */
-#define LIMIT_FIELD_ALL		0x3fu
+#define LIMIT_FIELD_GLOBAL	0x40u	/* global */
+#define LIMIT_FIELD_OFFLINE	0x80u	/* offline */
+#define LIMIT_FIELD_GRACE	0x100u	/* grace_ms */
+#define LIMIT_FIELD_FLOOR	0x200u	/* floor_Bps, both directions */
+#define LIMIT_FIELD_ALL		0x3ffu
 
 /* Sets only the given fields of a limit, keeping the others as stored (zero
  * for a new limit), in one write transaction: two commands changing
@@ -252,6 +301,44 @@ store_reserve(struct store *store, uint32_t id, const char *limit, int dir,
 int
 store_account(struct store *store, uint32_t id, const char *limit,
     const uint64_t moved_B[2], int shaped[2], uint64_t quantum_B[2]);
+
+/* Global limits, shaperd's side (shaperd/global.c). */
+struct global_lease {
+	char name[LIMIT_NAME_MAX + 1];
+	uint64_t share_Bps[2];
+	uint64_t lease_until_ns;	/* CLOCK_MONOTONIC */
+	uint32_t nhosts;
+	uint64_t version;		/* configuration in Redis ... */
+	uint64_t rate_Bps[2];		/* ... its global rates */
+	uint64_t burst_B;
+};
+
+/* Apply leases in one write transaction: each named global limit runs at
+ * its share from now until lease_until_ns, and a newer configuration
+ * version is cached as the limit's rates and burst.  A limit no longer
+ * global, or gone, is skipped. */
+int
+store_global_lease(struct store *store, const struct global_lease *leases,
+    size_t nleases);
+
+/* Redis cannot be reached: every global limit holds its share until
+ * until_ns, but never past its lease end plus its grace. */
+int
+store_global_hold(struct store *store, uint64_t until_ns);
+
+/* shaperd stopping: every lease and hold ends now (its relays go to
+ * their offline policy), before its records are dropped from Redis. */
+int
+store_global_release(struct store *store);
+
+/* The rate a global limit's bucket runs at in direction dir, in state
+ * *state, at now_ns, from its configuration and live state. */
+uint64_t
+global_rate_at(const struct limit_cfg *cfg, const struct global_live *live,
+    int dir, uint64_t now_ns, enum global_state *state);
+
+const char *
+global_state_name(enum global_state state);
 
 /* Refiller side. */
 typedef void (*bucket_tick_fn)(void *ctx, struct limit_info *info);

@@ -355,6 +355,57 @@ process_start(const struct row *row, char out[VALUE_MAX])
 	return put_unix_ns(out, row->snap->process->start_unix_ns);
 }
 
+/* Global limits (store.h): nothing for a local limit. */
+static const char *const global_states[] = { "leased", "held", "floor",
+    "closed", "open", NULL };
+
+static int
+global_share(const struct row *row, char out[VALUE_MAX])
+{
+	enum global_state state;
+
+	if (!row->limit->cfg.global)
+		return 1;
+	return put_rate(out, global_rate_at(&row->limit->cfg,
+	    &row->limit->global, row->dir, row->snap->now_ns, &state));
+}
+
+static int
+global_state(const struct row *row, char out[VALUE_MAX])
+{
+	enum global_state state;
+
+	if (!row->limit->cfg.global)
+		return 1;
+	(void)global_rate_at(&row->limit->cfg, &row->limit->global, DIR_UP,
+	    row->snap->now_ns, &state);
+	return put_u64(out, (int)state == row->variant);
+}
+
+static int
+global_lease_left(const struct row *row, char out[VALUE_MAX])
+{
+	const struct global_live *live = &row->limit->global;
+	uint64_t end_ns = live->hold_until_ns > live->lease_until_ns ?
+	    live->hold_until_ns : live->lease_until_ns;
+
+	if (!row->limit->cfg.global)
+		return 1;
+	end_ns = end_ns > row->snap->now_ns ? end_ns - row->snap->now_ns : 0;
+	snprintf(out, VALUE_MAX, "%" PRIu64 ".%03" PRIu64,
+	    (uint64_t)(end_ns / NS_PER_SEC),
+	    (uint64_t)(end_ns % NS_PER_SEC / 1000000));
+	return 0;
+}
+
+static int
+global_hosts(const struct row *row, char out[VALUE_MAX])
+{
+	if (!row->limit->cfg.global)
+		return 1;
+	return put_u64(out, row->limit->global.nhosts);
+}
+
 /* docs/shaperd.8 lists every family; keep the two in step.  Refused
  * connections per limit belong here as a counter
  * (iprelay_limit_refused_connections_total, SCOPE_LIMIT) once the store
@@ -391,6 +442,19 @@ static const struct family families[] = {
 	{ "iprelay_limit_connections", "gauge",
 	  "Live relays on the limit and the limits nested in it.",
 	  SCOPE_LIMIT, NULL, NULL, NULL, limit_connections },
+	{ "iprelay_limit_global_share_bytes_per_second", "gauge",
+	  "A global limit: the rate this host runs it at now, its leased "
+	  "share or its offline policy's (+Inf: none).",
+	  SCOPE_LIMIT_DIR, NULL, NULL, NULL, global_share },
+	{ "iprelay_limit_global_state", "gauge",
+	  "A global limit: 1 for the state this host runs it in.",
+	  SCOPE_LIMIT, "state", global_states, NULL, global_state },
+	{ "iprelay_limit_global_lease_seconds", "gauge",
+	  "A global limit: time left of this host's lease (or hold).",
+	  SCOPE_LIMIT, NULL, NULL, NULL, global_lease_left },
+	{ "iprelay_limit_global_hosts", "gauge",
+	  "A global limit: hosts holding a lease at this host's last one.",
+	  SCOPE_LIMIT, NULL, NULL, NULL, global_hosts },
 	{ "iprelay_limits", "gauge", "Limits in the store.",
 	  SCOPE_PROCESS, NULL, NULL, NULL, env_limits },
 	{ "iprelay_connections", "gauge",

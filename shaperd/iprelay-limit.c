@@ -17,8 +17,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "limit-global.h"
 #include "log.h"
 #include "parse.h"
+#include "redis.h"
 #include "refiller.h"
 #include "store.h"
 #include "version.h"
@@ -27,12 +29,15 @@
 "usage: iprelay-limit [-S DIR] set NAME [RATE] [--up RATE] [--down RATE]\n" \
 "                     [--burst BYTES] [--parent NAME] [--ceil RATE]\n" \
 "                     [--ceil-up RATE] [--ceil-down RATE]\n" \
+"                     [--global | --local] [--offline floor | closed | open]\n" \
+"                     [--grace SECONDS] [--floor RATE] [-R REDIS]\n" \
 "       iprelay-limit [-S DIR] [--json] get NAME\n" \
 "       iprelay-limit [-S DIR] [--json] list\n" \
 "       iprelay-limit [-S DIR] del NAME\n" \
 "       iprelay-limit [-S DIR] [--json] conns\n" \
 "       iprelay-limit [-S DIR] kill [--drain] ID | all\n" \
-"       iprelay-limit [-S DIR] [--json] top [-n COUNT] [-d SECONDS]\n"
+"       iprelay-limit [-S DIR] [--json] top [-n COUNT] [-d SECONDS]\n" \
+"       iprelay-limit [-R REDIS] [--json] hosts NAME\n"
 
 /* Rates measured longer ago than this are shown as unknown: no refiller
  * has run lately. */
@@ -49,6 +54,8 @@ struct options {
 	const char *ceil, *ceil_up, *ceil_down;
 	const char *count, *delay;
 	int drain;		/* kill --drain: SIGUSR1, a graceful stop */
+	int global, local;		/* --global, --local */
+	const char *offline, *grace, *floor, *redis;
 };
 
 struct listing {
@@ -314,12 +321,15 @@ refuse_options(const struct options *options, int allow_set, int allow_top,
 {
 	if (!allow_set && (options->up || options->down || options->burst ||
 	    options->parent || options->ceil || options->ceil_up ||
-	    options->ceil_down))
+	    options->ceil_down || options->global || options->local ||
+	    options->offline || options->grace || options->floor))
 		usage_error("%s: option %s is only for set", options->command,
 		    options->up ? "--up" : options->down ? "--down" :
 		    options->burst ? "--burst" : options->parent ? "--parent" :
 		    options->ceil ? "--ceil" : options->ceil_up ? "--ceil-up" :
-		    "--ceil-down");
+		    options->ceil_down ? "--ceil-down" : options->global ?
+		    "--global" : options->local ? "--local" : options->offline ?
+		    "--offline" : options->grace ? "--grace" : "--floor");
 	if (!allow_top && (options->count || options->delay))
 		usage_error("%s: option %s is only for top", options->command,
 		    options->count ? "-n" : "-d");
@@ -374,16 +384,18 @@ print_limit_json(const struct limit_info *info, uint64_t now_unix_ns)
 			printf(",\"%s_1s\":null,\"%s_5s\":null,\"%s_60s\":null",
 			    dir_name[dir], dir_name[dir], dir_name[dir]);
 	}
+	global_print_json(info);
 	printf("}");
 }
 
-#define LIST_HEAD "%-20s %-20s %9s %9s %9s %9s %5s %8s %8s\n"
+#define LIST_HEAD "%-20s %-20s %9s %9s %9s %9s %5s %8s %8s %s\n"
 
 static int
 print_list_row(void *ctx, const struct limit_info *info)
 {
 	struct listing *listing = ctx;
 	char up[32], down[32], ceil[72], burst[32], up_5s[32], down_5s[32];
+	char global[96];
 	int fresh = stats_fresh(info, listing->now_unix_ns);
 
 	if (listing->json) {
@@ -392,7 +404,7 @@ print_list_row(void *ctx, const struct limit_info *info)
 		listing->first = 0;
 		return 0;
 	}
-	printf("%-20s %-20s %9s %9s %9s %9s %5" PRIu32 " %8s %8s\n",
+	printf("%-20s %-20s %9s %9s %9s %9s %5" PRIu32 " %8s %8s %s\n",
 	    info->name, info->cfg.parent[0] ? info->cfg.parent : "-",
 	    format_rate(info->cfg.rate_Bps[DIR_UP], up, sizeof(up)),
 	    format_rate(info->cfg.rate_Bps[DIR_DOWN], down, sizeof(down)),
@@ -402,7 +414,8 @@ print_list_row(void *ctx, const struct limit_info *info)
 	    fresh ? format_measured(info->rate_5s_Bps[DIR_UP], up_5s,
 	    sizeof(up_5s)) : "-",
 	    fresh ? format_measured(info->rate_5s_Bps[DIR_DOWN], down_5s,
-	    sizeof(down_5s)) : "-");
+	    sizeof(down_5s)) : "-", global_column(info, global,
+	    sizeof(global)));
 	return 0;
 }
 
@@ -416,7 +429,7 @@ show_limits(struct store *store, int json)
 		printf("[");
 	else
 		printf(LIST_HEAD, "NAME", "PARENT", "UP", "DOWN", "CEIL",
-		    "BURST", "CONNS", "UP/5s", "DOWN/5s");
+		    "BURST", "CONNS", "UP/5s", "DOWN/5s", "GLOBAL");
 	if (store && (rc = store_limit_foreach(store, print_list_row,
 	    &listing)))
 		log_fatal(EXIT_SYSTEM, "unable to list limits: %s",
@@ -500,6 +513,65 @@ show_conns(struct store *store, int json)
 		printf("]");
 }
 
+/* The Redis of global limits: -R, else $IPRELAY_REDIS; a command that
+ * needs it and has neither is a usage error. */
+static void
+redis_endpoint(const struct options *options, struct redis_conf *conf,
+    const char *what)
+{
+	const char *bad = NULL;
+	int rc;
+
+	rc = redis_conf_resolve(options->redis, conf, &bad);
+	if (rc == EINVAL)
+		bad_word("bad Redis endpoint: '%s' (redis://HOST[:PORT][/DB] "
+		    "or unix:/PATH)", bad);
+	if (rc)
+		usage_error("%s needs the Redis of global limits: give -R "
+		    "REDIS or set %s", what, REDIS_ENV);
+}
+
+/* --offline, --grace and --floor, checked before the store is touched. */
+static void
+parse_offline(const struct options *options, struct limit_cfg *cfg,
+    unsigned *fields)
+{
+	uint64_t grace_ns, floor_Bps;
+
+	if (options->offline) {
+		if (strcmp(options->offline, "floor") == 0)
+			cfg->offline = GLOBAL_FLOOR;
+		else if (strcmp(options->offline, "closed") == 0)
+			cfg->offline = GLOBAL_CLOSED;
+		else if (strcmp(options->offline, "open") == 0)
+			cfg->offline = GLOBAL_OPEN;
+		else
+			bad_word("bad offline policy: '%s' (floor, closed or "
+			    "open)", options->offline);
+		*fields |= LIMIT_FIELD_OFFLINE;
+	}
+	if (options->grace) {
+		if (parse_duration_ns(options->grace, &grace_ns) ||
+		    grace_ns > (uint64_t)GLOBAL_GRACE_MAX_MS * 1000000)
+			bad_word("bad grace: '%s' (seconds, 0 to 86400)",
+			    options->grace);
+		cfg->grace_ms = grace_ns == 0 ? GLOBAL_GRACE_NONE :
+		    grace_ns / 1000000 ? (uint32_t)(grace_ns / 1000000) : 1;
+		*fields |= LIMIT_FIELD_GRACE;
+	}
+	if (options->floor) {
+		if (strcmp(options->floor, "auto") == 0)
+			floor_Bps = 0;
+		else if (parse_rate(options->floor, &floor_Bps) ||
+		    floor_Bps == 0)
+			bad_word("bad floor: '%s' (bytes/s with optional K, M "
+			    "or G, or auto for global / hosts)",
+			    options->floor);
+		cfg->floor_Bps[DIR_UP] = cfg->floor_Bps[DIR_DOWN] = floor_Bps;
+		*fields |= LIMIT_FIELD_FLOOR;
+	}
+}
+
 static int
 command_set(const struct options *options)
 {
@@ -522,9 +594,13 @@ command_set(const struct options *options)
 	check_name("limit name", name);
 	if (options->nwords == 1 && !options->up && !options->down &&
 	    !options->burst && !options->parent && !options->ceil &&
-	    !options->ceil_up && !options->ceil_down)
+	    !options->ceil_up && !options->ceil_down && !options->global &&
+	    !options->local && !options->offline && !options->grace &&
+	    !options->floor)
 		usage_error("set: missing RATE (or --up, --down, --burst, "
-		    "--parent, --ceil)");
+		    "--parent, --ceil, --global, --local)");
+	if (options->global && options->local)
+		usage_error("set: --global and --local exclude each other");
 	/* Check every word before touching the store. */
 	if (options->nwords == 2 && parse_rate(options->words[1], &rate_Bps))
 		bad_word("bad rate: '%s' (bytes/s with optional K, M or G, "
@@ -599,8 +675,61 @@ command_set(const struct options *options)
 		cfg.ceil_Bps[DIR_DOWN] = ceil_down_Bps;
 		fields |= LIMIT_FIELD_CEIL_DOWN;
 	}
+	parse_offline(options, &cfg, &fields);
+	if (options->global) {
+		struct global_set given, redis_cfg;
+		struct redis_conf redis;
+		uint64_t version;
+
+		redis_endpoint(options, &redis, "set --global");
+		memset(&given, 0, sizeof(given));
+		given.have_up = (fields & LIMIT_FIELD_UP) != 0;
+		given.have_down = (fields & LIMIT_FIELD_DOWN) != 0;
+		given.have_burst = (fields & LIMIT_FIELD_BURST) != 0;
+		given.rate_Bps[DIR_UP] = cfg.rate_Bps[DIR_UP];
+		given.rate_Bps[DIR_DOWN] = cfg.rate_Bps[DIR_DOWN];
+		given.burst_B = cfg.burst_B;
+		/* Redis first: every host's shaperd reads it there within a
+		 * renewal; this host caches what Redis now holds. */
+		rc = global_set_in_redis(&redis, name, &given, &redis_cfg,
+		    &version);
+		if (rc)
+			return rc;
+		cfg.rate_Bps[DIR_UP] = redis_cfg.rate_Bps[DIR_UP];
+		cfg.rate_Bps[DIR_DOWN] = redis_cfg.rate_Bps[DIR_DOWN];
+		cfg.burst_B = redis_cfg.burst_B;
+		cfg.global = 1;
+		fields |= LIMIT_FIELD_UP | LIMIT_FIELD_DOWN | LIMIT_FIELD_BURST |
+		    LIMIT_FIELD_GLOBAL;
+	}
+	if (options->local) {
+		cfg.global = 0;
+		fields |= LIMIT_FIELD_GLOBAL;
+	}
 	store = open_for_writing(options);
+	if (!options->global && !options->local &&
+	    (fields & (LIMIT_FIELD_UP | LIMIT_FIELD_DOWN | LIMIT_FIELD_BURST))) {
+		struct limit_info current;
+
+		if (store_limit_get(store, name, &current) == 0 &&
+		    current.cfg.global) {
+			fprintf(stderr, "iprelay-limit: refused: %s is a global "
+			    "limit: give --global to change its rates for "
+			    "every host, or --local to make it this host's "
+			    "own\n", name);
+			store_close(store);
+			return EXIT_POLICY;
+		}
+	}
 	rc = store_limit_update(store, name, &cfg, fields, &written);
+	if (rc == STORE_ECEILGLOBAL) {
+		fprintf(stderr, "iprelay-limit: refused: %s: a global limit "
+		    "cannot have a ceiling (its hosts' shares add up to its "
+		    "rate; borrowing past a share would break that); give "
+		    "--ceil none too\n", name);
+		store_close(store);
+		return EXIT_POLICY;
+	}
 	/* Both refusals name the values as they would have been written:
 	 * the one at fault may be stored, not given. */
 	for (dir = 0; rc == STORE_ECEILLOW && dir < 2; dir++) {
@@ -720,6 +849,7 @@ command_get(const struct options *options)
 	    info.total_B[DIR_UP], info.total_B[DIR_DOWN]);
 	printf("borrowed: up %" PRIu64 " down %" PRIu64 "\n",
 	    info.borrowed_B[DIR_UP], info.borrowed_B[DIR_DOWN]);
+	global_print_text(&info);
 	return 0;
 }
 
@@ -1148,6 +1278,17 @@ command_kill(const struct options *options)
 }
 
 static int
+command_hosts(const struct options *options)
+{
+	struct redis_conf redis;
+
+	need_words(options, 1, "NAME");
+	check_name("limit name", options->words[0]);
+	redis_endpoint(options, &redis, "hosts");
+	return global_print_hosts(&redis, options->words[0], options->json);
+}
+
+static int
 command_top(const struct options *options)
 {
 	struct store *store = NULL;
@@ -1272,6 +1413,21 @@ parse_args(int argc, char **argv, struct options *options)
 		} else if (IS("--parent")) {
 			options->parent = option_value(argc, argv, &index,
 			    "--parent");
+		} else if (strcmp(arg, "--global") == 0) {
+			options->global = 1;
+		} else if (strcmp(arg, "--local") == 0) {
+			options->local = 1;
+		} else if (IS("--offline")) {
+			options->offline = option_value(argc, argv, &index,
+			    "--offline");
+		} else if (IS("--grace")) {
+			options->grace = option_value(argc, argv, &index,
+			    "--grace");
+		} else if (IS("--floor")) {
+			options->floor = option_value(argc, argv, &index,
+			    "--floor");
+		} else if (strcmp(arg, "-R") == 0) {
+			options->redis = option_value(argc, argv, &index, "-R");
 		} else if (strcmp(arg, "-n") == 0) {
 			options->count = option_value(argc, argv, &index, "-n");
 		} else if (strcmp(arg, "-d") == 0) {
@@ -1308,6 +1464,7 @@ static const struct command {
 	{ "conns", command_conns, 0, 0, 1 },
 	{ "kill", command_kill, 0, 0, 0 },
 	{ "top", command_top, 0, 1, 1 },
+	{ "hosts", command_hosts, 0, 0, 1 },
 	{ NULL, NULL, 0, 0, 0 },
 };
 

@@ -4,7 +4,9 @@
  * an embedded refiller yields to it, and ticks the store: settles buckets,
  * measures rates, reaps dead relays and stale reader slots.  With
  * --metrics (or a listening socket passed by systemd) it also serves
- * Prometheus metrics from the same loop (metrics.c).
+ * Prometheus metrics from the same loop (metrics.c); with -R (or
+ * $IPRELAY_REDIS) it leases this host's shares of the global limits
+ * (global.c), on the same loop, never blocking on Redis.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -19,14 +21,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "global.h"
 #include "log.h"
 #include "metrics.h"
 #include "parse.h"
+#include "redis.h"
 #include "refiller.h"
 #include "store.h"
 #include "version.h"
 
-#define USAGE	"usage: shaperd [-S DIR] [-t TICK_MS] [--metrics ADDR:PORT]\n"
+#define USAGE	"usage: shaperd [-S DIR] [-t TICK_MS] [--metrics ADDR:PORT]\n" \
+		"               [-R REDIS] [-H HOST_ID]\n"
+#define HOST_ID_ENV	"IPRELAY_HOST_ID"
 #define TICK_MS_MIN	10
 #define TICK_MS_MAX	10000
 /* STATUS= is sent when it changes, and at least this often. */
@@ -80,6 +86,37 @@ raise_files_limit(void)
 		files.rlim_cur = files.rlim_max;
 		(void)setrlimit(RLIMIT_NOFILE, &files);
 	}
+}
+
+/* This host's id in Redis: -H, $IPRELAY_HOST_ID, or the host name. */
+static void
+resolve_host_id(const char *option, char *id, size_t size)
+{
+	const char *word = option;
+	char name[256];
+	size_t index;
+
+	if (word == NULL || word[0] == '\0')
+		word = getenv(HOST_ID_ENV);
+	if (word == NULL || word[0] == '\0') {
+		if (gethostname(name, sizeof(name)) < 0)
+			log_fatal(EXIT_SYSTEM, "unable to read the host name: "
+			    "%s (give -H HOST_ID)", strerror(errno));
+		name[sizeof(name) - 1] = '\0';
+		word = name;
+	}
+	for (index = 0; word[index]; index++)
+		if (!(word[index] >= 'a' && word[index] <= 'z') &&
+		    !(word[index] >= 'A' && word[index] <= 'Z') &&
+		    !(word[index] >= '0' && word[index] <= '9') &&
+		    !strchr("._:-", word[index]))
+			break;
+	if (word[index] || index == 0 || index > GLOBAL_HOST_ID_MAX)
+		usage_error("bad host id: '%s' (1 to 64 of A-Z a-z 0-9 . _ "
+		    ": -)", word);
+	if (index >= size)
+		usage_error("bad host id: '%s' (too long)", word);
+	memcpy(id, word, index + 1);
 }
 
 static int
@@ -149,7 +186,7 @@ main(int argc, char **argv)
 	struct refiller *refiller;
 	struct summary summary;
 	struct signalfd_siginfo signal_info;
-	struct pollfd wait_fds[1 + METRICS_POLLFDS_MAX];
+	struct pollfd wait_fds[2 + METRICS_POLLFDS_MAX];
 	struct metrics *metrics;
 	struct metrics_process process = { 0 };
 	char *metrics_addrs[METRICS_LISTENERS_MAX];
@@ -158,12 +195,17 @@ main(int argc, char **argv)
 		{ "metrics", required_argument, NULL, 'M' },
 		{ NULL, 0, NULL, 0 },
 	};
+	struct global *global = NULL;
+	struct global_stats global_stats;
+	struct redis_conf redis_conf;
+	const char *redis_option = NULL, *host_option = NULL, *bad_word;
+	char host_id[GLOBAL_HOST_ID_MAX + 1], auth_path[4200];
 	uint64_t tick_ms = REFILLER_TICK_NS / 1000000, next_ns, now_ns;
 	uint64_t watchdog_usec = 0, next_watchdog_ns = 0, last_status_ns = 0;
 	uint64_t last_summary_ns = 0, wake_ns;
 	unsigned reaped;
 	int opt, rc, signal_fd, active = 0, ready = 0, watchdog, timeout_ms;
-	int exit_code = 0, errors = 0, waiting = 0;
+	int exit_code = 0, errors = 0, waiting = 0, leasing;
 	char option_name[2] = "", tick_word[300];
 
 	log_open("shaperd", LOG_TO_STDERR);
@@ -172,7 +214,7 @@ main(int argc, char **argv)
 	 * "shaperd". */
 	opterr = 0;
 	process.start_unix_ns = realtime_ns();
-	while ((opt = getopt_long(argc, argv, "+:S:t:h", long_options,
+	while ((opt = getopt_long(argc, argv, "+:S:t:R:H:h", long_options,
 	    NULL)) != -1) {
 		option_name[0] = (char)optopt;
 		switch (opt) {
@@ -201,6 +243,12 @@ main(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			break;
+		case 'R':
+			redis_option = optarg;
+			break;
+		case 'H':
+			host_option = optarg;
+			break;
 		case 'h':
 			printf("%s", USAGE);
 			return 0;
@@ -222,6 +270,33 @@ main(int argc, char **argv)
 	if ((rc = store_dir_resolve(dir_option, dir, sizeof(dir))))
 		log_fatal(EXIT_USAGE, "unable to find the state dir: %s "
 		    "(give -S DIR or set IPRELAY_STATE_DIR)", strerror(rc));
+	rc = redis_conf_resolve(redis_option, &redis_conf, &bad_word);
+	if (rc == EINVAL)
+		usage_error("bad Redis endpoint: '%s' (redis://HOST[:PORT][/DB] "
+		    "or unix:/PATH; credentials go in the auth file)",
+		    bad_word);
+	leasing = rc == 0;
+	if (leasing) {
+		if (!redis_available())
+			log_fatal(EXIT_USAGE, "unable to lease global limits "
+			    "from %s: built without hiredis (make HIREDIS=no)",
+			    redis_conf.text);
+		resolve_host_id(host_option, host_id, sizeof(host_id));
+		rc = redis_conf_load_auth(&redis_conf, dir, auth_path,
+		    sizeof(auth_path));
+		if (rc == EPERM)
+			log_fatal(EXIT_USAGE, "unable to use the Redis "
+			    "credentials in %s: readable by others than its "
+			    "owner (chmod 600) or not owned by this user",
+			    auth_path);
+		if (rc)
+			log_fatal(rc == EINVAL ? EXIT_USAGE : EXIT_SYSTEM,
+			    "unable to read the Redis credentials in %s: %s",
+			    auth_path, rc == EINVAL ? "not \"PASSWORD\" or "
+			    "\"USER PASSWORD\" on one line" : strerror(rc));
+	} else if (host_option)
+		usage_error("-H '%s' without a Redis endpoint (-R or "
+		    "IPRELAY_REDIS)", host_option);
 	if ((signal_fd = block_signals()) < 0)
 		log_fatal(EXIT_SYSTEM, "unable to set up signals: %s",
 		    strerror(errno));
@@ -246,6 +321,13 @@ main(int argc, char **argv)
 	watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0;
 	log_line(LOG_INFO, "serving %s, tick %llu ms", dir,
 	    (unsigned long long)tick_ms);
+	if (leasing) {
+		if ((rc = global_create(&global, store, &redis_conf, host_id)))
+			log_fatal(EXIT_SYSTEM, "unable to lease global limits: "
+			    "%s", strerror(rc));
+		log_line(LOG_INFO, "leasing global limits from %s as host %s",
+		    redis_conf.text, host_id);
+	}
 
 	next_ns = monotonic_ns();
 	for (;;) {
@@ -269,6 +351,8 @@ main(int argc, char **argv)
 				} else
 					errors = 0;
 				process.reaped += reaped;
+				if (global)
+					global_tick(global, now_ns);
 			}
 			if (active && !ready) {
 				sd_notify(0, "READY=1");
@@ -288,6 +372,16 @@ main(int argc, char **argv)
 				    summary.limits == 1 ? "" : "s",
 				    summary.conns, summary.conns == 1 ? "" :
 				    "s", (unsigned)process.reaped);
+				if (global) {
+					global_get_stats(global, &global_stats);
+					snprintf(status + strlen(status),
+					    sizeof(status) - strlen(status),
+					    "; %u of %u global leased, Redis %s",
+					    global_stats.leased,
+					    global_stats.limits,
+					    global_stats.connected ? "up" :
+					    "unreachable");
+				}
 				if (strcmp(status, last_status) != 0 ||
 				    now_ns - last_status_ns >= STATUS_EVERY_NS) {
 					sd_notifyf(0, "STATUS=%s", status);
@@ -322,7 +416,12 @@ main(int argc, char **argv)
 		wait_fds[0].events = POLLIN;
 		wait_fds[0].revents = 0;
 		nwait_fds = metrics ? metrics_pollfds(metrics, wait_fds + 1) : 0;
-		rc = poll(wait_fds, 1 + nwait_fds, timeout_ms);
+		/* Redis's descriptor last (-1 when none: poll skips it). */
+		wait_fds[1 + nwait_fds].fd = -1;
+		wait_fds[1 + nwait_fds].revents = 0;
+		if (global)
+			global_pollfd(global, &wait_fds[1 + nwait_fds]);
+		rc = poll(wait_fds, 2 + nwait_fds, timeout_ms);
 		if (rc < 0 && errno != EINTR)
 			log_fatal(EXIT_SYSTEM, "unable to wait: %s",
 			    strerror(errno));
@@ -331,7 +430,9 @@ main(int argc, char **argv)
 		if (metrics && rc >= 0)
 			metrics_serve(metrics, wait_fds + 1, nwait_fds,
 			    monotonic_ns());
-		if (rc > 0 && wait_fds[0].revents &&
+		if (rc > 0 && global && wait_fds[1 + nwait_fds].revents)
+			global_handle(global, wait_fds[1 + nwait_fds].revents);
+		if (rc > 0 && (wait_fds[0].revents & POLLIN) &&
 		    read(signal_fd, &signal_info,
 		    sizeof(signal_info)) == sizeof(signal_info)) {
 			if (signal_info.ssi_signo == SIGHUP)
@@ -343,6 +444,7 @@ main(int argc, char **argv)
 	}
 	sd_notify(0, "STOPPING=1");
 	metrics_destroy(metrics);
+	global_destroy(global);
 	refiller_destroy(refiller);
 	store_close(store);
 	return exit_code;

@@ -5,6 +5,7 @@ PACKAGES="gcc make libc6-dev pkg-config liblmdb-dev lmdb-utils libsystemd-dev
 systemd openbsd-inetd ucspi-tcp iperf3 curl python3 perl mandoc util-linux
 prometheus
 iproute2 procps psmisc clang tmux
+libhiredis-dev redis-server redis-tools faketime
 bash-completion debhelper dpkg-dev fakeroot lintian"
 missing=
 for package in $PACKAGES; do

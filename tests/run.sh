@@ -28,10 +28,11 @@ for bindir in "$@"; do
 	# relays and a flood (stress-quick) starved each other's timed
 	# bounds under the sanitizers (CI: 23% short of a rate; dead relays
 	# listed for 3 s).  systemd-live boots containers and times a limit
-	# change: not beside them either.
+	# change, global runs three shaperds and times a hold on the relays'
+	# clock: not beside them either.
 	IPRELAY_BIN=$bindir IPRELAY_TOP=$top \
 	    prove --timer -j "${TEST_JOBS:-2}" \
-	    --rules='seq=**/tests/t/{store-procs,borrow,stress-quick,systemd-live,slow-reader}.t' \
+	    --rules='seq=**/tests/t/{store-procs,borrow,stress-quick,systemd-live,slow-reader,global}.t' \
 	    --rules='par=**' $units "$top"/tests/t/*.t 2>&1 | tee -a "$log"
 	# The machine's and the user's iprelay dirs are out of bounds
 	# (tests/guard.sh): a program run without the test's state dir

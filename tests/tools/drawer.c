@@ -14,6 +14,8 @@
  *        kill -9 often lands inside one)
  *   -w FILE  wait until FILE holds the start (CLOCK_MONOTONIC ns), so a
  *        test can set it once every drawer has registered
+ *   -r RATE  an application that wants no more than RATE bytes/s: draws
+ *        no sooner than its own pace allows (tests/t/global.t)
  * SIGTERM ends the window early: the report is written all the same, with
  * the window's length in "seconds".
  * drawer -p SECONDS prints CLOCK_MONOTONIC ns SECONDS from now (a common
@@ -94,11 +96,11 @@ main(int argc, char **argv)
 	struct grant grant;
 	uint64_t start_ns = 0, duration_ns = 3 * NS_PER_SEC, end_ns;
 	uint64_t granted_B = 0, window_B = 0, draws = 0, want_B;
-	uint64_t moved_B[2] = { 0, 0 }, quantum_B[2];
+	uint64_t moved_B[2] = { 0, 0 }, quantum_B[2], pace_Bps = 0, paced_ns;
 	int opt, rc, dir_index = DIR_DOWN, spin = 0, shaped[2], fd, len;
 
 	log_open("drawer", LOG_TO_STDERR);
-	while ((opt = getopt(argc, argv, "S:l:d:a:t:o:sp:w:")) != -1) {
+	while ((opt = getopt(argc, argv, "S:l:d:a:t:o:sp:w:r:")) != -1) {
 		switch (opt) {
 		case 'p':
 			if (parse_duration_ns(optarg, &start_ns))
@@ -129,6 +131,10 @@ main(int argc, char **argv)
 		case 'o': report = optarg; break;
 		case 's': spin = 1; break;
 		case 'w': start_file = optarg; break;
+		case 'r':
+			if (parse_rate(optarg, &pace_Bps) || pace_Bps == 0)
+				log_fatal(EXIT_USAGE, "bad rate: '%s'", optarg);
+			break;
 		default:
 			fprintf(stderr, "usage: drawer [-S DIR] [-l LIMIT] "
 			    "[-d up|down] [-a START_NS] [-t SECONDS] "
@@ -178,6 +184,15 @@ main(int argc, char **argv)
 			break;
 		if (!spin)
 			sleep_until(grant.release_ns);
+		if (pace_Bps) {
+			/* Its own pace: the next draw when what it had so
+			 * far would take this long at pace_Bps. */
+			paced_ns = start_ns + (uint64_t)((unsigned __int128)
+			    granted_B * NS_PER_SEC / pace_Bps);
+			if (paced_ns >= end_ns)
+				break;
+			sleep_until(paced_ns);
+		}
 		else if (monotonic_ns() >= end_ns)
 			break;
 		if (stopping) {

@@ -644,6 +644,8 @@ struct test_bucket_rec2 {
 
 /* The first layout of a limit record: up to the ceilings. */
 #define TEST_LIMIT_V1_SIZE	offsetof(struct test_limit_rec, cfg.ceil_Bps)
+/* The second: up to the global fields. */
+#define TEST_LIMIT_V2_SIZE	offsetof(struct test_limit_rec, cfg.global)
 
 static void
 test_decode(void)
@@ -949,7 +951,7 @@ test_ceil(void)
 	    PRIu64 ")", grant.quantum_B);
 	store_conn_unregister(store, id);
 	store_close(store);
-	ok(raw_size(dir, "limits", "child") == sizeof(struct test_limit_rec) &&
+	ok(raw_size(dir, "limits", "child") == TEST_LIMIT_V2_SIZE &&
 	    raw_size(dir, "buckets", "child") ==
 	    sizeof(struct test_bucket_rec2),
 	    "ceil: a limit with a ceiling is written in the second layout");
