@@ -15,7 +15,7 @@ closes and prints one JSON line:
   cmd_status, cmd_s (CMD's exit status and run time), recv (bytes)
 Used by tests/t/systemd-live.t and bench/systemd-cps.sh.
 """
-import argparse, json, socket, subprocess, threading, time
+import argparse, json, socket, subprocess, sys, threading, time
 
 
 def main():
@@ -57,7 +57,8 @@ def main():
     t0 = state["first"]
     time.sleep(max(0.0, t0 + args.before - time.monotonic()))
     cmd_start = time.monotonic()
-    status = subprocess.call(cmd)
+    # CMD's output goes to stderr: stdout is the one JSON line.
+    status = subprocess.call(cmd, stdout=sys.stderr)
     cmd_end = time.monotonic()
     time.sleep(max(0.0, cmd_end + args.after - time.monotonic()))
     end = time.monotonic()
