@@ -82,12 +82,6 @@ elif MODE == "move":
           "largest 100 ms window %.1f%%" % (fmt(took), max(w)))
 elif MODE == "set":
     e, new = EV[ARGS[0]], int(ARGS[1])
-    ws = windows((1, 2, 3), e, e + 3 * 10**9, 100000000)
-    took = None
-    for i, (end, r) in enumerate(ws):
-        if all(x <= new * 1.05 for _, x in ws[i:]):
-            took = (end - e) / 1e9
-            break
     shares = None
     for t, *_ in ROWS[1]:
         if t < e:
@@ -96,8 +90,13 @@ elif MODE == "set":
         if all(s) and sum(x[2] for x in s) <= new:
             shares = (t - e) / 1e9
             break
-    print("aim 9: set 3M --global: shares add up to <= 3M after %s; every later 100 ms window <= 105%% "
-          "of 3M from %s after (aim <= 0.3 s)" % (fmt(shares), fmt(took)))
+    # A 100 ms window may hold a burst (rate / 10) on top of the rate: the
+    # figure is the aggregate over the second from 300 ms after the set.
+    after = rate((1, 2, 3), e + 300000000, e + 1300000000) / new * 100
+    first = rate((1, 2, 3), e, e + 300000000) / new * 100
+    print("aim 9: set 3M --global: every host's share cut so they add up to <= 3M %s after; "
+          "aggregate over [0.3 s, 1.3 s] after = %.1f%% of 3M (aim: at the new rate within 0.3 s), "
+          "over the first 0.3 s %.1f%%" % (fmt(shares), after, first))
 elif MODE == "killhost":
     e = EV[ARGS[0]]
     took = first_time((1, 3), e, 3 * 10**9, 100000000, lambda r: r >= 0.95 * G)
