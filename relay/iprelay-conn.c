@@ -945,16 +945,21 @@ cut_unfinished(struct relay *relay)
 	uint64_t dropped_B;
 	size_t used = 0;
 	char byte;
-	int i, n;
+	int i, n, stopped;
 
+	stopped = relay->end == END_SIGNAL || relay->end == END_IDLE ||
+	    relay->end == END_DRAINED || relay->end == END_DRAIN_LATE;
 	for (i = 0; i < 2; i++) {
 		d = dirs[i];
 		if (d->shut || d->pipe_fd[0] < 0)
 			continue;
-		if (!d->eof && d->pipe_B == 0 && recv(d->from_fd, &byte, 1,
-		    MSG_PEEK | MSG_DONTWAIT) == 0)
+		/* After a reset or a failure a socket reads as at its end
+		 * once the error was taken: only a stop or an idle end may
+		 * find a sender that had finished. */
+		if (!d->eof && d->pipe_B == 0 && stopped &&
+		    recv(d->from_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
 			d->eof = 1;
-		if (d->eof && d->pipe_B == 0) {
+		if (d->eof && d->pipe_B == 0 && stopped) {
 			half_close(d);
 			continue;
 		}
@@ -1258,6 +1263,7 @@ drain_check(struct relay *relay, uint64_t now_ns)
 	struct direction *const dirs[2] = { &relay->up, &relay->down };
 	struct direction *d;
 	int i, flushed = 1;
+	ssize_t peeked;
 	char byte;
 
 	if (!relay->drain_deadline_ns) {
@@ -1277,9 +1283,22 @@ drain_check(struct relay *relay, uint64_t now_ns)
 		d = dirs[i];
 		if (d->shut)
 			continue;
-		if (d->drain_left_B == 0 && d->pipe_B == 0 && !d->eof &&
-		    recv(d->from_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
-			d->eof = 1;
+		if (d->drain_left_B == 0 && d->pipe_B == 0 && !d->eof) {
+			/* A reset is reported once, then reads as an end:
+			 * taken here, it must end the relay as a reset. */
+			peeked = recv(d->from_fd, &byte, 1,
+			    MSG_PEEK | MSG_DONTWAIT);
+			if (peeked == 0) {
+				d->eof = 1;
+			} else if (peeked < 0 && errno != EAGAIN &&
+			    errno != EWOULDBLOCK && errno != EINTR) {
+				snprintf(relay->end_detail,
+				    sizeof(relay->end_detail), "reading %s: %s",
+				    d->label, strerror(errno));
+				fail_side(relay, d->reset_from);
+				return now_ns;
+			}
+		}
 		if (d->eof && d->pipe_B == 0) {
 			half_close(d);
 			continue;
