@@ -75,8 +75,8 @@ global_get_stats(const struct global *global, struct global_stats *stats)
 #define LOG_EVERY	100	/* repeated errors: one line in this many */
 /* Demand: a limit is backlogged when at least a quarter of what it passed
  * in a tick waited on it as the bottleneck; otherwise it wants what it
- * passed (the larger of the last tick and an average over about three),
- * 5% more, and a little: enough to notice growth, little enough that an
+ * passed (the larger of the last tick and an average over about three,
+ * which follows a fall below a quarter at once), 5% more, and a little: enough to notice growth, little enough that an
  * idle host's unused share stays near 1% of the global rate. */
 #define WANT_PERCENT	105
 #define WANT_MIN_B	4096
@@ -536,7 +536,15 @@ observe_limit(void *ctx_ptr, const struct limit_info *info)
 		}
 		now_Bps = (uint64_t)((unsigned __int128)passed_B * NS_PER_SEC /
 		    dt_ns);
-		limit->avg_Bps[dir] = (limit->avg_Bps[dir] * 2 + now_Bps) / 3;
+		/* A collapse (the relays stopped) is believed at once, so the
+		 * share goes to the others at the next renewal; smaller dips
+		 * (a paced relay's bytes per tick vary by a quantum) are
+		 * averaged. */
+		if (now_Bps < limit->avg_Bps[dir] / 4)
+			limit->avg_Bps[dir] = now_Bps;
+		else
+			limit->avg_Bps[dir] = (limit->avg_Bps[dir] * 2 +
+			    now_Bps) / 3;
 		if (passed_B > 0 && waited_B * 4 >= passed_B) {
 			limit->want_Bps[dir] = -1;
 			continue;
