@@ -533,3 +533,77 @@ bucket_retry_spread_ns(uint64_t rate_Bps, uint64_t debt_max_B, uint32_t nconns,
 	/* A cap of a terabyte at 1 B/s: "much later" is enough. */
 	return slot_ns > UINT64_MAX / 2 ? UINT64_MAX / 2 : (uint64_t)slot_ns;
 }
+
+uint64_t
+bucket_sparse_reserve_B(uint64_t burst_B)
+{
+	return burst_B >= SPARSE_BURST_DIV ? burst_B / SPARSE_BURST_DIV : 1;
+}
+
+uint64_t
+bucket_draw_sparse(struct bucket *const levels[], const uint64_t debt_max_B[],
+    size_t nlevels, uint64_t want_B, uint64_t now_ns)
+{
+	uint64_t floor_B;
+	size_t level;
+
+	if (want_B == 0 || want_B > BURST_MAX)
+		return 0;
+	for (level = 0; level < nlevels; level++)
+		if (levels[level]->rate_Bps != 0)
+			bucket_settle(levels[level], now_ns);
+	for (level = 0; level < nlevels; level++) {
+		if (levels[level]->rate_Bps == 0)
+			continue;
+		floor_B = debt_max_B[level] +
+		    bucket_sparse_reserve_B(levels[level]->burst_B);
+		if (floor_B > 2 * BURST_MAX)
+			floor_B = 2 * BURST_MAX;
+		if (levels[level]->tokens_B - (int64_t)want_B <
+		    -(int64_t)floor_B)
+			return 0;
+	}
+	for (level = 0; level < nlevels; level++)
+		if (levels[level]->rate_Bps != 0)
+			levels[level]->tokens_B -= (int64_t)want_B;
+	return want_B;
+}
+
+void
+sparse_credit_start(struct sparse_credit *credit, uint64_t quantum_B,
+    uint64_t now_ns)
+{
+	credit->credit_nB = (u128)quantum_B * NS_PER_SEC > UINT64_MAX ?
+	    UINT64_MAX : quantum_B * NS_PER_SEC;
+	credit->stamp_ns = now_ns;
+}
+
+int
+sparse_credit_allows(struct sparse_credit *credit, uint64_t share_Bps,
+    uint64_t quantum_B, uint64_t want_B, uint64_t now_ns)
+{
+	u128 credit_nB, max_nB;
+	uint64_t dt_ns;
+
+	dt_ns = now_ns > credit->stamp_ns ? now_ns - credit->stamp_ns : 0;
+	credit->stamp_ns = now_ns > credit->stamp_ns ? now_ns :
+	    credit->stamp_ns;
+	/* Bytes per second times ns is nanobytes. */
+	credit_nB = (u128)credit->credit_nB +
+	    (u128)(share_Bps / SPARSE_SHARE_DIV) * dt_ns;
+	max_nB = (u128)quantum_B * NS_PER_SEC;
+	if (credit_nB > max_nB)
+		credit_nB = max_nB;
+	credit->credit_nB = credit_nB > UINT64_MAX ? UINT64_MAX :
+	    (uint64_t)credit_nB;
+	return want_B > 0 && (u128)want_B * NS_PER_SEC <= credit_nB;
+}
+
+void
+sparse_credit_spend(struct sparse_credit *credit, uint64_t bytes)
+{
+	u128 spend_nB = (u128)bytes * NS_PER_SEC;
+
+	credit->credit_nB = spend_nB >= credit->credit_nB ? 0 :
+	    credit->credit_nB - (uint64_t)spend_nB;
+}

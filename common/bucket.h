@@ -188,4 +188,50 @@ uint64_t
 bucket_retry_spread_ns(uint64_t rate_Bps, uint64_t debt_max_B, uint32_t nconns,
     uint32_t slot);
 
+/*
+ * The sparse lane (docs/design.md, "Interactive connections"): a draw a
+ * relay marks sparse is released at once, charged to every rated level
+ * like any draw (the bulk relays' later reservations start later), as
+ * long as no level would then owe more than its debt cap plus its sparse
+ * reserve, S = burst / SPARSE_BURST_DIV (at least 1 byte); otherwise it
+ * queues as usual.  A relay marks a draw sparse while its own credit
+ * (struct sparse_credit), refilled at share / SPARSE_SHARE_DIV up to one
+ * quantum and spent by every byte it draws, covers it: a relay drawing at
+ * its fair share or more never has one quantum of credit.
+ */
+#define SPARSE_BURST_DIV	4
+#define SPARSE_SHARE_DIV	4
+
+struct sparse_credit {
+	uint64_t credit_nB;	/* nanobytes, at most one quantum */
+	uint64_t stamp_ns;	/* CLOCK_MONOTONIC ns of the last refill */
+};
+
+/* S: what sparse draws may owe past a level's debt cap (bytes). */
+uint64_t
+bucket_sparse_reserve_B(uint64_t burst_B);
+
+/* Release want_B at now_ns, charged to every rated level, if no level
+ * then owes more than debt_max_B[level] + S; returns want_B, or 0 (nothing
+ * taken: queue it with bucket_draw_ceil()). */
+uint64_t
+bucket_draw_sparse(struct bucket *const levels[], const uint64_t debt_max_B[],
+    size_t nlevels, uint64_t want_B, uint64_t now_ns);
+
+/* Start with quantum_B of credit (the relay starts with none: see
+ * iprelay-conn.c). */
+void
+sparse_credit_start(struct sparse_credit *credit, uint64_t quantum_B,
+    uint64_t now_ns);
+
+/* Refill to now_ns at share_Bps / SPARSE_SHARE_DIV, up to quantum_B; then
+ * whether the credit covers want_B. */
+int
+sparse_credit_allows(struct sparse_credit *credit, uint64_t share_Bps,
+    uint64_t quantum_B, uint64_t want_B, uint64_t now_ns);
+
+/* Every byte drawn, sparse or queued, spends credit (down to 0). */
+void
+sparse_credit_spend(struct sparse_credit *credit, uint64_t bytes);
+
 #endif

@@ -115,9 +115,35 @@ count_on_conn(struct store *store, MDB_txn *txn, uint32_t id,
 	return put_conn(store, txn, &rec);
 }
 
+/* The fair share of the chain: the least over its rated levels of rate /
+ * relays (the relay's sparse credit refills from it). */
+static uint64_t
+chain_share(const struct chain *chain, int dir)
+{
+	uint64_t share_Bps = 0, level_Bps;
+	size_t level;
+
+	for (level = 0; level < chain->depth; level++) {
+		if (chain->recs[level].bucket[dir].rate_Bps == 0)
+			continue;
+		level_Bps = chain->recs[level].bucket[dir].rate_Bps /
+		    (chain->recs[level].nconns ? chain->recs[level].nconns : 1);
+		if (share_Bps == 0 || level_Bps < share_Bps)
+			share_Bps = level_Bps ? level_Bps : 1;
+	}
+	return share_Bps;
+}
+
 int
 store_reserve(struct store *store, uint32_t id, const char *limit, int dir,
     uint64_t want_B, struct grant *grant)
+{
+	return store_reserve_lane(store, id, limit, dir, want_B, 0, grant);
+}
+
+int
+store_reserve_lane(struct store *store, uint32_t id, const char *limit,
+    int dir, uint64_t want_B, int sparse, struct grant *grant)
 {
 	MDB_txn *txn = NULL;
 	struct chain *chain;
@@ -147,7 +173,17 @@ store_reserve(struct store *store, uint32_t id, const char *limit, int dir,
 		borrowed[level] = 0;
 	}
 	grant->quantum_B = chain_quantum(chain, dir, &grant->shaped);
-	if (grant->shaped) {
+	grant->share_Bps = chain_share(chain, dir);
+	grant->sparse = 0;
+	for (level = 0; sparse && level < chain->depth; level++)
+		if (ceils[level])
+			sparse = 0;
+	if (grant->shaped && sparse && bucket_draw_sparse(levels, debt_max_B,
+	    chain->depth, want_B, now_ns) == want_B) {
+		grant->bytes = want_B;
+		grant->release_ns = now_ns;
+		grant->sparse = 1;
+	} else if (grant->shaped) {
 		grant->bytes = bucket_draw_ceil(levels, ceils, debt_max_B,
 		    chain->depth, want_B, now_ns, &grant->release_ns,
 		    &bottleneck, &neck, borrowed);

@@ -147,6 +147,8 @@ struct grant {
 	uint64_t release_ns;	/* CLOCK_MONOTONIC: not before this */
 	uint64_t quantum_B;	/* the chunk to read next in this direction */
 	int shaped;		/* 0: no level of the chain has a rate */
+	int sparse;		/* released at once by the sparse lane */
+	uint64_t share_Bps;	/* the fair share: least rate / relays */
 };
 
 struct store;
@@ -295,6 +297,13 @@ store_conn_drop_exited(struct store *store, const struct conn_exit *exits,
 int
 store_reserve(struct store *store, uint32_t id, const char *limit, int dir,
     uint64_t want_B, struct grant *grant);
+
+/* store_reserve(), trying the sparse lane first when sparse is set
+ * (bucket_draw_sparse(); not on a chain with a ceiling): then the grant
+ * says sparse and is released at once. */
+int
+store_reserve_lane(struct store *store, uint32_t id, const char *limit,
+    int dir, uint64_t want_B, int sparse, struct grant *grant);
 
 /* For relays moving bytes unshaped: count moved_B on the connection and
  * its chain, and say whether each direction is shaped now. */

@@ -117,6 +117,8 @@ struct direction {
 	uint64_t bufs_quantum_B;	/* socket buffers last sized for */
 	uint64_t lowat_B;		/* TCP_NOTSENT_LOWAT of to_fd; 0 = none */
 	int rcvbuf_B;			/* SO_RCVBUF of from_fd set; 0 = not */
+	struct sparse_credit sparse;	/* for draws the sparse lane may take */
+	uint64_t share_Bps;		/* the fair share, said by the store */
 	enum end_reason reset_from;	/* what a failure reading means */
 	enum end_reason reset_to;	/* what a failure writing means */
 	int pipe_fd[2];
@@ -777,6 +779,11 @@ become_shaped(struct direction *d, uint64_t quantum_B)
 	d->quantum_B = quantum_B;
 	d->covered_B = 0;
 	d->prepaid_B = 0;
+	/* No credit to start with: relays starting together all in the
+	 * lane pushed their limit past its cap and the ones after them
+	 * were refused for seconds (conn-burst: 40 relays, the first
+	 * second 51 KB of 328). */
+	sparse_credit_start(&d->sparse, 0, monotonic_ns());
 	/* Small quanta must not wait on Nagle. */
 	if (d->to_is_socket)
 		set_tcp_option(d->to_fd, TCP_NODELAY, 1);
@@ -833,13 +840,17 @@ reserve(struct relay *relay, struct direction *d, uint64_t now_ns)
 {
 	struct grant grant;
 	uint64_t want_B;
-	int rc;
+	int rc, sparse;
 
 	/* After a refusal the quantum may have shrunk: draw that much of the
 	 * pipe, and the rest after it. */
 	want_B = d->pipe_B < d->quantum_B ? d->pipe_B : d->quantum_B;
-	rc = store_reserve(relay->store, relay->conn.id, relay->limit, d->dir,
-	    want_B, &grant);
+	/* Well under its fair share lately: the sparse lane may release it
+	 * at once instead of behind the bulk relays' reservations. */
+	sparse = sparse_credit_allows(&d->sparse, d->share_Bps, d->quantum_B,
+	    want_B, now_ns);
+	rc = store_reserve_lane(relay->store, relay->conn.id, relay->limit,
+	    d->dir, want_B, sparse, &grant);
 	if (rc) {
 		/* Never wedge on a sick store: pass the bytes on. */
 		store_warn(relay, "draw tokens", rc);
@@ -853,6 +864,10 @@ reserve(struct relay *relay, struct direction *d, uint64_t now_ns)
 		return;
 	}
 	d->quantum_B = grant.quantum_B;
+	d->share_Bps = grant.share_Bps;
+	/* Refused at the cap: contending, not sparse. */
+	sparse_credit_spend(&d->sparse, grant.bytes ? grant.bytes :
+	    UINT64_MAX / NS_PER_SEC);
 	size_buffers(d, grant.quantum_B);
 	if (grant.bytes == 0) {
 		/* Refused past the limit's debt cap, or a borrow that does

@@ -5,23 +5,35 @@ contention (a slow reader beside fast ones, chained instances).
 
   contend.py [--duration S] [--window A B]... [--shell] CONN...
 
-CONN is HOST:PORT[@START][/RATE[:RCVBUF]]: connect START seconds after t0
-(the program's start; default 0) and receive as fast as possible, or, with
-/RATE, at most RATE bytes/s (a slow client: it reads RATE/20 bytes every
-50 ms and leaves the rest in its socket buffer, of SO_RCVBUF RCVBUF if
-given).  Runs --duration seconds from t0.
+CONN is HOST:PORT[@START][/RATE[:RCVBUF]][=MODE]: connect START seconds
+after t0 (the program's start; default 0) and receive as fast as possible,
+or, with /RATE, at most RATE bytes/s (a slow client: it reads RATE/20 bytes
+every 50 ms and leaves the rest in its socket buffer, of SO_RCVBUF RCVBUF
+if given).  MODE up: send as fast as the relay takes instead (rates are of
+bytes sent); MODE req: send 16 bytes and time from connecting to the end
+of the answer (origins.py's reply port sends 1 KiB); MODE echo: send one byte every --echo-interval seconds (0.1)
+when none is in flight and time its echo.  Runs --duration seconds from
+t0.
 
 Prints one JSON line (with --shell, NAME=VALUE lines without the series):
   recv      bytes received per connection in total
   rates     per window, bytes/s per connection over [A, B] seconds after
             t0 (rates0 for the first --window, rates1 for the second...)
   series    bytes received per connection in each whole second after t0
+  echo_n, echo_p50_ms, echo_p90_ms, echo_p99_ms, echo_max_ms: round trips of the echo
+            connections' bytes sent in the first --window
+  req_n, req_p50_ms, req_max_ms: the req connections answered in full,
+            connect to the answer's end
 """
-import argparse, json, selectors, socket, sys, time
+import argparse, json, os, selectors, socket, sys, time
+
+UPLOAD = os.urandom(65536)
 
 
 def parse_conn(word):
-    rate, rcvbuf = None, None
+    rate, rcvbuf, mode = None, None, "down"
+    if "=" in word:
+        word, mode = word.rsplit("=", 1)
     if "/" in word:
         word, rate = word.rsplit("/", 1)
         if ":" in rate:
@@ -34,7 +46,8 @@ def parse_conn(word):
         start = float(start)
     host, port = word.rsplit(":", 1)
     return {"host": host.strip("[]"), "port": int(port), "start": start,
-            "rate": rate, "rcvbuf": rcvbuf, "sock": None, "got": 0, "marks": [], "done": False}
+            "rate": rate, "rcvbuf": rcvbuf, "mode": mode, "rtts": [],
+            "probe": None, "next_probe": 0.0, "sock": None, "got": 0, "marks": [], "done": False}
 
 
 def main():
@@ -43,6 +56,7 @@ def main():
     p.add_argument("--duration", type=float, default=10.0)
     p.add_argument("--window", type=float, nargs=2, action="append")
     p.add_argument("--shell", action="store_true")
+    p.add_argument("--echo-interval", type=float, default=0.1)
     a = p.parse_args()
     conns = [parse_conn(w) for w in a.conns]
     windows = a.window or [[0.0, a.duration]]
@@ -66,6 +80,7 @@ def main():
                                      c["rcvbuf"])
                     s.settimeout(10)
                     s.connect((c["host"], c["port"]))
+                    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     s.setblocking(False)
                     c["sock"], c["t_open"] = s, now
                     c["marks"].append((now - t0, 0))
@@ -75,6 +90,27 @@ def main():
             if c["done"]:
                 continue
             registered = c.get("registered", False)
+            if c["mode"] == "echo":
+                # One byte out when none is in flight and its time came.
+                if c["probe"] is None and now >= c["next_probe"]:
+                    c["sock"].send(b"e")
+                    c["probe"] = now
+                    c["next_probe"] = now + a.echo_interval
+                if c["probe"] is None:
+                    wake = min(wake, c["next_probe"])
+                if not registered:
+                    sel.register(c["sock"], selectors.EVENT_READ, i)
+                    c["registered"] = True
+                c["want"] = 4096
+                continue
+            if c["mode"] == "req" and not c.get("asked"):
+                c["sock"].send(b"0123456789abcdef")
+                c["asked"] = True
+            if c["mode"] == "up":
+                if not registered:
+                    sel.register(c["sock"], selectors.EVENT_WRITE, i)
+                    c["registered"] = True
+                continue
             want = 262144
             if c["rate"] is not None:
                 # Read in 50 ms steps up to what the rate allows so far.
@@ -94,6 +130,20 @@ def main():
         timeout = max(0.0, min(wake, end) - time.monotonic())
         for key, _ in sel.select(timeout):
             c = conns[key.data]
+            if c["mode"] == "up":
+                try:
+                    n = c["sock"].send(UPLOAD)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    sel.unregister(c["sock"])
+                    c["registered"] = False
+                    c["sock"].close()
+                    c["sock"], c["done"] = None, True
+                    continue
+                c["got"] += n
+                c["marks"].append((time.monotonic() - t0, c["got"]))
+                continue
             try:
                 data = c["sock"].recv(c["want"])
             except BlockingIOError:
@@ -101,13 +151,19 @@ def main():
             except OSError:
                 data = b""
             if not data:
+                if c["mode"] == "req":
+                    c["req_s"] = time.monotonic() - c["t_open"]
                 sel.unregister(c["sock"])
                 c["registered"] = False
                 c["sock"].close()
                 c["sock"], c["done"] = None, True
                 continue
             c["got"] += len(data)
-            c["marks"].append((time.monotonic() - t0, c["got"]))
+            t = time.monotonic()
+            c["marks"].append((t - t0, c["got"]))
+            if c["mode"] == "echo" and c["probe"] is not None:
+                c["rtts"].append((c["probe"] - t0, t - c["probe"]))
+                c["probe"] = None
     for c in conns:
         if c["sock"] is not None:
             c["sock"].close()
@@ -122,6 +178,22 @@ def main():
         return best
 
     out = {"recv": [c["got"] for c in conns]}
+    reqs = sorted(c["req_s"] for c in conns if c.get("req_s") is not None
+                  and c["got"] >= 1024)
+    if reqs:
+        out["req_n"] = len(reqs)
+        out["req_p50_ms"] = round(reqs[len(reqs) // 2] * 1000, 2)
+        out["req_max_ms"] = round(reqs[-1] * 1000, 2)
+    w0, w1 = windows[0]
+    rtts = sorted(r for c in conns for (ts, r) in c["rtts"] if w0 <= ts < w1)
+    if rtts:
+        def q(f):
+            return round(rtts[min(len(rtts) - 1, int(f * len(rtts)))] * 1000, 2)
+        out["echo_n"] = len(rtts)
+        out["echo_p50_ms"] = q(0.5)
+        out["echo_p90_ms"] = q(0.9)
+        out["echo_p99_ms"] = q(0.99)
+        out["echo_max_ms"] = round(rtts[-1] * 1000, 2)
     for k, (w0, w1) in enumerate(windows):
         out["rates%d" % k] = [int((at(c, w1) - at(c, w0)) / (w1 - w0))
                               for c in conns]
@@ -131,6 +203,9 @@ def main():
     if a.shell:
         for k, v in out.items():
             if k == "series":
+                continue
+            if not isinstance(v, list):
+                print("%s=%s" % (k, v))
                 continue
             print('%s="%s"' % (k, " ".join(str(x) for x in v)))
             for j, x in enumerate(v):

@@ -1,0 +1,63 @@
+#!/bin/bash
+# Interactive connections beside bulk ones on one limit (docs/design.md,
+# "Interactive connections: the sparse lane"): an echo session sending a
+# byte every 100 ms beside 16 downloads at 64 KiB/s has its bytes released
+# at once, not behind the downloads' reservations, and the limit's
+# aggregate is unchanged.  Before the lane (c148a5b) its round trip was
+# 36 ms p50 and 47 ms p99 here; the bench (bench/contend.sh) holds the
+# tight figures.
+. "$IPRELAY_TOP/tests/lib.sh"
+
+"$IPRELAY_TOP/tests/tools/origins.py" --port-file "$TEST_TMP/origins" &
+spawned_pids="$spawned_pids $!"
+wait_file "$TEST_TMP/origins" 10 || { echo "Bail out! origins did not start"; exit 1; }
+read -r ECHO SEND _ _ <"$TEST_TMP/origins"
+PB=$(free_port)
+PE=$(free_port)
+start_daemon() {
+	"$IPRELAY_BIN/iprelay" -p "$TEST_TMP/iprelay.pid" "$@" >/dev/null 2>>"$TEST_TMP/daemon.err"
+	spawned_pids="$spawned_pids $(cat "$TEST_TMP/iprelay.pid" 2>/dev/null)"
+}
+ok "iprelay -d -b 65536 with a bulk and an echo forwarder" \
+    start_daemon -d -b 65536 "$PB:127.0.0.1:$SEND" "$PE:127.0.0.1:$ECHO"
+wait_listen "$PB"
+wait_listen "$PE"
+# The machine itself first: the echo origin, no relay.
+python3 "$IPRELAY_TOP/tests/tools/contend.py" --shell --duration 5 \
+    --window 0 5 "127.0.0.1:$ECHO=echo" >"$TEST_TMP/direct.sh"
+. "$TEST_TMP/direct.sh"
+direct_p99=$echo_p99_ms
+diag "direct echo, no relay: p99 $direct_p99 ms"
+conns="127.0.0.1:$PE@1=echo"
+for _ in $(seq 16); do conns="$conns 127.0.0.1:$PB"; done
+python3 "$IPRELAY_TOP/tests/tools/contend.py" --shell --duration 12 \
+    --window 3 12 $conns >"$TEST_TMP/run.sh"
+. "$TEST_TMP/run.sh"
+total=0
+for r in $rates0; do total=$((total + r)); done
+total=$((total - rates0_0))
+diag "echo: $echo_n round trips, p50 $echo_p50_ms ms, p90 $echo_p90_ms ms, p99 $echo_p99_ms ms, max $echo_max_ms ms"
+# A machine so busy that the echo origin alone, no relay, has a p99 over
+# 5 ms (17 ms at load 17 here) gets that much more: the tail is then the
+# machine's, not the relay's.  Under the sanitizers on a busy 2-core
+# machine one round trip in 90 waited 295 ms for a core (p50 3 ms): there
+# the bound is on p90 (40 ms), the tail being the scheduler's.  The aim
+# (p99 within 5 ms of direct) is the bench's.
+p99_max=$(awk -v d="$direct_p99" 'BEGIN { print (d > 5) ? 15 + d : 20 }')
+tail_name=p99 tail_ms=$echo_p99_ms
+if [ -n "$SANITIZED" ]; then
+	p99_max=$(awk -v d="$direct_p99" 'BEGIN { print (d > 5) ? 35 + d : 40 }')
+	tail_name=p90 tail_ms=$echo_p90_ms
+fi
+ok "the echo had its round trips measured ($echo_n)" test "$echo_n" -ge 60
+ok "echo p50 under 10 ms beside 16 downloads ($echo_p50_ms)" \
+    awk -v v="$echo_p50_ms" 'BEGIN { exit !(v < 10) }'
+ok "echo $tail_name under $p99_max ms beside 16 downloads ($tail_ms)" \
+    awk -v v="$tail_ms" -v m="$p99_max" 'BEGIN { exit !(v < m) }'
+# Over the limit is a shaping error whatever the load; under it, with 17
+# sanitized relays and the client's interpreter on 2 busy cores, a
+# starved reader (62227 of 65536 once, 5% under): 8% there, 2% plain.
+under=2
+[ -n "$SANITIZED" ] && under=8
+within_over_under "$total" 65536 2 "$under" "the downloads together still get 64 KiB/s"
+done_testing
