@@ -339,6 +339,20 @@ like "$scrape" 'iprelay_limit_global_share_bytes_per_second\{limit="pop3",direct
 like "$scrape" 'iprelay_limit_global_hosts\{limit="pop3"\} 3' "and the hosts"
 like "$("$L" -S "$(H 1)" list | tail -n 1)" 'leased [0-9.]+[KM]?/[0-9.]+[KM]? [0-9.]+s 3h$' "list shows it in the GLOBAL column"
 
+# Nesting: a local limit under the global one binds within the host's
+# share; the global one may sit under a local parent (the host's uplink).
+"$L" -S "$(H 1)" set kid 256K --parent pop3
+is "$?" 0 "a local limit nests under the global one"
+spawn "$DRAWER" -S "$(H 1)" -l kid -t 3 -o "$TEST_TMP/kid.report"
+kid_pid=$last_pid
+for _ in $(seq 100); do kill -0 "$kid_pid" 2>/dev/null || break; sleep 0.1; done
+kid_rate=$(python3 -c 'import json,sys; r = json.loads(open(sys.argv[1]).readline()); print(int(r["window"] / r["seconds"]))' "$TEST_TMP/kid.report" 2>/dev/null)
+within_over_under "${kid_rate:-0}" 262144 5 $under "the local child passes its own rate inside host 1's share (burst + rate * 3 s: +3.3%)"
+"$L" -S "$(H 1)" set uplink 64M && "$L" -S "$(H 1)" set pop3 --parent uplink
+is "$?" 0 "the global limit takes a local parent"
+is "$("$L" -S "$(H 1)" --json get pop3 | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["parent"], d["global"])')" \
+	"uplink True" "and stays global"
+
 # A stopped shaperd gives its share back at once.
 { kill -TERM "${shaperd_pid[1]}"; wait "${shaperd_pid[1]}"; } 2>/dev/null
 is "$("$L" -S "$(H 2)" --json hosts pop3 | python3 -c 'import json,sys; print(sorted(h["host"] for h in json.load(sys.stdin)))')" \
