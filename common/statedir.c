@@ -287,6 +287,18 @@ statedir_openat(const struct statedir *dir, const char *name, int flags,
 		if (rc == ELOOP)
 			return refuse(why, why_size, "refused: %s/%s is a "
 			    "symbolic link: remove it", dir->path, name);
+		/* What root left in a dir before it became the service
+		 * user's (iprelay-limit run as root before the package made
+		 * the user): name it and the way out. */
+		if (rc == EACCES && dir->uid != 0 && geteuid() != 0 &&
+		    fstatat(dir->fd, name, &named, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    named.st_uid == 0)
+			return refuse(why, why_size, "unable to open %s/%s: "
+			    "it belongs to root, the dir to uid %lu: as root, "
+			    "run 'shaperd -O -S %s' (shaperd.service does at "
+			    "start), or chown it to the dir's owner and group",
+			    dir->path, name, (unsigned long)dir->uid,
+			    dir->path);
 		if (why && why_size)
 			snprintf(why, why_size, "unable to open %s/%s: %s",
 			    dir->path, name, strerror(rc));
@@ -457,4 +469,71 @@ statedir_lmdb_done(struct statedir_lmdb *lmdb)
 	if (lmdb->lock_fd >= 0)
 		close(lmdb->lock_fd);
 	lmdb->data_fd = lmdb->lock_fd = -1;
+}
+
+int
+statedir_adopt(const char *path, const char *const *names, char *why,
+    size_t why_size, void (*gave)(const char *dir, const char *name))
+{
+	const struct passwd *user;
+	struct stat dir_stat, named, opened;
+	int dir_fd, fd, rc = 0;
+
+	if (geteuid() != 0)
+		return failed(EPERM, why, why_size, "adopt the files in", path);
+	dir_fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dir_fd < 0)
+		return errno == ENOENT ? 0 : failed(errno, why, why_size,
+		    "open", path);
+	if (fstat(dir_fd, &dir_stat) < 0) {
+		rc = failed(errno, why, why_size, "read", path);
+		goto out;
+	}
+	if (dir_stat.st_uid == 0)
+		goto out;	/* root's dir: root's files are right */
+	if ((dir_stat.st_mode & S_IWOTH) || (user = service_user()) == NULL ||
+	    user->pw_uid != dir_stat.st_uid) {
+		rc = refuse(why, why_size, "refused: %s is not the service "
+		    "user's dir (or every user may write it): nothing handed "
+		    "over", path);
+		goto out;
+	}
+	for (; *names; names++) {
+		if (fstatat(dir_fd, *names, &named, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;	/* missing: the service makes it */
+		if (named.st_uid != 0)
+			continue;	/* the owner's, or a member's */
+		if (!S_ISREG(named.st_mode) || named.st_nlink != 1) {
+			rc = refuse(why, why_size, "refused: %s/%s is root's "
+			    "but not a regular file with one link: remove it",
+			    path, *names);
+			goto out;
+		}
+		fd = openat(dir_fd, *names, O_RDONLY | O_NOFOLLOW | O_NOCTTY |
+		    O_NONBLOCK | O_CLOEXEC);
+		if (fd < 0) {
+			rc = failed(errno, why, why_size, "open", *names);
+			goto out;
+		}
+		if (fstat(fd, &opened) < 0 || opened.st_dev != named.st_dev ||
+		    opened.st_ino != named.st_ino || opened.st_uid != 0 ||
+		    opened.st_nlink != 1) {
+			close(fd);
+			rc = refuse(why, why_size, "refused: %s/%s changed "
+			    "while it was being handed over", path, *names);
+			goto out;
+		}
+		if (fchown(fd, dir_stat.st_uid, dir_stat.st_gid) < 0 ||
+		    fchmod(fd, 0660) < 0) {
+			rc = failed(errno, why, why_size, "hand over", *names);
+			close(fd);
+			goto out;
+		}
+		close(fd);
+		if (gave)
+			gave(path, *names);
+	}
+out:
+	close(dir_fd);
+	return rc;
 }

@@ -99,6 +99,17 @@ statedir_lmdb_abandon(const struct statedir *dir, const char *name,
 void
 statedir_lmdb_done(struct statedir_lmdb *lmdb);
 
+/* root, at a service's start (shaperd -O; ExecStartPre=+ in
+ * shaperd.service): each of NAMES (NULL-terminated) in the service
+ * user's dir PATH that root left there, from before the dir was that
+ * user's, is handed to the dir's owner and group, mode 0660, through an
+ * fd: never through a link, never a file with other links (refused, the
+ * file named); other users' files are left as they are.  GAVE is told of
+ * each.  0 when nothing is (left) to do. */
+int
+statedir_adopt(const char *path, const char *const *names, char *why,
+    size_t why_size, void (*gave)(const char *dir, const char *name));
+
 /* The last refusal's line, for store_strerror(STATEDIR_EREFUSED). */
 const char *
 statedir_last_why(void);

@@ -87,6 +87,16 @@ realtime_ns(void)
 	return (uint64_t)now.tv_sec * NS_PER_SEC + (uint64_t)now.tv_nsec;
 }
 
+/* The system store serves root, and a user who may use it (a member of
+ * its group): one who may read its state file, or write the dir. */
+static int
+system_store_usable(void)
+{
+	return geteuid() == 0 ||
+	    access(STORE_SYSTEM_DIR "/" STORE_FILE, R_OK) == 0 ||
+	    access(STORE_SYSTEM_DIR, W_OK | X_OK) == 0;
+}
+
 int
 store_dir_resolve(const char *option, char *dir, size_t dir_size)
 {
@@ -97,8 +107,8 @@ store_dir_resolve(const char *option, char *dir, size_t dir_size)
 		len = snprintf(dir, dir_size, "%s", option);
 	else if ((from_env = getenv("IPRELAY_STATE_DIR")) && *from_env)
 		len = snprintf(dir, dir_size, "%s", from_env);
-	else if (geteuid() == 0)
-		len = snprintf(dir, dir_size, "/var/lib/iprelay");
+	else if (system_store_usable())
+		len = snprintf(dir, dir_size, STORE_SYSTEM_DIR);
 	else if ((base = getenv("XDG_STATE_HOME")) && *base == '/')
 		len = snprintf(dir, dir_size, "%s/iprelay", base);
 	else if ((base = getenv("HOME")) && *base == '/')
@@ -108,6 +118,23 @@ store_dir_resolve(const char *option, char *dir, size_t dir_size)
 	if (len < 0 || (size_t)len >= dir_size)
 		return ENAMETOOLONG;
 	return 0;
+}
+
+const char *
+store_dir_source(const char *option)
+{
+	const char *from_env = getenv("IPRELAY_STATE_DIR");
+
+	if (option && *option)
+		return "given with -S";
+	if (from_env && *from_env)
+		return "from IPRELAY_STATE_DIR";
+	if (system_store_usable())
+		return "the system store";
+	if (access(STORE_SYSTEM_DIR, F_OK) == 0)
+		return "your own store: the system store " STORE_SYSTEM_DIR
+		    " is not open to you (ask to join its group, or use -S)";
+	return "your own store";
 }
 
 static int

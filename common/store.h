@@ -166,11 +166,20 @@ store_strerror(int rc);
 int
 store_exit_code(int rc);
 
+#define STORE_SYSTEM_DIR	"/var/lib/iprelay"
+
 /* The state dir: -S DIR if given, else $IPRELAY_STATE_DIR, else
- * /var/lib/iprelay for root, else $XDG_STATE_HOME/iprelay or
- * ~/.local/state/iprelay. */
+ * /var/lib/iprelay for root and for a user who may use it (may read its
+ * state file or write the dir: a member of its group), else
+ * $XDG_STATE_HOME/iprelay or ~/.local/state/iprelay. */
 int
 store_dir_resolve(const char *option, char *dir, size_t dir_size);
+
+/* Why store_dir_resolve chose the dir it did, for the user to read:
+ * "given with -S", "the system store", "your own store" (with why not
+ * the system one when it exists)... */
+const char *
+store_dir_source(const char *option);
 
 /* Opens the store in DIR (creating both unless STORE_RDONLY).  The dir
  * and its files go through statedir.h first: a dir nobody we trust owns

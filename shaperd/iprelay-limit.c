@@ -244,16 +244,49 @@ bad_word(const char *fmt, ...)
 	exit(EXIT_USAGE);
 }
 
+/* The store a command uses, and why that one: every command says it
+ * (the first line of the tables, "store" in JSON), so that nobody writes
+ * to their own store believing it the system's. */
+static char used_dir[4096];
+static const char *store_source = "";
+
 static const char *
 store_path(const struct options *options)
 {
-	static char dir[4096];
 	int rc;
 
-	if ((rc = store_dir_resolve(options->state_dir, dir, sizeof(dir))))
+	if (used_dir[0])
+		return used_dir;
+	if ((rc = store_dir_resolve(options->state_dir, used_dir,
+	    sizeof(used_dir))))
 		log_fatal(EXIT_USAGE, "unable to find the state dir: %s "
 		    "(give -S DIR or set IPRELAY_STATE_DIR)", strerror(rc));
-	return dir;
+	store_source = store_dir_source(options->state_dir);
+	return used_dir;
+}
+
+static void
+say_store(void)
+{
+	printf("store: %s (%s)\n", used_dir, store_source);
+}
+
+/* For the tables' header line, after the column names: a line above it
+ * would shift every row that scripts count or skip. */
+static const char *
+store_said(void)
+{
+	static char said[4096 + 200];
+
+	snprintf(said, sizeof(said), "store %s, %s", used_dir, store_source);
+	return said;
+}
+
+static void
+json_store_field(void)
+{
+	printf(",\"store\":");
+	json_string(used_dir);
 }
 
 /* Open for a command that changes something: a user who may not write the
@@ -349,6 +382,7 @@ print_limit_json(const struct limit_info *info, uint64_t now_unix_ns)
 
 	printf("{\"name\":");
 	json_string(info->name);
+	json_store_field();
 	printf(",\"parent\":");
 	if (info->cfg.parent[0])
 		json_string(info->cfg.parent);
@@ -388,7 +422,7 @@ print_limit_json(const struct limit_info *info, uint64_t now_unix_ns)
 	printf("}");
 }
 
-#define LIST_HEAD "%-20s %-20s %9s %9s %9s %9s %5s %8s %8s %s\n"
+#define LIST_HEAD "%-20s %-20s %9s %9s %9s %9s %5s %8s %8s %s  [%s]\n"
 
 static int
 print_list_row(void *ctx, const struct limit_info *info)
@@ -429,7 +463,8 @@ show_limits(struct store *store, int json)
 		printf("[");
 	else
 		printf(LIST_HEAD, "NAME", "PARENT", "UP", "DOWN", "CEIL",
-		    "BURST", "CONNS", "UP/5s", "DOWN/5s", "GLOBAL");
+		    "BURST", "CONNS", "UP/5s", "DOWN/5s", "GLOBAL",
+		    store_said());
 	if (store && (rc = store_limit_foreach(store, print_list_row,
 	    &listing)))
 		log_fatal(EXIT_SYSTEM, "unable to list limits: %s",
@@ -441,8 +476,9 @@ show_limits(struct store *store, int json)
 static void
 print_conn_json(const struct conn_info *info, uint64_t now_unix_ns)
 {
-	printf("{\"id\":\"CONN%06" PRIu32 "\",\"pid\":%d,\"limit\":", info->id,
-	    (int)info->pid);
+	printf("{\"id\":\"CONN%06" PRIu32 "\"", info->id);
+	json_store_field();
+	printf(",\"pid\":%d,\"limit\":", (int)info->pid);
 	if (info->limit[0])
 		json_string(info->limit);
 	else
@@ -462,7 +498,7 @@ print_conn_json(const struct conn_info *info, uint64_t now_unix_ns)
 	    info->rate_5s_Bps[DIR_UP], info->rate_5s_Bps[DIR_DOWN]);
 }
 
-#define CONNS_HEAD "%-10s %7s %-16s %-22s %-22s %7s %8s %8s %8s %8s\n"
+#define CONNS_HEAD "%-10s %7s %-16s %-22s %-22s %7s %8s %8s %8s %8s  [%s]\n"
 
 static int
 print_conn_row(void *ctx, const struct conn_info *info)
@@ -504,7 +540,7 @@ show_conns(struct store *store, int json)
 		printf("[");
 	else
 		printf(CONNS_HEAD, "ID", "PID", "LIMIT", "PEER", "REMOTE", "AGE",
-		    "UP", "DOWN", "UP/5s", "DOWN/5s");
+		    "UP", "DOWN", "UP/5s", "DOWN/5s", store_said());
 	if (store && (rc = store_conn_foreach(store, print_conn_row,
 	    &listing)))
 		log_fatal(EXIT_SYSTEM, "unable to list connections: %s",
@@ -785,6 +821,7 @@ command_set(const struct options *options)
 	if (rc)
 		log_fatal(EXIT_SYSTEM, "unable to write the state file to "
 		    "disk: %s", store_strerror(rc));
+	printf("%s set in %s (%s)\n", name, used_dir, store_source);
 	return 0;
 }
 
@@ -830,6 +867,7 @@ command_get(const struct options *options)
 			else
 				snprintf(measured[dir][index], 32, "-");
 	}
+	printf("store:   %s (%s)\n", used_dir, store_source);
 	printf("name:    %s\n", info.name);
 	printf("parent:  %s\n", info.cfg.parent[0] ? info.cfg.parent : "-");
 	printf("up:      %s\n", format_rate(info.cfg.rate_Bps[DIR_UP], up,
@@ -896,6 +934,7 @@ command_del(const struct options *options)
 		log_fatal(EXIT_SYSTEM, "unable to write the state file to "
 		    "disk: %s", store_strerror(rc));
 	store_close(store);
+	say_store();
 	if (nconns)
 		printf("deleted %s; its %" PRIu32 " live relay%s now run%s "
 		    "unshaped until a limit named %s exists again\n", name,
@@ -1199,6 +1238,7 @@ command_kill(const struct options *options)
 		bad_word("bad connection id: '%s' (CONNnnnnnn, a number, or "
 		    "all)", options->words[0]);
 	store = open_for_reading(options);
+	say_store();
 	if (store == NULL && single) {
 		fprintf(stderr, "iprelay-limit: no such connection: %s\n",
 		    options->words[0]);
@@ -1321,8 +1361,10 @@ command_top(const struct options *options)
 			got = 0;
 		who[got] = '\0';
 		if (options->json) {
-			printf("{\"time\":%" PRIu64 ",\"refiller\":",
+			printf("{\"time\":%" PRIu64,
 			    (uint64_t)(realtime_ns() / NS_PER_SEC));
+			json_store_field();
+			printf(",\"refiller\":");
 			if (got)
 				json_string(who);
 			else
@@ -1336,8 +1378,9 @@ command_top(const struct options *options)
 			if (tty)
 				printf("\033[H\033[2J");
 			log_escape_field(who_shown, sizeof(who_shown), who);
-			printf("iprelay-limit top: state dir %s, refiller %s\n\n",
-			    store_path(options), got ? who_shown : "none yet");
+			printf("iprelay-limit top: store %s (%s), refiller "
+			    "%s\n\n", store_path(options), store_source,
+			    got ? who_shown : "none yet");
 			show_limits(store, 0);
 			printf("\n");
 			show_conns(store, 0);

@@ -31,7 +31,7 @@
 #include "version.h"
 
 #define USAGE	"usage: shaperd [-S DIR] [-t TICK_MS] [--metrics ADDR:PORT]\n" \
-		"               [-R REDIS] [-H HOST_ID]\n"
+		"               [-R REDIS] [-H HOST_ID] [-O]\n"
 #define HOST_ID_ENV	"IPRELAY_HOST_ID"
 #define TICK_MS_MIN	10
 #define TICK_MS_MAX	10000
@@ -177,6 +177,34 @@ metrics_start(struct store *store, const struct metrics_process *process,
 	return metrics;
 }
 
+static void
+said_given(const char *dir, const char *name)
+{
+	log_line(LOG_NOTICE, "gave %s/%s, root's, to the dir's owner and "
+	    "group", dir, name);
+}
+
+/* -O: run as root before the service starts (shaperd.service's
+ * ExecStartPre=+), so that files root made in the state dir before it
+ * was the service user's do not stop it (statedir_adopt). */
+static int
+adopt_files(const char *dir)
+{
+	static const char *const names[] = { STORE_FILE, STORE_FILE "-lock",
+	    "refiller.lock", "shaperd.lock", NULL };
+	char why[700];
+	int rc;
+
+	if (geteuid() != 0)
+		log_fatal(EXIT_USAGE, "-O needs root (it hands root's files in "
+		    "%s to the dir's owner)", dir);
+	rc = statedir_adopt(dir, names, why, sizeof(why), said_given);
+	if (rc)
+		log_fatal(rc == STATEDIR_EREFUSED ? EXIT_USAGE : EXIT_SYSTEM,
+		    "%s", why);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -205,7 +233,7 @@ main(int argc, char **argv)
 	uint64_t last_summary_ns = 0, wake_ns;
 	unsigned reaped;
 	int opt, rc, signal_fd, active = 0, ready = 0, watchdog, timeout_ms;
-	int exit_code = 0, errors = 0, waiting = 0, leasing;
+	int exit_code = 0, errors = 0, waiting = 0, leasing, adopt = 0;
 	char option_name[2] = "", tick_word[300];
 
 	log_open("shaperd", LOG_TO_STDERR);
@@ -214,10 +242,13 @@ main(int argc, char **argv)
 	 * "shaperd". */
 	opterr = 0;
 	process.start_unix_ns = realtime_ns();
-	while ((opt = getopt_long(argc, argv, "+:S:t:R:H:h", long_options,
+	while ((opt = getopt_long(argc, argv, "+:S:t:R:H:hO", long_options,
 	    NULL)) != -1) {
 		option_name[0] = (char)optopt;
 		switch (opt) {
+		case 'O':
+			adopt = 1;
+			break;
 		case 'M':
 			if (!metrics_addr_valid(optarg))
 				usage_error("bad metrics address: '%s' "
@@ -270,6 +301,8 @@ main(int argc, char **argv)
 	if ((rc = store_dir_resolve(dir_option, dir, sizeof(dir))))
 		log_fatal(EXIT_USAGE, "unable to find the state dir: %s "
 		    "(give -S DIR or set IPRELAY_STATE_DIR)", strerror(rc));
+	if (adopt)
+		return adopt_files(dir);
 	rc = redis_conf_resolve(redis_option, &redis_conf, &bad_word);
 	if (rc == EINVAL)
 		usage_error("bad Redis endpoint: '%s' (redis://HOST[:PORT][/DB] "

@@ -20,6 +20,8 @@ valid_json() { python3 -m json.tool "$OUT" >/dev/null 2>&1; }
 run list
 is "$rc" 0 "list without a state file exits 0"
 like "$out" '^NAME +PARENT +UP +DOWN +CEIL +BURST +CONNS' "list prints the header"
+like "$out" "DOWN/5s GLOBAL  \\[store $IPRELAY_STATE_DIR, from IPRELAY_STATE_DIR\\]\$" \
+    "which names the store and why that one"
 ok "reading created no state file" test ! -e "$IPRELAY_STATE_DIR/iprelay.mdb"
 run --json list
 is "$out" "[]" "--json list without a state file is []"
@@ -27,7 +29,8 @@ is "$out" "[]" "--json list without a state file is []"
 # set NAME RATE: both directions; the user's own words.
 run set pop3 1024
 is "$rc" 0 "set pop3 1024 exits 0"
-is "$out" "" "set prints nothing"
+is "$out" "pop3 set in $IPRELAY_STATE_DIR (from IPRELAY_STATE_DIR)" \
+    "set says which store it wrote to, and why that one"
 run get pop3
 is "$rc" 0 "get exits 0"
 like "$out" '^name: +pop3$' "get shows the name"
@@ -45,6 +48,7 @@ run set pop3 --up 64K --burst 16K
 is "$rc" 0 "set with options exits 0"
 run --json get pop3
 ok "get --json is valid JSON" valid_json
+is "$(json "$out" store)" "$IPRELAY_STATE_DIR" "get --json names the store"
 is "$(json "$out" up)" 65536 "--up 64K is 65536"
 is "$(json "$out" down)" 1024 "down kept"
 is "$(json "$out" burst)" 16384 "--burst 16K"
