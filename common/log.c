@@ -18,6 +18,7 @@ static const char *log_name = "iprelay";
 static enum log_target log_target = LOG_TO_STDERR;
 static int journal_fd = -1;
 static int file_fd = -1;
+static int copy_fd = -1;
 static int syslog_opened;
 static int stderr_journal;
 
@@ -37,6 +38,24 @@ stderr_is_journal(void)
 	    (unsigned long long)st.st_ino == inode;
 }
 
+/* IPRELAY_LOG_COPY_FD=N (iprelay sets it for its relays, N a pipe): each
+ * system line is also written there as "PID PRIORITY TEXT", so the prompt
+ * can show a relay's own reason for its end on a machine without a
+ * journal or syslog.  Never a socket: that would be the client. */
+static void
+copy_open(void)
+{
+	const char *word = getenv("IPRELAY_LOG_COPY_FD");
+	struct stat st;
+	int fd;
+
+	if (word == NULL || *word < '0' || *word > '9')
+		return;
+	fd = atoi(word);
+	if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode))
+		copy_fd = fd;
+}
+
 void
 log_open(const char *prog, enum log_target target)
 {
@@ -48,6 +67,7 @@ log_open(const char *prog, enum log_target target)
 		stderr_journal = stderr_is_journal();
 		return;
 	}
+	copy_open();
 	path = getenv("IPRELAY_LOG_FILE");
 	if (path && *path) {
 		file_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
@@ -176,6 +196,13 @@ emit(int priority, const char *prefix, const char *fmt, va_list args)
 		else
 			fprintf(stderr, "%s: %s%s\n", log_name, prefix, text);
 		return;
+	}
+	if (copy_fd >= 0) {
+		/* One write, under PIPE_BUF: lines of relays never mix. */
+		len = snprintf(line, sizeof(line), "%d %d %s%s\n",
+		    (int)getpid(), priority, prefix, text);
+		if (len > 0 && write(copy_fd, line, (size_t)len) < 0)
+			copy_fd = -1;
 	}
 	if (file_fd >= 0) {
 		clock_gettime(CLOCK_REALTIME, &now);

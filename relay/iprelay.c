@@ -25,6 +25,7 @@ struct iprelay relay = {
 	.signal_fd = -1,
 	.timer_fd = -1,
 	.limit_fd = -1,
+	.log_fds = { -1, -1 },
 	.max_conns = 512,
 	.set = {
 		.local_addrs = "0.0.0.0,::",
@@ -394,6 +395,7 @@ main(int argc, char **argv)
 		write_pid_file();
 		print_startup();
 		setup_signals();
+		relay_log_open();
 		relay.prompt = 1;
 		relay.stdin_tty = isatty(STDIN_FILENO);
 		if (relay.stdin_tty && tcgetpgrp(STDIN_FILENO) == getpgrp())

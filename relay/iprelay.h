@@ -73,6 +73,7 @@ struct child {
 	int ahead_fd;			/* our end of its -W socket; -1 = none */
 	int own_limit;			/* drawing from forwarder N's own limit,
 					 * N; -1 not */
+	char reason[256];		/* its last warning or error line */
 };
 
 struct settings {
@@ -110,6 +111,10 @@ struct iprelay {
 	const char *first_port;		/* the first proxyspec's; NULL none */
 	int limit_fd;			/* its lock file (relay/limits.c) */
 	int limit_made;			/* made for us: deleted at the end */
+	int log_fds[2];			/* the relays' log lines; -1 none */
+	char log_buf[4096];
+	size_t log_len;
+	char **relay_env;		/* environ + IPRELAY_LOG_COPY_FD */
 	char state_dir[PATH_MAX];
 	char conn_path[PATH_MAX];
 	const char *pid_file;
@@ -238,6 +243,12 @@ spare_wait_ms(void);
 
 void
 spares_due(void);
+
+void
+relay_log_open(void);
+
+void
+relay_log_read(void);
 
 /* relay/execute.c */
 int

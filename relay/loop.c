@@ -94,6 +94,11 @@ run_loop(void)
 		fds[nfds++].events = POLLIN;
 		fds[nfds].fd = relay.timer_fd;
 		fds[nfds++].events = POLLIN;
+		/* The relays' log lines (relay_log_read): always slot 2. */
+		if (relay.log_fds[0] >= 0) {
+			fds[nfds].fd = relay.log_fds[0];
+			fds[nfds++].events = POLLIN;
+		}
 		if (relay.prompt && !relay.stopping) {
 			fds[nfds].fd = STDIN_FILENO;
 			fds[nfds++].events = POLLIN;
@@ -128,7 +133,10 @@ run_loop(void)
 		}
 		/* A forwarder deleted by a command moves others in the
 		 * array: take no listener events after one. */
-		for (index = 2; index < nfds; index++) {
+		if (relay.log_fds[0] >= 0 && fds[2].revents)
+			relay_log_read();
+		for (index = relay.log_fds[0] >= 0 ? 3 : 2; index < nfds;
+		    index++) {
 			if (!fds[index].revents)
 				continue;
 			if (fds[index].fd == STDIN_FILENO) {

@@ -165,10 +165,13 @@ spawn_conn(struct forwarder *forwarder, int client_fd, int ahead, pid_t *pid)
 	if ((rc = posix_spawnattr_init(&attr)))
 		goto destroy_actions;
 	/* The socket on 0 and 1 as inetd gives it; fd 2 may never be the
-	 * client, so /dev/null.  Our own descriptors are close-on-exec. */
+	 * client: our pipe for its log lines (relay_log_open), else
+	 * /dev/null.  Our own descriptors are close-on-exec. */
 	if ((rc = posix_spawn_file_actions_adddup2(&actions, client_fd, 0)) ||
 	    (rc = posix_spawn_file_actions_adddup2(&actions, client_fd, 1)) ||
-	    (rc = posix_spawn_file_actions_addopen(&actions, 2, "/dev/null",
+	    (rc = relay.log_fds[1] >= 0 ?
+	    posix_spawn_file_actions_adddup2(&actions, relay.log_fds[1], 2) :
+	    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null",
 	    O_WRONLY, 0)))
 		goto destroy_attr;
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 34)
@@ -193,7 +196,8 @@ spawn_conn(struct forwarder *forwarder, int client_fd, int ahead, pid_t *pid)
 	    (rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
 	    POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP)))
 		goto destroy_attr;
-	rc = posix_spawn(pid, relay.conn_path, &actions, &attr, argv, environ);
+	rc = posix_spawn(pid, relay.conn_path, &actions, &attr, argv,
+	    relay.relay_env ? relay.relay_env : environ);
 destroy_attr:
 	posix_spawnattr_destroy(&attr);
 destroy_actions:
@@ -284,15 +288,100 @@ live_connections(void)
 	return count;
 }
 
+/* At the prompt, each relay's fd 2 is a pipe to us and its log lines are
+ * copied there (IPRELAY_LOG_COPY_FD, common/log.c), besides the journal:
+ * a relay's own reason for its end then reaches the prompt even on a
+ * machine without a journal or syslog.  A daemon's relays log as before. */
+void
+relay_log_open(void)
+{
+	static char copy[] = "IPRELAY_LOG_COPY_FD=2";
+	size_t count = 0, index, kept = 0;
+
+	if (pipe2(relay.log_fds, O_CLOEXEC | O_NONBLOCK) < 0) {
+		relay.log_fds[0] = relay.log_fds[1] = -1;
+		return;
+	}
+	while (environ[count])
+		count++;
+	relay.relay_env = calloc(count + 2, sizeof(char *));
+	if (relay.relay_env == NULL)
+		return;
+	for (index = 0; index < count; index++)
+		if (strncmp(environ[index], "IPRELAY_LOG_COPY_FD=", 20) != 0)
+			relay.relay_env[kept++] = environ[index];
+	relay.relay_env[kept++] = copy;
+	relay.relay_env[kept] = NULL;
+}
+
+/* One line "PID PRIORITY TEXT": the relay's id from its first line that
+ * names it, its last warning or error kept as its reason. */
+static void
+relay_log_line(char *line)
+{
+	struct child *child;
+	char *text;
+	long pid, priority;
+	unsigned id;
+
+	pid = strtol(line, &text, 10);
+	if (*text != ' ')
+		return;
+	priority = strtol(text + 1, &text, 10);
+	if (*text != ' ' || (child = child_find((pid_t)pid)) == NULL)
+		return;
+	text++;
+	if (sscanf(text, "CONN%6u", &id) == 1 && child->conn_id == 0)
+		child->conn_id = id;
+	if (priority > LOG_WARNING)
+		return;
+	/* The close line names the connection already. */
+	if (strncmp(text, "CONN", 4) == 0 && strlen(text) > 12 &&
+	    text[10] == ':' && text[11] == ' ')
+		text += 12;
+	snprintf(child->reason, sizeof(child->reason), "%s", text);
+}
+
+void
+relay_log_read(void)
+{
+	char *start, *newline;
+	ssize_t got;
+
+	if (relay.log_fds[0] < 0)
+		return;
+	for (;;) {
+		got = read(relay.log_fds[0], relay.log_buf + relay.log_len,
+		    sizeof(relay.log_buf) - 1 - relay.log_len);
+		if (got <= 0)
+			return;
+		relay.log_len += (size_t)got;
+		start = relay.log_buf;
+		while ((newline = memchr(start, '\n', relay.log_len -
+		    (size_t)(start - relay.log_buf)))) {
+			*newline = '\0';
+			relay_log_line(start);
+			start = newline + 1;
+		}
+		relay.log_len -= (size_t)(start - relay.log_buf);
+		memmove(relay.log_buf, start, relay.log_len);
+		/* A line longer than the buffer is dropped. */
+		if (relay.log_len == sizeof(relay.log_buf) - 1)
+			relay.log_len = 0;
+	}
+}
+
 void
 reap_children(void)
 {
 	struct forwarder *forwarder;
 	struct child *child;
-	char status_text[96] = "";
+	char status_text[400] = "", id_text[24];
 	pid_t pid;
 	int status;
 
+	/* What the relays wrote before they ended, first. */
+	relay_log_read();
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		child = child_find(pid);
 		if (child == NULL)
@@ -308,8 +397,13 @@ reap_children(void)
 		    forwarder_find(child->forwarder) : NULL;
 		if (forwarder && forwarder->nconns)
 			forwarder->nconns--;
-		if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
-			snprintf(status_text, sizeof(status_text), " (exit %d%s)",
+		if (WIFEXITED(status) && WEXITSTATUS(status) != 0 &&
+		    child->reason[0])
+			/* The relay's own reason: refused, unreachable... */
+			snprintf(status_text, sizeof(status_text), ", exit %d: %s",
+			    WEXITSTATUS(status), child->reason);
+		else if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
+			snprintf(status_text, sizeof(status_text), ", exit %d%s",
 			    WEXITSTATUS(status),
 			    WEXITSTATUS(status) == EXIT_TIMEOUT ? ": timeout" :
 			    WEXITSTATUS(status) == EXIT_POLICY ?
@@ -318,17 +412,20 @@ reap_children(void)
 			    ": no connection to the remote host or system failure" :
 			    "");
 		else if (WIFSIGNALED(status) && WTERMSIG(status) != SIGTERM)
-			snprintf(status_text, sizeof(status_text), " (signal %d)",
+			snprintf(status_text, sizeof(status_text), ", signal %d",
 			    WTERMSIG(status));
 		else
 			status_text[0] = '\0';
+		/* One form, with the id whenever the relay got one (a
+		 * client refused by allow/deny never registers). */
 		if (relay.set.debug && !relay.stopping && !relay.daemonise) {
 			if (child->conn_id)
-				say(LOG_INFO, "CONN%06u: Connection closed%s.",
-				    child->conn_id, status_text);
+				snprintf(id_text, sizeof(id_text), "CONN%06u",
+				    child->conn_id);
 			else
-				say(LOG_INFO, "- Connection from %s closed%s.",
-				    child->peer, status_text);
+				snprintf(id_text, sizeof(id_text), "no id");
+			say(LOG_INFO, "- Connection from %s closed (%s%s).",
+			    child->peer, id_text, status_text);
 		}
 		if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL &&
 		    child->conn_id)

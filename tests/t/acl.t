@@ -242,11 +242,11 @@ like "$(grep ' refused: ' "$LOG" | tail -n1)" \
     "iprelay-conn\[[0-9]+\]: peer 127\.0\.0\.1:[0-9]+ refused: denied by -A 127\.0\.0\.1/32, remote 127\.0\.0\.1:$ORIGIN_PORT not contacted" \
     "iprelay -A: the relay logs the refusal"
 for _ in $(seq 100); do
-	new_output | grep -q 'refused by allow/deny' && break
+	new_output | grep -q 'closed (no id, exit 1' && break
 	sleep 0.05
 done
-like "$(new_output)" 'closed \(exit 1: refused by allow/deny\)' \
-    "iprelay reports the refusal (exit 1)"
+like "$(new_output)" 'closed \(no id, exit 1: peer 127\.0\.0\.1:[0-9]+ refused: denied by -A 127\.0\.0\.1/32' \
+    "iprelay reports the refusal (exit 1) with the relay's reason"
 is "$(cat "$ORIGIN_REPORT" 2>/dev/null | wc -l)" 0 "iprelay -A: the origin saw no connection"
 
 say "set deny 127.0.0.1/32,nonsense" 'Bad deny: nonsense' \

@@ -160,7 +160,7 @@ id=$(printf '%s\n' "$PTY_TEXT" | grep -o 'CONN[0-9]\{6\}' | head -n 1)
 like "$id" '^CONN[0-9]{6}$' "the connection has a store id ($id)"
 pty_send "kill $id"
 ok "kill CONN answers" pty_expect "$id: closing\\."
-ok "its close is reported" pty_expect "$id: Connection closed\\."
+ok "its close is reported, with its id" pty_expect "Connection from 127\\.0\\.0\\.1:[0-9]+ closed \\($id\\)\\."
 gone=no
 for _ in $(seq 50); do kill -0 "$victim" 2>/dev/null || { gone=yes; break; }; sleep 0.1; done
 is "$gone" yes "the killed connection's client sees the end at once"
