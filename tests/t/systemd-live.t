@@ -28,6 +28,8 @@ reason=$("$SDBOX" -d "$BOX1" check) || { echo "1..0 # SKIP cannot boot a contain
 mkdir -p "$SHARE"
 chmod 755 "$TEST_TMP" "$SHARE"
 trap '"$SDBOX" -d "$BOX1" down >/dev/null 2>&1; "$SDBOX" -d "$BOX2" down >/dev/null 2>&1; cleanup' EXIT
+# Killed (prove interrupted, a timeout): the exit trap still removes both.
+trap 'exit 143' TERM INT HUP
 started_ns=$(date +%s%N)
 
 box() { "$SDBOX" -d "$BOX" "$@"; }
@@ -69,16 +71,17 @@ EXPOSURE_SHAPERD=$(sed -n 's/^| `shaperd\.service` | \([0-9.]*\) .*/\1/p' "$IPRE
 EXPOSURE_CONN=$(sed -n 's/^| `iprelay-pop3@\.service`[^|]*| \([0-9.]*\) .*/\1/p' "$IPRELAY_TOP/docs/security.md")
 
 diag "plan: boot the machine's systemd in a container (tests/sdbox), twice:"
-diag "plan:  1. the .deb (tests/deb-build.sh, reused while the sources are unchanged): dpkg -i;"
+diag "plan:  1. the .deb (tests/deb-build.sh, reused while the sources are unchanged): dpkg -i"
+diag "plan:     after root's iprelay-limit made the state dir before user iprelay existed;"
 diag "plan:     shaperd active (notify), journal priorities, watchdog restart of a SIGSTOPped"
 diag "plan:     shaperd, forwarders dl4 (IPv4) and dl6 (IPv6) from iprelay-forwarder: 30 MB"
 diag "plan:     byte-identical, a limit change on a running download (512K -> 2M), kill as"
 diag "plan:     root and as a member of group iprelay, a SIGKILLed relay reaped and its unit"
 diag "plan:     collected, 40 connections from one address against MaxConnectionsPerSource,"
 diag "plan:     exposure at or below docs/security.md ($EXPOSURE_SHAPERD, $EXPOSURE_CONN), then a reboot"
-diag "plan:  2. make install PREFIX=/usr and the steps of units/README.md (booted while pass 1"
-diag "plan:     waits for its watchdog): shaperd active, journal, the IPv4 and IPv6 downloads,"
-diag "plan:     root's kill, exposure (the unit files are the .deb's: tests/t/units.t)"
+diag "plan:  2. make install PREFIX=/usr, root's iprelay-limit, the steps of units/README.md"
+diag "plan:     (booted while pass 1 waits for its watchdog): shaperd active, journal, the IPv4"
+diag "plan:     and IPv6 downloads, root's kill, exposure (the unit files are the .deb's: units.t)"
 
 # ---- the .deb -----------------------------------------------------------------
 t0=$(date +%s%N)
@@ -127,6 +130,23 @@ shaperd_up() {
 	is "$(inbox systemctl show -P Type shaperd.service)" notify "$1: shaperd.service is Type=notify"
 	like "$(inbox systemctl show -P StatusText shaperd.service)" '^refilling: ' \
 		"$1: its status line comes from shaperd (sd_notify STATUS)"
+}
+
+# root_first PASS IPRELAY-LIMIT: root sets a limit before user iprelay
+# exists (issue 11, item 4: an earlier install's iprelay-limit, run as root
+# without -S), which leaves the state dir and its files root's.
+root_first() {
+	local out
+	out=$(inbox "$2" set early 3M 2>&1)
+	ok "$1: before the service: root's iprelay-limit set early 3M" test $? = 0 || diag "$out"
+	diag "$1: the state dir then: $(insh 'ls -ln /var/lib/iprelay | tail -n +2 | tr -s " " | cut -d" " -f1,3,4,9 | tr "\n" ";"')"
+}
+# root_first_kept PASS: that state does not stop shaperd: no restart, the
+# limit is there.
+root_first_kept() {
+	is "$(inbox systemctl show -P NRestarts shaperd.service)" 0 \
+		"$1: shaperd started on the state root made first, without a restart"
+	like "$(inbox iprelay-limit get early 2>&1)" 'down: +3M' "$1: root's limit is kept"
 }
 
 # priority_of IDENTIFIER REGEX: the PRIORITY of the last journal entry of
@@ -204,27 +224,26 @@ root_kill() {
 		awk -v e="$(json "$out" elapsed 2>/dev/null)" 'BEGIN { exit !(e != "" && e < 10) }'
 }
 
-# member_kill PASS: a member of group iprelay, naming the state dir of
-# shaperd.service, is obeyed or told no; never told "0 terminated" or
-# "gone already" while the relay runs on.
+# member_kill PASS: a member of group iprelay, as they would type it (no
+# -S: the system store is theirs to use), is obeyed or told no; never told
+# "0 terminated", "gone already" or "no such connection" while the relay
+# runs on.
 member_kill() {
-	local id out rc alive dir
+	local id out rc alive
 	insh 'id alice >/dev/null 2>&1 || useradd -m -G iprelay alice'
-	dir=$(inbox systemctl show -P Environment shaperd.service | tr ' ' '\n' |
-		sed -n 's/^IPRELAY_STATE_DIR=//p')
 	start_download long2 18080 30 dl4
 	id=$(conn_field dl4 id)
 	out=$(inbox setpriv --reuid=alice --regid=alice --init-groups env -i HOME=/home/alice \
-		PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 iprelay-limit -S "$dir" kill "$id" 2>&1)
+		PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 iprelay-limit kill "$id" 2>&1)
 	rc=$?
 	sleep 0.5
 	alive=$(conns_json | grep -c "\"$id\"")
 	if [ $rc = 0 ] && [ "$alive" = 0 ] && echo "$out" | grep -qi terminated; then
-		pass "$1: group iprelay: kill -S $dir $id works ($out)"
+		pass "$1: group iprelay: kill $id works ($out)"
 	elif [ $rc != 0 ] && [ "$alive" = 1 ] && echo "$out" | grep -qi 'not permitted'; then
-		pass "$1: group iprelay: kill -S $dir $id is refused as not permitted (exit $rc)"
+		pass "$1: group iprelay: kill $id is refused as not permitted (exit $rc)"
 	else
-		fail "$1: group iprelay: kill -S $dir $id either works or says it is not permitted"
+		fail "$1: group iprelay: kill $id either works or says it is not permitted"
 		diag "exit $rc, relay still listed: $alive, output: $out"
 	fi
 	inbox iprelay-limit kill all >/dev/null 2>&1
@@ -286,11 +305,13 @@ BOX=$BOX1
 pass1=
 if boot_box $P; then
 	pass1=1
+	root_first "$P" "$IPRELAY_TOP/bin/iprelay-limit"
 	t0=$(date +%s%N)
 	out=$(inbox dpkg -i "$deb" 2>&1)
 	ok "$P: dpkg -i ${deb##*/}" test $? = 0 || diag "$out"
 	figure "$P: dpkg -i in $(ms_since "$t0") ms"
 	shaperd_up $P
+	root_first_kept $P
 	is "$(priority_of shaperd '^serving ')" 6 "$P: shaperd's start line is in the journal at priority info (6)"
 	for check in forwarders "download IPv4 127.0.0.1:18080" "download IPv6 [::1]:18086" \
 	    rate_change root_kill member_kill sigkill per_source exposure; do
@@ -317,6 +338,7 @@ if boot_box "$P"; then
 	t0=$(date +%s%N)
 	out=$(insh "cd '$IPRELAY_TOP' && make -s -o build install PREFIX=/usr" 2>&1)
 	ok "$P: make install PREFIX=/usr" test $? = 0 || diag "$out"
+	root_first "$P" iprelay-limit
 	# units/README.md: after make install.
 	out=$(insh 'systemd-sysusers iprelay.conf && systemd-tmpfiles --create iprelay.conf &&
 		systemctl daemon-reload && systemctl enable --now shaperd.service' 2>&1)
@@ -371,6 +393,7 @@ P="make install"
 BOX=$BOX2
 if [ -n "$pass2" ]; then
 	shaperd_up "$P"
+	root_first_kept "$P"
 	is "$(priority_of shaperd '^serving ')" 6 "$P: shaperd's start line is in the journal at priority info (6)"
 	forwarders "$P"
 	download "$P" IPv4 127.0.0.1:18080
