@@ -117,6 +117,7 @@ struct direction {
 	uint64_t bufs_quantum_B;	/* socket buffers last sized for */
 	uint64_t lowat_B;		/* TCP_NOTSENT_LOWAT of to_fd; 0 = none */
 	int rcvbuf_B;			/* SO_RCVBUF of from_fd set; 0 = not */
+	int sndbuf_set;			/* SO_SNDBUF of to_fd ever set */
 	struct sparse_credit sparse;	/* for draws the sparse lane may take */
 	uint64_t share_Bps;		/* the fair share, said by the store */
 	enum end_reason reset_from;	/* what a failure reading means */
@@ -767,9 +768,19 @@ size_buffers(struct direction *d, uint64_t quantum_B)
 		return;
 	d->lowat_B = quantum_B * LOWAT_QUANTA;
 	set_tcp_option(d->to_fd, TCP_NOTSENT_LOWAT, (int)d->lowat_B);
-	if (want_B)
-		(void)setsockopt(d->to_fd, SOL_SOCKET, SO_SNDBUF, &want_B,
-		    sizeof(want_B));
+	if (want_B == 0) {
+		if (!d->sndbuf_set)
+			return;
+		/* Once set, the kernel no longer autotunes the send buffer:
+		 * a rate raised past SOCKBUF_MAX_B needs it as large as the
+		 * kernel allows, or a relay sized at 1 KiB/s stays held to
+		 * a few KiB per round trip (16 relays raised back to
+		 * 100 MiB/s moved 25 MB/s). */
+		want_B = INT_MAX;
+	}
+	d->sndbuf_set = 1;
+	(void)setsockopt(d->to_fd, SOL_SOCKET, SO_SNDBUF, &want_B,
+	    sizeof(want_B));
 }
 
 static void
