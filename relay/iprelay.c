@@ -136,15 +136,17 @@ find_conn(void)
 /* The pid file: opened without following a symlink, refused unless it is
  * a regular file of ours with one link (a dir another user may write to
  * can hold anything under that name), locked, and only then truncated and
- * written.  The lock is held while we run: a second iprelay given the
- * same file is refused instead of overwriting the first one's pid. */
+ * written (write_pid_file()).  The lock is held while we run: a second
+ * iprelay given the same file is refused instead of overwriting the first
+ * one's pid.  Opened before the store: there root drops to the state
+ * dir's owner (statedir.h), who may not write where root keeps its pid
+ * files (/run). */
 static void
-write_pid_file(void)
+open_pid_file(void)
 {
 	const char *path = relay.pid_file;
 	struct stat file_stat;
-	char line[32];
-	int fd, len;
+	int fd;
 
 	if (path == NULL)
 		return;
@@ -175,11 +177,24 @@ write_pid_file(void)
 		    "unable to lock the pid file %s: %s", path,
 		    errno == EWOULDBLOCK ? "another iprelay holds it" :
 		    strerror(errno));
-	len = snprintf(line, sizeof(line), "%d\n", (int)getpid());
-	if (ftruncate(fd, 0) < 0 || pwrite(fd, line, (size_t)len, 0) != len)
-		log_fatal(EXIT_SYSTEM, "unable to write the pid file %s: %s",
-		    path, strerror(errno));
 	relay.pid_fd = fd;
+}
+
+/* Our pid (the daemon's, after the fork) into the file open_pid_file()
+ * opened and locked. */
+static void
+write_pid_file(void)
+{
+	char line[32];
+	int len;
+
+	if (relay.pid_fd < 0)
+		return;
+	len = snprintf(line, sizeof(line), "%d\n", (int)getpid());
+	if (ftruncate(relay.pid_fd, 0) < 0 ||
+	    pwrite(relay.pid_fd, line, (size_t)len, 0) != len)
+		log_fatal(EXIT_SYSTEM, "unable to write the pid file %s: %s",
+		    relay.pid_file, strerror(errno));
 }
 
 /* Removed only while the name is still the file we wrote. */
@@ -260,6 +275,7 @@ daemonise(uint64_t bandwidth_Bps)
 	if (chdir("/") < 0)
 		log_fatal(EXIT_SYSTEM, "unable to chdir to /: %s",
 		    strerror(errno));
+	open_pid_file();
 	open_store(bandwidth_Bps);
 	write_pid_file();
 	setup_signals();
@@ -391,6 +407,7 @@ main(int argc, char **argv)
 		    "forwarders", relay.limit_name,
 		    (unsigned long long)bandwidth_Bps, nspecs);
 	} else {
+		open_pid_file();
 		open_store(bandwidth_Bps);
 		write_pid_file();
 		print_startup();

@@ -192,4 +192,19 @@ run setpriv --reuid=daemon --regid=nogroup --clear-groups \
 is "$rc" 100 "a link the owner planted is refused for a group member too"
 is "$(state_of "$V")" "$before" "and the file is untouched"
 
+# Root's pid file is opened before the drop to the dir's owner, who may not
+# write where root keeps it (a root-only dir here, /run on a real system).
+fresh pidfile
+pid_path=$secret/iprelay.pid
+port=$(free_port)
+run env IPRELAY_USER=nobody "$I" -S "$D" -d -p "$pid_path" "$port:127.0.0.1:9"
+is "$rc" 0 "root's iprelay -d -p FILE in a root-only dir starts on the service user's dir"
+[ "$rc" = 0 ] || diag "$err"
+daemon_pid=$(cat "$pid_path" 2>/dev/null)
+ok "the pid file names the running daemon" \
+    test -n "$daemon_pid" -a -d "/proc/${daemon_pid:-0}"
+is "$(awk '/^Uid:/ { print $2 }' "/proc/${daemon_pid:-0}/status" 2>/dev/null)" 65534 \
+    "and the daemon runs as the dir's owner"
+[ -n "$daemon_pid" ] && stop_pid "$daemon_pid"
+
 done_testing
