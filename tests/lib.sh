@@ -128,10 +128,31 @@ wait_listen() {
 	return 1
 }
 
-# free_port: a TCP port on 127.0.0.1 that was free a moment ago.
+# free_port: a TCP port free on 127.0.0.1 and ::1 a moment ago, taken below
+# the kernel's ephemeral range: a port from that range (what port 0 gives)
+# can be taken as the local port of any outgoing connection on the machine
+# before the test binds it (a CI run saw a daemon of iprelay-examples.t
+# never start while another suite ran beside it).
 free_port() {
-	python3 -c 'import socket
-s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+	python3 -c 'import errno, random, socket
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+top = low - 1 if low > 11000 else 65535
+bottom = 10000 if low > 11000 else 61000
+for _ in range(1000):
+	port = random.randint(bottom, top)
+	try:
+		s = socket.socket(socket.AF_INET)
+		s.bind(("127.0.0.1", port))
+		s.close()
+		s = socket.socket(socket.AF_INET6)
+		s.bind(("::1", port))
+		s.close()
+	except OSError as e:
+		# A machine without IPv6 on loopback: the IPv4 port will do.
+		if e.errno not in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
+			continue
+	print(port)
+	break'
 }
 
 # start_origin NAME [peer server args...]: a peer server; sets
