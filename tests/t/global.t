@@ -185,8 +185,17 @@ wait_all() {
 }
 wait_all "every host is leased" global_state leased $((3 * SLOW))
 wait_lease "host 3's demand is seen (its share under a third)" 3 share_down le $((G / 3)) $((3 * SLOW))
+# The shares at one instant can be off while a renewal is under way (a CI
+# run read host 2 at 20971 for one sample while the rates held): take the
+# first of up to 12 samples, 0.5 s apart, in which both hold.
 sleep 1
-read -r s1 s2 s3 sum st1 st2 st3 < <(P shares)
+for _ in $(seq 12); do
+	read -r s1 s2 s3 sum st1 st2 st3 < <(P shares)
+	awk -v s="$sum" -v g=$G -v a="$s1" -v b="$s2" \
+	    'BEGIN { exit !(s >= g * 0.9 && b > 0 && a / b >= 2 && a / b <= 4.5) }' && break
+	diag "shares $s1 $s2 $s3 = $sum ($st1 $st2 $st3): sampled again"
+	sleep 0.5
+done
 diag "shares $s1 $s2 $s3 = $sum ($st1 $st2 $st3)"
 worst=$(P maxsum 20)
 ok "the shares in Redis never add up past the global rate (largest sum seen $worst of $G)" \
