@@ -47,6 +47,14 @@ int
 store_limit_update(struct store *store, const char *name,
     const struct limit_cfg *given, unsigned fields, struct limit_cfg *result)
 {
+	return store_limit_write(store, name, given, fields, 0, result, NULL);
+}
+
+int
+store_limit_write(struct store *store, const char *name,
+    const struct limit_cfg *given, unsigned fields, unsigned how,
+    struct limit_cfg *result, int *created)
+{
 	MDB_txn *txn = NULL;
 	struct limit_rec limit = { .magic = LIMIT_MAGIC };
 	struct limit_rec old;
@@ -77,9 +85,11 @@ store_limit_update(struct store *store, const char *name,
 	rc = get_limit(store, txn, name, &old);
 	if (rc == 0) {
 		limit.cfg = old.cfg;
-	} else if (rc != STORE_ENOLIMIT) {
+	} else if (rc != STORE_ENOLIMIT || (how & STORE_LIMIT_NO_CREATE)) {
 		goto abort;
 	}
+	if (created)
+		*created = rc == STORE_ENOLIMIT;
 	/* Merged here, under the write lock, so that nothing written since
 	 * the caller last read the limit is lost. */
 	if (fields & LIMIT_FIELD_UP)

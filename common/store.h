@@ -240,6 +240,16 @@ int
 store_limit_update(struct store *store, const char *name,
     const struct limit_cfg *given, unsigned fields, struct limit_cfg *result);
 
+/* store_limit_update that tells whether it made the limit (*created, when
+ * not NULL) and, with STORE_LIMIT_NO_CREATE, refuses one that does not
+ * exist (STORE_ENOLIMIT): both decided under the write lock, so a limit
+ * made by another command at the same instant is "changed", never lost. */
+#define STORE_LIMIT_NO_CREATE	0x1u
+int
+store_limit_write(struct store *store, const char *name,
+    const struct limit_cfg *given, unsigned fields, unsigned how,
+    struct limit_cfg *result, int *created);
+
 int
 store_limit_get(struct store *store, const char *name,
     struct limit_info *info);

@@ -31,6 +31,7 @@
 "                     [--ceil-up RATE] [--ceil-down RATE]\n" \
 "                     [--global | --local] [--offline floor | closed | open]\n" \
 "                     [--grace SECONDS] [--floor RATE] [-R REDIS]\n" \
+"                     [--no-create]\n" \
 "       iprelay-limit [-S DIR] [--json] get NAME\n" \
 "       iprelay-limit [-S DIR] [--json] list\n" \
 "       iprelay-limit [-S DIR] del NAME\n" \
@@ -54,6 +55,7 @@ struct options {
 	const char *ceil, *ceil_up, *ceil_down;
 	const char *count, *delay;
 	int drain;		/* kill --drain: SIGUSR1, a graceful stop */
+	int no_create;		/* set --no-create: change, never make */
 	int global, local;		/* --global, --local */
 	const char *offline, *grace, *floor, *redis;
 };
@@ -369,6 +371,9 @@ refuse_options(const struct options *options, int allow_set, int allow_top,
 	if (!allow_json && options->json)
 		usage_error("%s: option --json is only for the read commands",
 		    options->command);
+	if (options->no_create && !allow_set)
+		usage_error("%s: option --no-create is only for set",
+		    options->command);
 	if (options->drain && strcmp(options->command, "kill") != 0)
 		usage_error("%s: option --drain is only for kill",
 		    options->command);
@@ -608,6 +613,17 @@ parse_offline(const struct options *options, struct limit_cfg *cfg,
 	}
 }
 
+/* set --no-create's refusal: a typo or another store than the daemon's
+ * reads as what it is. */
+static int
+no_limit_to_change(const char *name)
+{
+	fprintf(stderr, "iprelay-limit: refused: no limit %s in %s (%s) to "
+	    "change, and --no-create makes none\n", name, used_dir,
+	    store_source);
+	return EXIT_POLICY;
+}
+
 static int
 command_set(const struct options *options)
 {
@@ -620,7 +636,7 @@ command_set(const struct options *options)
 	static const char *dir_name[2] = { "up", "down" };
 	char ceil_text[32], rate_text[32];
 	unsigned fields = 0;
-	int rc, dir;
+	int rc, dir, created = 0;
 
 	if (options->nwords < 1)
 		usage_error("set: missing NAME");
@@ -712,6 +728,18 @@ command_set(const struct options *options)
 		fields |= LIMIT_FIELD_CEIL_DOWN;
 	}
 	parse_offline(options, &cfg, &fields);
+	/* Looked up before anything is written, Redis or a new state file;
+	 * store_limit_write checks again under the lock. */
+	if (options->no_create) {
+		struct store *reading = open_for_reading(options);
+		struct limit_info current;
+
+		rc = reading ? store_limit_get(reading, name, &current) :
+		    STORE_ENOLIMIT;
+		store_close(reading);
+		if (rc == STORE_ENOLIMIT)
+			return no_limit_to_change(name);
+	}
 	if (options->global) {
 		struct global_set given, redis_cfg;
 		struct redis_conf redis;
@@ -757,7 +785,12 @@ command_set(const struct options *options)
 			return EXIT_POLICY;
 		}
 	}
-	rc = store_limit_update(store, name, &cfg, fields, &written);
+	rc = store_limit_write(store, name, &cfg, fields, options->no_create ?
+	    STORE_LIMIT_NO_CREATE : 0, &written, &created);
+	if (rc == STORE_ENOLIMIT) {
+		store_close(store);
+		return no_limit_to_change(name);
+	}
 	if (rc == STORE_ECEILGLOBAL) {
 		fprintf(stderr, "iprelay-limit: refused: %s: a global limit "
 		    "cannot have a ceiling (its hosts' shares add up to its "
@@ -821,7 +854,8 @@ command_set(const struct options *options)
 	if (rc)
 		log_fatal(EXIT_SYSTEM, "unable to write the state file to "
 		    "disk: %s", store_strerror(rc));
-	printf("%s set in %s (%s)\n", name, used_dir, store_source);
+	printf("%s %s in %s (%s)\n", name, created ? "created" : "changed",
+	    used_dir, store_source);
 	return 0;
 }
 
@@ -1434,6 +1468,8 @@ parse_args(int argc, char **argv, struct options *options)
 			    "-S");
 		} else if (strcmp(arg, "--json") == 0) {
 			options->json = 1;
+		} else if (strcmp(arg, "--no-create") == 0) {
+			options->no_create = 1;
 		} else if (strcmp(arg, "--drain") == 0) {
 			options->drain = 1;
 		} else if (IS("--up")) {

@@ -29,7 +29,7 @@ is "$out" "[]" "--json list without a state file is []"
 # set NAME RATE: both directions; the user's own words.
 run set pop3 1024
 is "$rc" 0 "set pop3 1024 exits 0"
-is "$out" "pop3 set in $IPRELAY_STATE_DIR (from IPRELAY_STATE_DIR)" \
+is "$out" "pop3 created in $IPRELAY_STATE_DIR (from IPRELAY_STATE_DIR)" \
     "set says which store it wrote to, and why that one"
 run get pop3
 is "$rc" 0 "get exits 0"
@@ -64,6 +64,34 @@ like "$out" 'up: +1536$' "a rate that is no whole K prints in bytes"
 run set newup --up 5K
 run --json get newup
 is "$(json "$out" up)/$(json "$out" down)" "5120/0" "new limit given only --up gets down=0"
+
+# Creating shows (issue 15): "created" for a new name, "changed" for one that
+# exists, and --no-create refuses a name the store does not have.
+run set big 2K
+is "$rc/$out" "0/big changed in $IPRELAY_STATE_DIR (from IPRELAY_STATE_DIR)" \
+    "set on an existing limit says changed, and the store"
+run set --no-create big 4K
+is "$rc/$out" "0/big changed in $IPRELAY_STATE_DIR (from IPRELAY_STATE_DIR)" \
+    "--no-create changes an existing limit"
+run --json get big
+is "$(json "$out" up)" 4096 "and the change is written"
+run set bgi 4K --no-create
+is "$rc" 1 "--no-create on a missing name exits 1"
+is "$err" "iprelay-limit: refused: no limit bgi in $IPRELAY_STATE_DIR (from IPRELAY_STATE_DIR) to change, and --no-create makes none" \
+    "one line naming the limit and the store"
+is "$out" "" "and nothing on stdout"
+run get bgi
+is "$rc" 1 "nothing was created"
+run -S "$TEST_TMP/nostore" set --no-create big 1K
+is "$rc" 1 "--no-create with a store that has no state file: refused"
+like "$err" "no limit big in $TEST_TMP/nostore \\(given with -S\\)" \
+    "naming that store"
+ok "and made no state file there" test ! -e "$TEST_TMP/nostore/iprelay.mdb"
+run set bgi --no-create
+is "$rc" 100 "--no-create alone is no change: missing RATE"
+run get big --no-create
+is "$rc" 100 "--no-create is only for set"
+like "$err" "option --no-create is only for set" "and says so"
 
 # Parents: nesting, cycles refused, clearing.
 run set total 1M

@@ -33,7 +33,7 @@ as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
 # --- root makes the system dir: the service user's --------------------------
 out=$("$L" set web 1M 2>&1)
 is "$?" 0 "root's set without -S and no system dir yet: exit 0"
-is "$out" "web set in $SYS (the system store)" "says it used the system store"
+is "$out" "web created in $SYS (the system store)" "says it used the system store"
 is "$(owner "$SYS")" "nobody:nogroup 2770" "root made $SYS the service user's, 2770"
 is "$(owner "$SYS"/iprelay.mdb "$SYS"/iprelay.mdb-lock)" "nobody:nogroup 660" \
     "and its files the service user's, 660 (root worked there as that user)"
@@ -53,7 +53,7 @@ like "$out" "^NAME .*\\[store $SYS, the system store\\]$" \
     "a group member's list without -S uses the system store, and says so"
 like "$out" "^web " "and shows its limits"
 out=$(member "$L" set pop3 4K 2>&1)
-is "$out" "pop3 set in $SYS (the system store)" "a member's set goes to the system store"
+is "$out" "pop3 created in $SYS (the system store)" "a member's set goes to the system store"
 is "$(member "$L" --json get pop3 | python3 -c 'import json, sys; print(json.load(sys.stdin)["store"])')" \
     "$SYS" "--json says the store too"
 ok "nothing was written to the member's own dir" test ! -e "$home/.local"
