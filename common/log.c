@@ -113,8 +113,12 @@ journal_send(int priority, const char *text)
 	    (struct sockaddr *)&addr, sizeof(addr)) < 0 ? -1 : 0;
 }
 
-void
-log_escape(char *out, size_t size, const char *text)
+/* One escaper for both forms: a log line escapes only control bytes (with
+ * \n, \t, \r spelled out); a field shown on a terminal also escapes
+ * bytes past 0x7e and doubles the backslash, so what it shows reads back
+ * unambiguously. */
+static void
+escape(char *out, size_t size, const char *text, int field)
 {
 	static const char hex[] = "0123456789abcdef";
 	const unsigned char *at = (const unsigned char *)text;
@@ -126,10 +130,13 @@ log_escape(char *out, size_t size, const char *text)
 	for (; *at; at++) {
 		seq[0] = (char)*at;
 		seq_len = 1;
-		if (*at < 0x20 || *at == 0x7f) {
+		if (field && *at == '\\') {
+			seq[1] = '\\';
+			seq_len = 2;
+		} else if (*at < 0x20 || *at == 0x7f || (field && *at > 0x7e)) {
 			seq[0] = '\\';
-			seq[1] = *at == '\n' ? 'n' : *at == '\t' ? 't' :
-			    *at == '\r' ? 'r' : 'x';
+			seq[1] = field ? 'x' : *at == '\n' ? 'n' :
+			    *at == '\t' ? 't' : *at == '\r' ? 'r' : 'x';
 			seq[2] = hex[*at >> 4];
 			seq[3] = hex[*at & 15];
 			seq_len = seq[1] == 'x' ? 4 : 2;
@@ -144,34 +151,15 @@ log_escape(char *out, size_t size, const char *text)
 }
 
 void
+log_escape(char *out, size_t size, const char *text)
+{
+	escape(out, size, text, 0);
+}
+
+void
 log_escape_field(char *out, size_t size, const char *text)
 {
-	static const char hex[] = "0123456789abcdef";
-	const unsigned char *at = (const unsigned char *)text;
-	char seq[4];
-	size_t used = 0, seq_len;
-
-	if (size == 0)
-		return;
-	for (; *at; at++) {
-		seq[0] = (char)*at;
-		seq_len = 1;
-		if (*at == '\\') {
-			seq[1] = '\\';
-			seq_len = 2;
-		} else if (*at < 0x20 || *at > 0x7e) {
-			seq[0] = '\\';
-			seq[1] = 'x';
-			seq[2] = hex[*at >> 4];
-			seq[3] = hex[*at & 15];
-			seq_len = 4;
-		}
-		if (used + seq_len >= size)
-			break;
-		memcpy(out + used, seq, seq_len);
-		used += seq_len;
-	}
-	out[used] = '\0';
+	escape(out, size, text, 1);
 }
 
 static void

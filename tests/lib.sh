@@ -108,6 +108,18 @@ wait_file() {
 	return 1
 }
 
+# wait_refiller DIR [SECONDS]: until a refiller (shaperd, iprelay) has
+# named itself in DIR's store.  Its lock files are empty (only locked), so
+# waiting for one to fill waited out the whole bound.
+wait_refiller() {
+	for _ in $(seq $((${2:-10} * 20))); do
+		"$IPRELAY_BIN/iprelay-limit" -S "$1" --json top -n 1 2>/dev/null |
+		    grep -q '"refiller":"' && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
 # wait_port PORT [SECONDS] [HOST]: until something listens on it.
 wait_port() {
 	host=${3:-127.0.0.1}

@@ -41,7 +41,7 @@ start_relay() {
 # A refiller ticking as in a real deployment (conn-http.t runs without one).
 if [ -x "$IPRELAY_BIN/shaperd" ]; then
 	spawn "$IPRELAY_BIN/shaperd" -S "$IPRELAY_STATE_DIR" 2>"$TEST_TMP/shaperd.err"
-	wait_file "$IPRELAY_STATE_DIR/shaperd.lock" 10
+	wait_refiller "$IPRELAY_STATE_DIR" 10
 fi
 
 # An origin sending 64 MiB to each connection: more than any test takes.

@@ -24,26 +24,6 @@ for tool in prometheus promtool curl ss; do
 	fi
 done
 
-# A notify socket: every datagram appended to MESSAGES with the
-# CLOCK_MONOTONIC second it came at.
-cat >"$TEST_TMP/notify.py" <<'PY'
-import socket, sys, time
-sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-sock.bind(sys.argv[1])
-sock.settimeout(1)
-end = time.monotonic() + 180
-with open(sys.argv[2], "a") as log:
-    while time.monotonic() < end:
-        try:
-            data = sock.recv(4096)
-        except socket.timeout:
-            continue
-        for line in data.decode().split("\n"):
-            if line:
-                log.write("%.3f %s\n" % (time.monotonic(), line))
-        log.flush()
-PY
-
 # client.py MODE PORT REPORT [N]: "idle" makes N connections (default 1)
 # and sends nothing; "noread" asks for /metrics with a 4 KiB receive
 # buffer and reads nothing for 12 s; "flood" asks for /metrics, then sends
@@ -105,7 +85,7 @@ for s in socks:
 open(report, "a").write("%.1f %d %s\n" % (time.monotonic() - start, got, end))
 PY
 
-spawn python3 "$TEST_TMP/notify.py" "$NOTIFY" "$MESSAGES"
+spawn python3 "$IPRELAY_TOP/tests/tools/notifylog.py" "$NOTIFY" "$MESSAGES" 180 --stamp
 for _ in $(seq 100); do [ -S "$NOTIFY" ] && break; sleep 0.05; done
 
 # Usage: one line naming the bad word, exit 100.

@@ -10,25 +10,7 @@ DRAWER="$IPRELAY_BIN/tools/drawer"
 NOTIFY=$TEST_TMP/notify.sock
 MESSAGES=$TEST_TMP/notify.log
 
-# A notify socket: every datagram appended to MESSAGES, one per line.
-cat >"$TEST_TMP/notify.py" <<'PY'
-import socket, sys, time
-sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-sock.bind(sys.argv[1])
-sock.settimeout(1)
-end = time.monotonic() + 120
-with open(sys.argv[2], "a") as log:
-    while time.monotonic() < end:
-        try:
-            data = sock.recv(4096)
-        except socket.timeout:
-            continue
-        for line in data.decode().split("\n"):
-            if line:
-                log.write(line + "\n")
-        log.flush()
-PY
-spawn python3 "$TEST_TMP/notify.py" "$NOTIFY" "$MESSAGES"
+spawn python3 "$IPRELAY_TOP/tests/tools/notifylog.py" "$NOTIFY" "$MESSAGES" 120
 for _ in $(seq 100); do [ -S "$NOTIFY" ] && break; sleep 0.05; done
 
 # wait_for REGEX [SECONDS]: until a notify line matches.
