@@ -71,7 +71,10 @@ global_get_stats(const struct global *global, struct global_stats *stats)
 #include "lease-lua.h"
 
 #define BACKOFF_MIN_NS	(100ULL * 1000 * 1000)
-#define BACKOFF_MAX_NS	(1ULL * NS_PER_SEC)
+/* Short: a Redis restarted empty must be leased from again within a
+ * fraction of the 1.2 s the hosts have to reach fair shares (issue 16
+ * aim 7), and a refused connect costs a few microseconds. */
+#define BACKOFF_MAX_NS	(250ULL * 1000 * 1000)
 #define LOG_EVERY	100	/* repeated errors: one line in this many */
 /* Demand: a limit is backlogged when at least a quarter of what it passed
  * in a tick waited on it as the bottleneck; otherwise it wants what it
@@ -93,6 +96,7 @@ struct glimit {
 	int64_t want_Bps[2];		/* -1 = backlogged */
 	uint64_t have_Bps[2];
 	uint32_t weight;
+	uint32_t nhosts;		/* counted at this host's last lease */
 	uint64_t version, rate_Bps[2], burst_B;	/* cached configuration */
 	struct global_lease result;
 	uint64_t lease_ms;
@@ -109,6 +113,7 @@ struct global {
 	short events;
 	int ready;			/* connected, AUTH/SELECT done */
 	uint64_t connect_at_ns, backoff_ns;
+	uint64_t connect_started_ns;	/* of the connection being set up */
 	uint64_t batch_sent_ns;
 	unsigned inflight;
 	uint64_t last_success_ns;	/* CLOCK_MONOTONIC; 0 = never */
@@ -287,6 +292,7 @@ start_connect(struct global *global, uint64_t now_ns)
 	ac->ev.delWrite = ev_del_write;
 	ac->ev.cleanup = ev_cleanup;
 	global->ac = ac;
+	global->connect_started_ns = now_ns;
 	global->fd = ac->c.fd;
 	global->events = POLLOUT;	/* the connect completes writable */
 	redisAsyncSetConnectCallback(ac, on_connect);
@@ -422,9 +428,9 @@ send_lease(struct global *global, size_t index, int evalsha, int leave)
 {
 	struct glimit *limit = &global->limits[index];
 	char cfg_key[REDIS_KEY_MAX + 1], hosts_key[REDIS_KEY_MAX + 1];
-	char numbers[10][24];
-	const char *argv[17];
-	size_t lengths[17];
+	char numbers[11][24];
+	const char *argv[18];
+	size_t lengths[18];
 	int i, argc = 0, rc;
 
 	redis_key_cfg(cfg_key, limit->name);
@@ -455,8 +461,9 @@ send_lease(struct global *global, size_t index, int evalsha, int leave)
 	    (unsigned long long)limit->burst_B);
 	for (i = 0; i < 9; i++)
 		argv[argc++] = numbers[i];
-	if (leave)
-		argv[argc++] = "leave";
+	argv[argc++] = leave ? "leave" : "lease";
+	snprintf(numbers[9], sizeof(numbers[9]), "%u", limit->nhosts);
+	argv[argc++] = numbers[9];
 	for (i = 0; i < argc; i++)
 		lengths[i] = strlen(argv[i]);
 	rc = redisAsyncCommandArgv(global->ac, leave ? on_leave : on_lease,
@@ -517,6 +524,7 @@ observe_limit(void *ctx_ptr, const struct limit_info *info)
 	dt_ns = ctx->now_ns - limit->at_ns;
 	limit->weight = info->nconns ? info->nconns : 1;
 	limit->version = info->global.version;
+	limit->nhosts = info->global.nhosts;
 	limit->burst_B = info->cfg.burst_B;
 	for (dir = 0; dir < 2; dir++) {
 		limit->rate_Bps[dir] = info->cfg.rate_Bps[dir];
@@ -597,6 +605,13 @@ global_tick(struct global *global, uint64_t now_ns)
 		global->stats.failures += global->inflight;
 		drop_connection(global, now_ns, "no answer for 2 s");
 	}
+	/* A setup that hangs (a peer that accepts and then says nothing, or
+	 * a path that lost the connection without a reset) would otherwise
+	 * wait for the kernel's retransmissions, many minutes. */
+	if (global->ac && !global->ready &&
+	    now_ns - global->connect_started_ns > GLOBAL_DEAD_NS)
+		drop_connection(global, now_ns, "no answer to the connection "
+		    "setup for 2 s");
 	if (global->ac == NULL && global->stats.limits &&
 	    now_ns >= global->connect_at_ns)
 		start_connect(global, now_ns);

@@ -18,9 +18,9 @@
 #include "redis.h"
 #include "store.h"
 
-/* A renewal that sent and heard nothing for this long drops the
- * connection (a peer gone without a reset); then reconnects back off
- * from 100 ms, doubling, to 1 s. */
+/* A renewal, or a connection's setup, that heard nothing for this long
+ * drops the connection (a peer gone without a reset); then reconnects
+ * back off from 100 ms, doubling, to 250 ms. */
 #define GLOBAL_DEAD_NS		(2ULL * NS_PER_SEC)
 /* Renewals missing this long: Redis counts as unreachable, hold. */
 #define GLOBAL_HOLD_AFTER_NS	(300ULL * 1000 * 1000)

@@ -9,7 +9,9 @@
 --          6/7 have up/down (bytes/s this host enforces now, 0 = none),
 --          8 cached version, 9/10 cached rate up/down, 11 cached burst
 --          (restores the configuration after Redis lost it; version 0 =
---          nothing cached), 12 "leave" = drop this host's record and return.
+--          nothing cached), 12 "leave" = drop this host's record and return
+--          ("lease" or absent: lease), 13 the hosts this host counted at its
+--          last lease (0 = none; ends learning mode early, see below).
 -- Reply    { share_up, share_down, lease_ms, hosts, rate_up, rate_down,
 --            version, burst, learning (0/1), target_up, target_down }
 --
@@ -47,8 +49,13 @@ if ARGV[12] == 'leave' then
   return { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 end
 
+local known = num(ARGV[13] or '0', 0, HOSTS_MAX)
+if not known then
+  return redis.error_reply('BADARG hosts known')
+end
+
 local c = redis.call('HMGET', KEYS[1], 'rate_up', 'rate_down', 'burst',
-  'lease_ms', 'version', 'learn_until')
+  'lease_ms', 'version', 'learn_until', 'learn_hosts')
 local restored = false
 if not c[1] then
   if cached[1] == 0 then
@@ -59,7 +66,7 @@ if not c[1] then
   -- come restores it; a newer version set since wins over later copies.
   redis.call('HSET', KEYS[1], 'rate_up', cached[2], 'rate_down', cached[3],
     'burst', cached[4], 'version', cached[1])
-  c = { cached[2], cached[3], cached[4], nil, cached[1], nil }
+  c = { cached[2], cached[3], cached[4], nil, cached[1], nil, nil }
   restored = true
 end
 local rate = { tonumber(c[1]) or 0, tonumber(c[2]) or 0 }
@@ -92,11 +99,17 @@ end
 -- Learning mode: the allocator lost its state but hosts still enforce
 -- shares (the configuration had to be restored, or no record is live while
 -- the caller holds a share).  For one lease, nobody is granted more than it
--- already has, so no host can take what another still enforces.
+-- already has, so no host can take what another still enforces.  It ends
+-- early once as many hosts have a live record as any caller counted at its
+-- last lease: then every host that can still enforce a share (bar one that
+-- joined within a lease of the loss) has told what it enforces, and the
+-- grants below never pass the global rate less what the others hold.
 local learn_until = tonumber(c[6]) or 0
+local learn_hosts = tonumber(c[7]) or 0
 if restored or (n == 0 and (have[1] > 0 or have[2] > 0)) then
   learn_until = now + lease
-  redis.call('HSET', KEYS[1], 'learn_until', learn_until)
+  learn_hosts = 0
+  redis.call('HSET', KEYS[1], 'learn_until', learn_until, 'learn_hosts', 0)
 end
 local learning = now < learn_until
 
@@ -111,6 +124,16 @@ end
 rec.w = weight
 rec.d = want
 rec.exp = now + lease
+if learning then
+  if known > learn_hosts then
+    learn_hosts = known
+    redis.call('HSET', KEYS[1], 'learn_hosts', learn_hosts)
+  end
+  if learn_hosts > 0 and n >= learn_hosts then
+    learning = false
+    redis.call('HSET', KEYS[1], 'learn_until', 0)
+  end
+end
 
 local target = { 0, 0 }
 for dir = 1, 2 do
