@@ -88,7 +88,7 @@ $(OBJ)/%.o: %.c $(wildcard common/*.h relay/*.h shaperd/*.h) $(wildcard tests/un
 
 $(BIN)/shaperd: $(OBJ)/shaperd/shaperd.o $(OBJ)/shaperd/metrics.o \
     $(OBJ)/shaperd/exposition.o $(OBJ)/shaperd/global.o \
-    $(OBJ)/common/redis.o $(COMMON_OBJ)
+    $(OBJ)/shaperd/resolve.o $(OBJ)/common/redis.o $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_STORE) $(LDLIBS_NOTIFY) \
 		$(LDLIBS_REDIS)

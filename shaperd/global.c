@@ -18,6 +18,7 @@
 
 #include "global.h"
 #include "log.h"
+#include "resolve.h"
 
 #ifdef IPRELAY_NO_HIREDIS
 int
@@ -114,6 +115,7 @@ struct global {
 	int ready;			/* connected, AUTH/SELECT done */
 	uint64_t connect_at_ns, backoff_ns;
 	uint64_t connect_started_ns;	/* of the connection being set up */
+	struct resolve resolve;		/* the TCP host's address */
 	uint64_t batch_sent_ns;
 	unsigned inflight;
 	uint64_t last_success_ns;	/* CLOCK_MONOTONIC; 0 = never */
@@ -229,6 +231,7 @@ on_connect(const redisAsyncContext *ac, int status)
 		if (global->connect_errors++ % LOG_EVERY == 0)
 			log_warn("global limits: unable to connect to %s: %s",
 			    global->conf.text, ac->errstr);
+		resolve_stale(&global->resolve);
 		schedule_reconnect(global, monotonic_ns());
 		return;
 	}
@@ -269,11 +272,29 @@ static void
 start_connect(struct global *global, uint64_t now_ns)
 {
 	redisAsyncContext *ac;
+	const char *addr;
+	int rc;
 
 	if (global->conf.path[0])
 		ac = redisAsyncConnectUnix(global->conf.path);
-	else
-		ac = redisAsyncConnect(global->conf.host, global->conf.port);
+	else {
+		/* hiredis would look a name up with a blocking getaddrinfo():
+		 * it gets the address found without blocking instead. */
+		rc = resolve_address(&global->resolve, now_ns, &addr);
+		if (rc == EINPROGRESS) {
+			global->connect_at_ns = now_ns;	/* next tick */
+			return;
+		}
+		if (rc) {
+			if (global->connect_errors++ % LOG_EVERY == 0)
+				log_warn("global limits: unable to look up "
+				    "%s: %s", global->conf.host,
+				    resolve_error(&global->resolve));
+			schedule_reconnect(global, now_ns);
+			return;
+		}
+		ac = redisAsyncConnect(addr, global->conf.port);
+	}
 	if (ac == NULL || ac->err) {
 		if (global->connect_errors++ % LOG_EVERY == 0)
 			log_warn("global limits: unable to connect to %s: %s",
@@ -281,6 +302,7 @@ start_connect(struct global *global, uint64_t now_ns)
 			    "out of memory");
 		if (ac)
 			redisAsyncFree(ac);
+		resolve_stale(&global->resolve);
 		schedule_reconnect(global, now_ns);
 		return;
 	}
@@ -679,6 +701,7 @@ global_create(struct global **out, struct store *store,
 	global->store = store;
 	global->conf = *conf;
 	global->fd = -1;
+	resolve_init(&global->resolve, conf->host);
 	snprintf(global->host_id, sizeof(global->host_id), "%s", host_id);
 	if ((rc = load_nonce(store, global->nonce))) {
 		free(global);
@@ -718,7 +741,10 @@ out:
 		redisAsyncFree(global->ac);
 	free(global->limits);
 	memset(&global->conf, 0, sizeof(global->conf));
-	free(global);
+	/* A lookup still running writes into global: leave it be (shaperd
+	 * is stopping anyway). */
+	if (resolve_cancel(&global->resolve) == 0)
+		free(global);
 }
 
 void

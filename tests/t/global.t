@@ -27,8 +27,11 @@ SLOW=1
 [ -n "$SANITIZED" ] && SLOW=2
 
 REDIS_SOCK=$TEST_TMP/redis.sock
+# TCP too, for a shaperd that names Redis by host name (the last check).
+REDIS_PORT=$(free_port)
 start_redis() {
-	spawn redis-server --port 0 --unixsocket "$REDIS_SOCK" --unixsocketperm 700 \
+	spawn redis-server --port "$REDIS_PORT" --bind 127.0.0.1 \
+		--unixsocket "$REDIS_SOCK" --unixsocketperm 700 \
 		--save '' --appendonly no --dir "$TEST_TMP" \
 		--logfile "$TEST_TMP/redis.log"
 	redis_pid=$last_pid
@@ -371,4 +374,17 @@ is "$("$L" -S "$(H 1)" --json get pop3 | python3 -c 'import json,sys; print(json
 
 stop_drawers 1; stop_drawers 2; stop_drawers 3
 for h in 2 3; do ok "host $h's shaperd still runs" kill -0 "${shaperd_pid[$h]}"; done
+
+# Redis named by a host name: shaperd looks it up without blocking its
+# loop (shaperd/resolve.c; hiredis would call getaddrinfo on every
+# connect) and connects to the address found.
+start_shaperd 4 env IPRELAY_REDIS=redis://localhost:$REDIS_PORT
+"$L" -S "$(H 4)" set pop3 --global >/dev/null
+st=""
+for _ in $(seq $((30 * SLOW))); do
+	st=$("$L" -S "$(H 4)" --json get pop3 | python3 -c 'import json,sys; print(json.load(sys.stdin)["global_state"])')
+	[ "$st" = leased ] && break
+	sleep 0.1
+done
+is "$st" leased "a shaperd given redis://localhost:PORT (a name, not an address) is leased"
 done_testing
