@@ -8,24 +8,108 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "iprelay.h"
 
+#define PROMPT		"> "
+#define PROMPT_LEN	(sizeof(PROMPT) - 1)
+
+/* The line is shown scrolled sideways, as readline's horizontal-scroll
+ * mode does, in one row of width - 1 columns: a row that never reaches the
+ * last column never wraps, so "\r, clear to the end" always redraws all of
+ * it, whatever the terminal does at its margin. */
 void
 editor_redraw(void)
 {
 	struct editor *editor = &relay.editor;
 	char buf[LINE_MAX_B + 64];
+	size_t room, shown;
 	int len;
 
-	len = snprintf(buf, sizeof(buf), "\r\033[K> %.*s", (int)editor->len,
-	    editor->line);
-	if (editor->cursor < editor->len)
+	room = editor->width > PROMPT_LEN + 2 ?
+	    editor->width - 1 - PROMPT_LEN : 1;
+	/* The cursor stays in the window (at most at its end, past the last
+	 * character); the window is kept full when text before it goes. */
+	if (editor->cursor < editor->scroll)
+		editor->scroll = editor->cursor;
+	if (editor->cursor > editor->scroll + room)
+		editor->scroll = editor->cursor - room;
+	if (editor->len < editor->scroll + room)
+		editor->scroll = editor->len > room ? editor->len - room : 0;
+	shown = editor->len - editor->scroll;
+	if (shown > room)
+		shown = room;
+	editor->column = PROMPT_LEN + editor->cursor - editor->scroll;
+	len = snprintf(buf, sizeof(buf), "\r\033[K" PROMPT "%.*s", (int)shown,
+	    editor->line + editor->scroll);
+	if (editor->cursor < editor->scroll + shown)
 		len += snprintf(buf + len, sizeof(buf) - (size_t)len, "\033[%zuD",
-		    editor->len - editor->cursor);
+		    editor->scroll + shown - editor->cursor);
 	fflush(stdout);
 	if (write(STDOUT_FILENO, buf, (size_t)len) < 0)
+		return;
+}
+
+/* At the start and on SIGWINCH: the width the window above fits in. */
+void
+editor_resize(void)
+{
+	struct winsize size;
+
+	if ((ioctl(STDOUT_FILENO, TIOCGWINSZ, &size) == 0 ||
+	    ioctl(STDIN_FILENO, TIOCGWINSZ, &size) == 0) && size.ws_col > 0)
+		relay.editor.width = size.ws_col;
+	else if (relay.editor.width == 0)
+		relay.editor.width = 80;
+}
+
+/* SIGWINCH.  Narrower than the row drawn, a terminal either cuts the row
+ * (xterm: the cursor stays on it, at the last column) or reflows it (tmux,
+ * VTE, kitty: the cursor goes down with the row's end, to column
+ * old % width).  Which one is asked of the terminal itself (a cursor
+ * position report, answered on stdin, editor_position()): moving up
+ * blindly would erase a line of output above on one that cuts. */
+void
+editor_resized(void)
+{
+	struct editor *editor = &relay.editor;
+
+	editor_resize();
+	if (editor->column < editor->width) {
+		editor_redraw();
+		return;
+	}
+	editor->asked = 1;
+	editor->asked_column = editor->column;
+	if (write(STDOUT_FILENO, "\033[6n", 4) < 0)
+		editor->asked = 0;
+}
+
+/* The answer, ESC [ ROW ; COLUMN R. */
+static void
+editor_position(const char *sequence)
+{
+	struct editor *editor = &relay.editor;
+	unsigned row, column;
+	size_t up, old = editor->asked_column;
+	char buf[32];
+	int len;
+
+	if (!editor->asked || sscanf(sequence, "[%u;%uR", &row, &column) != 2 ||
+	    column == 0 || editor->width == 0)
+		return;
+	editor->asked = 0;
+	/* Reflowed: the row's end went down old / width rows.  A column
+	 * both kinds would give is taken as cut: a fragment left is better
+	 * than a line of output erased. */
+	if (column - 1 != old % editor->width ||
+	    column - 1 == editor->width - 1)
+		return;
+	up = old / editor->width;
+	len = snprintf(buf, sizeof(buf), "\033[%zuA\r\033[J", up);
+	if (up && write(STDOUT_FILENO, buf, (size_t)len) < 0)
 		return;
 }
 
@@ -58,6 +142,7 @@ editor_start(void)
 		return;
 	if (editor_raw() < 0)
 		return;
+	editor_resize();
 	relay.editor.active = 1;
 	atexit(editor_restore);
 }
@@ -100,7 +185,7 @@ editor_enter(void)
 
 	memcpy(line, editor->line, editor->len);
 	line[editor->len] = '\0';
-	editor->len = editor->cursor = 0;
+	editor->len = editor->cursor = editor->scroll = 0;
 	if (write(STDOUT_FILENO, "\r\n", 2) < 0)
 		return;
 	history_add(line);
@@ -137,6 +222,8 @@ editor_escape(const char *sequence)
 	} else if (strcmp(sequence, "[F") == 0 || strcmp(sequence, "OF") == 0 ||
 	    strcmp(sequence, "[4~") == 0) {
 		editor->cursor = editor->len;
+	} else if (sequence[strlen(sequence) - 1] == 'R') {
+		editor_position(sequence);
 	} else if (strcmp(sequence, "[3~") == 0) {
 		if (editor->cursor < editor->len) {
 			memmove(editor->line + editor->cursor,

@@ -95,11 +95,16 @@ struct editor {
 	struct termios saved;
 	char line[LINE_MAX_B];
 	size_t len, cursor;
-	char escape[8];
+	char escape[16];		/* a key's, or a cursor report's */
 	size_t escape_len;
 	char *history[HISTORY_MAX];
 	size_t nhistory;
 	size_t browse;			/* == nhistory: editing a new line */
+	size_t width;			/* the terminal's columns */
+	size_t scroll;			/* the first character shown */
+	size_t column;			/* the cursor's, as last drawn */
+	size_t asked_column;		/* that, when the width shrank past it */
+	int asked;			/* its position asked for (resized) */
 };
 
 struct iprelay {
@@ -301,6 +306,12 @@ editor_raw(void);
 
 void
 editor_start(void);
+
+void
+editor_resize(void);
+
+void
+editor_resized(void);
 
 void
 read_input(void);

@@ -60,6 +60,11 @@ on_signal(void)
 			if (relay.editor.active && editor_raw() == 0)
 				editor_redraw();
 			break;
+		case SIGWINCH:
+			if (relay.editor.active && relay.prompt &&
+			    !relay.stopping)
+				editor_resized();
+			break;
 		default:
 			if ((int)info.ssi_signo == SIGRTMIN)
 				resolve_done();
@@ -166,6 +171,7 @@ setup_signals(void)
 	sigaddset(&mask, SIGHUP);
 	sigaddset(&mask, SIGRTMIN);	/* a set forwarder name resolved */
 	sigaddset(&mask, SIGCONT);	/* still continues the process */
+	sigaddset(&mask, SIGWINCH);	/* the line editor's width */
 	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
 		log_fatal(EXIT_SYSTEM, "unable to block signals: %s",
 		    strerror(errno));
