@@ -576,6 +576,7 @@ sparse_credit_start(struct sparse_credit *credit, uint64_t quantum_B,
 	credit->credit_nB = (u128)quantum_B * NS_PER_SEC > UINT64_MAX ?
 	    UINT64_MAX : quantum_B * NS_PER_SEC;
 	credit->stamp_ns = now_ns;
+	credit->fresh = 1;
 }
 
 int
@@ -596,7 +597,11 @@ sparse_credit_allows(struct sparse_credit *credit, uint64_t share_Bps,
 		credit_nB = max_nB;
 	credit->credit_nB = credit_nB > UINT64_MAX ? UINT64_MAX :
 	    (uint64_t)credit_nB;
-	return want_B > 0 && (u128)want_B * NS_PER_SEC <= credit_nB;
+	if (want_B == 0)
+		return LANE_NONE;
+	if ((u128)want_B * NS_PER_SEC <= credit_nB)
+		return LANE_SPARSE;
+	return credit->fresh ? LANE_FRESH : LANE_NONE;
 }
 
 void
@@ -604,6 +609,90 @@ sparse_credit_spend(struct sparse_credit *credit, uint64_t bytes)
 {
 	u128 spend_nB = (u128)bytes * NS_PER_SEC;
 
+	if (bytes)
+		credit->fresh = 0;
 	credit->credit_nB = spend_nB >= credit->credit_nB ? 0 :
 	    credit->credit_nB - (uint64_t)spend_nB;
+}
+
+int
+fresh_pool_take(struct fresh_pool *pool, uint64_t rate_Bps, uint64_t burst_B,
+    uint64_t want_B, uint64_t now_ns)
+{
+	u128 regrown_B, step_ns;
+	uint64_t size_B = bucket_sparse_reserve_B(burst_B);
+
+	if (rate_Bps == 0 || want_B == 0)
+		return 0;
+	/* A stamp ahead of the clock is another boot's: forget it. */
+	if (pool->used_B && now_ns < pool->stamp_ns)
+		pool->used_B = 0;
+	if (pool->used_B) {
+		regrown_B = (u128)rate_Bps * (now_ns - pool->stamp_ns) /
+		    ((u128)FRESH_REGROW_DIV * NS_PER_SEC);
+		if (regrown_B >= pool->used_B) {
+			pool->used_B = 0;
+		} else {
+			/* Advance by the whole bytes regrown only: the rest
+			 * of the time counts at the next look. */
+			step_ns = regrown_B * FRESH_REGROW_DIV * NS_PER_SEC /
+			    rate_Bps;
+			pool->used_B -= (uint64_t)regrown_B;
+			pool->stamp_ns += (uint64_t)step_ns;
+		}
+	}
+	if (pool->used_B == 0)
+		pool->stamp_ns = 0;
+	/* A lowered burst: what was taken may be over the new size. */
+	if (pool->used_B > size_B || want_B > size_B - pool->used_B)
+		return 0;
+	if (pool->used_B == 0)
+		pool->stamp_ns = now_ns;
+	pool->used_B += want_B;
+	return 1;
+}
+
+void
+fresh_pool_give_back(struct fresh_pool *pool, uint64_t want_B)
+{
+	pool->used_B = want_B >= pool->used_B ? 0 : pool->used_B - want_B;
+	if (pool->used_B == 0)
+		pool->stamp_ns = 0;
+}
+
+uint64_t
+bucket_draw_lane(struct bucket *const levels[], struct fresh_pool *const pools[],
+    const uint64_t debt_max_B[], size_t nlevels, uint64_t want_B,
+    uint64_t now_ns, int lane)
+{
+	size_t level, taken;
+	int covered = 1;
+
+	if (lane == LANE_SPARSE)
+		return bucket_draw_sparse(levels, debt_max_B, nlevels, want_B,
+		    now_ns);
+	if (lane != LANE_FRESH || pools == NULL || want_B == 0)
+		return 0;
+	for (level = 0; level < nlevels; level++) {
+		if (levels[level]->rate_Bps == 0)
+			continue;
+		bucket_settle(levels[level], now_ns);
+		if (levels[level]->tokens_B < (int64_t)want_B)
+			covered = 0;
+	}
+	/* Released at once by the queue anyway: keep the pool. */
+	if (covered)
+		return 0;
+	for (taken = 0; taken < nlevels; taken++)
+		if (levels[taken]->rate_Bps != 0 &&
+		    !fresh_pool_take(pools[taken], levels[taken]->rate_Bps,
+		    levels[taken]->burst_B, want_B, now_ns))
+			break;
+	if (taken == nlevels && bucket_draw_sparse(levels, debt_max_B,
+	    nlevels, want_B, now_ns) == want_B)
+		return want_B;
+	for (level = 0; level < taken; level++)
+		if (levels[level]->rate_Bps != 0)
+			fresh_pool_give_back(pools[level], want_B);
+	return 0;
 }

@@ -201,11 +201,53 @@ bucket_retry_spread_ns(uint64_t rate_Bps, uint64_t debt_max_B, uint32_t nconns,
  */
 #define SPARSE_BURST_DIV	4
 #define SPARSE_SHARE_DIV	4
+/* What sparse_credit_allows() asks of the store: nothing, the lane (the
+ * credit covers the draw), or a new relay's pool (below). */
+#define LANE_NONE		0
+#define LANE_SPARSE		1
+#define LANE_FRESH		2
 
 struct sparse_credit {
 	uint64_t credit_nB;	/* nanobytes, at most one quantum */
 	uint64_t stamp_ns;	/* CLOCK_MONOTONIC ns of the last refill */
+	int fresh;		/* nothing drawn yet: may ask the pool */
 };
+
+/*
+ * A level's pool of new relays' credit (docs/design.md, "New
+ * connections"), per direction, in the store: a relay's first draw, which
+ * has no credit of its own, may take the lane when every rated level's
+ * pool holds it.  The pool holds S (bucket_sparse_reserve_B()) and regrows
+ * at rate / FRESH_REGROW_DIV, so relays starting together share S, and a
+ * stream of them at most S + rate / FRESH_REGROW_DIV * dt.  used_B == 0
+ * is a full pool (stamp_ns then 0: the record's older layout holds it).
+ */
+#define FRESH_REGROW_DIV	16
+
+struct fresh_pool {
+	uint64_t used_B;	/* taken and not yet regrown */
+	uint64_t stamp_ns;	/* CLOCK_MONOTONIC ns used_B is as of */
+};
+
+/* The lane's part of a draw (store_reserve_lane()): LANE_SPARSE is
+ * bucket_draw_sparse(); LANE_FRESH the same, for a draw every rated level
+ * would not release at once anyway, when every rated level's pool
+ * (pools[level], NULL for none: no fresh lane) holds want_B, which it
+ * takes.  Returns want_B, released at now_ns, or 0: nothing taken, queue
+ * it (bucket_draw_ceil()). */
+uint64_t
+bucket_draw_lane(struct bucket *const levels[], struct fresh_pool *const pools[],
+    const uint64_t debt_max_B[], size_t nlevels, uint64_t want_B,
+    uint64_t now_ns, int lane);
+
+/* Regrow to now_ns; then, when the pool holds want_B, take it (1). */
+int
+fresh_pool_take(struct fresh_pool *pool, uint64_t rate_Bps, uint64_t burst_B,
+    uint64_t want_B, uint64_t now_ns);
+
+/* Give back what fresh_pool_take() took (the lane then refused it). */
+void
+fresh_pool_give_back(struct fresh_pool *pool, uint64_t want_B);
 
 /* S: what sparse draws may owe past a level's debt cap (bytes). */
 uint64_t
@@ -219,18 +261,20 @@ bucket_draw_sparse(struct bucket *const levels[], const uint64_t debt_max_B[],
     size_t nlevels, uint64_t want_B, uint64_t now_ns);
 
 /* Start with quantum_B of credit (the relay starts with none: see
- * iprelay-conn.c). */
+ * iprelay-conn.c), as a relay that has drawn nothing yet. */
 void
 sparse_credit_start(struct sparse_credit *credit, uint64_t quantum_B,
     uint64_t now_ns);
 
 /* Refill to now_ns at share_Bps / SPARSE_SHARE_DIV, up to quantum_B; then
- * whether the credit covers want_B. */
+ * LANE_SPARSE when the credit covers want_B, else LANE_FRESH while
+ * nothing was drawn yet, else LANE_NONE. */
 int
 sparse_credit_allows(struct sparse_credit *credit, uint64_t share_Bps,
     uint64_t quantum_B, uint64_t want_B, uint64_t now_ns);
 
-/* Every byte drawn, sparse or queued, spends credit (down to 0). */
+/* Every byte drawn, sparse or queued, spends credit (down to 0); any
+ * draw (or refusal) ends the relay's freshness. */
 void
 sparse_credit_spend(struct sparse_credit *credit, uint64_t bytes);
 

@@ -148,6 +148,7 @@ store_reserve_lane(struct store *store, uint32_t id, const char *limit,
 	MDB_txn *txn = NULL;
 	struct chain *chain;
 	struct bucket *levels[CHAIN_MAX], *ceils[CHAIN_MAX];
+	struct fresh_pool *pools[CHAIN_MAX];
 	const struct bucket *neck = NULL;
 	uint64_t debt_max_B[CHAIN_MAX];
 	uint64_t moved_B[2] = { 0, 0 };
@@ -169,6 +170,7 @@ store_reserve_lane(struct store *store, uint32_t id, const char *limit,
 		levels[level] = &chain->recs[level].bucket[dir];
 		ceils[level] = chain->recs[level].ceil_Bps[dir] != CEIL_NONE ?
 		    &chain->recs[level].ceil[dir] : NULL;
+		pools[level] = &chain->recs[level].fresh[dir];
 		debt_max_B[level] = level_debt_max(&chain->recs[level], dir);
 		borrowed[level] = 0;
 	}
@@ -177,9 +179,9 @@ store_reserve_lane(struct store *store, uint32_t id, const char *limit,
 	grant->sparse = 0;
 	for (level = 0; sparse && level < chain->depth; level++)
 		if (ceils[level])
-			sparse = 0;
-	if (grant->shaped && sparse && bucket_draw_sparse(levels, debt_max_B,
-	    chain->depth, want_B, now_ns) == want_B) {
+			sparse = LANE_NONE;
+	if (grant->shaped && sparse && bucket_draw_lane(levels, pools,
+	    debt_max_B, chain->depth, want_B, now_ns, sparse) == want_B) {
 		grant->bytes = want_B;
 		grant->release_ns = now_ns;
 		grant->sparse = 1;

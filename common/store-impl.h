@@ -88,10 +88,14 @@ struct bucket_rec {
 	/* Absent from records before global limits (read as zero). */
 	struct global_copy gcopy;		/* copy of the limit's */
 	struct global_live global;		/* this host's lease */
+	/* Absent from records before new relays' credit (read as zero, a
+	 * full pool; written only while a pool is not full). */
+	struct fresh_pool fresh[2];		/* bucket.h */
 };
 
 #define BUCKET_REC_V1_SIZE	offsetof(struct bucket_rec, ceil_Bps)
 #define BUCKET_REC_V2_SIZE	offsetof(struct bucket_rec, gcopy)
+#define BUCKET_REC_V3_SIZE	offsetof(struct bucket_rec, fresh)
 #define LIMIT_REC_V2_SIZE \
 	(offsetof(struct limit_rec, cfg) + offsetof(struct limit_cfg, global))
 

@@ -77,6 +77,7 @@ decode_bucket(const MDB_val *value, struct bucket_rec *rec)
 	int dir;
 
 	if (value->mv_size != sizeof(*rec) &&
+	    value->mv_size != BUCKET_REC_V3_SIZE &&
 	    value->mv_size != BUCKET_REC_V2_SIZE &&
 	    value->mv_size != BUCKET_REC_V1_SIZE)
 		return STORE_EDAMAGED;
@@ -92,7 +93,8 @@ decode_bucket(const MDB_val *value, struct bucket_rec *rec)
 		    !ceil_valid(rec->ceil_Bps[dir]) ||
 		    rec->gcopy.rate_Bps[dir] > RATE_MAX ||
 		    rec->gcopy.floor_Bps[dir] > RATE_MAX ||
-		    rec->global.share_Bps[dir] > RATE_MAX)
+		    rec->global.share_Bps[dir] > RATE_MAX ||
+		    rec->fresh[dir].used_B > BURST_MAX)
 			return STORE_EDAMAGED;
 	if (rec->gcopy.global > 1 || rec->gcopy.offline > GLOBAL_OPEN ||
 	    rec->gcopy.burst_B > BURST_MAX)
@@ -104,8 +106,10 @@ decode_bucket(const MDB_val *value, struct bucket_rec *rec)
 size_t
 bucket_rec_size(const struct bucket_rec *rec)
 {
-	if (rec->gcopy.global || rec->global.lease_until_ns)
+	if (rec->fresh[0].used_B || rec->fresh[1].used_B)
 		return sizeof(*rec);
+	if (rec->gcopy.global || rec->global.lease_until_ns)
+		return BUCKET_REC_V3_SIZE;
 	return rec->ceil_Bps[0] == CEIL_NONE && rec->ceil_Bps[1] == CEIL_NONE &&
 	    rec->borrowed_B[0] == 0 && rec->borrowed_B[1] == 0 ?
 	    BUCKET_REC_V1_SIZE : BUCKET_REC_V2_SIZE;

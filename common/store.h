@@ -317,9 +317,9 @@ int
 store_reserve(struct store *store, uint32_t id, const char *limit, int dir,
     uint64_t want_B, struct grant *grant);
 
-/* store_reserve(), trying the sparse lane first when sparse is set
- * (bucket_draw_sparse(); not on a chain with a ceiling): then the grant
- * says sparse and is released at once. */
+/* store_reserve(), trying the sparse lane first when sparse is
+ * LANE_SPARSE or LANE_FRESH (bucket_draw_lane(); not on a chain with a
+ * ceiling): then the grant says sparse and is released at once. */
 int
 store_reserve_lane(struct store *store, uint32_t id, const char *limit,
     int dir, uint64_t want_B, int sparse, struct grant *grant);

@@ -790,10 +790,10 @@ become_shaped(struct direction *d, uint64_t quantum_B)
 	d->quantum_B = quantum_B;
 	d->covered_B = 0;
 	d->prepaid_B = 0;
-	/* No credit to start with: relays starting together all in the
-	 * lane pushed their limit past its cap and the ones after them
-	 * were refused for seconds (conn-burst: 40 relays, the first
-	 * second 51 KB of 328). */
+	/* No credit of its own: its first draw asks the limit's pool of
+	 * new relays' credit (bucket.h), which relays starting together
+	 * share, instead (each with a quantum, 40 starting at once pushed
+	 * conn-burst's limit past its cap for seconds). */
 	sparse_credit_start(&d->sparse, 0, monotonic_ns());
 	/* Small quanta must not wait on Nagle. */
 	if (d->to_is_socket)

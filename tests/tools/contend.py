@@ -12,7 +12,9 @@ every 50 ms and leaves the rest in its socket buffer, of SO_RCVBUF RCVBUF
 if given).  MODE up: send as fast as the relay takes instead (rates are of
 bytes sent); MODE req: send 16 bytes and time from connecting to the end
 of the answer (origins.py's reply port sends 1 KiB); MODE echo: send one byte every --echo-interval seconds (0.1)
-when none is in flight and time its echo.  Runs --duration seconds from
+when none is in flight and time its echo; MODE direct: the same, counted
+apart (an echo origin reached without a relay, as a reference timed in
+the same process and run).  Runs --duration seconds from
 t0.
 
 Prints one JSON line (with --shell, NAME=VALUE lines without the series):
@@ -21,9 +23,11 @@ Prints one JSON line (with --shell, NAME=VALUE lines without the series):
             t0 (rates0 for the first --window, rates1 for the second...)
   series    bytes received per connection in each whole second after t0
   echo_n, echo_p50_ms, echo_p90_ms, echo_p99_ms, echo_max_ms: round trips of the echo
-            connections' bytes sent in the first --window
+            connections' bytes sent in the first --window (direct_n,
+            direct_p50_ms...: the direct ones')
   req_n, req_p50_ms, req_max_ms: the req connections answered in full,
-            connect to the answer's end
+            connect to the answer's end; req_first_p50_ms,
+            req_first_max_ms: the same, connect to the answer's first byte
 """
 import argparse, json, os, selectors, socket, sys, time
 
@@ -90,7 +94,7 @@ def main():
             if c["done"]:
                 continue
             registered = c.get("registered", False)
-            if c["mode"] == "echo":
+            if c["mode"] in ("echo", "direct"):
                 # One byte out when none is in flight and its time came.
                 if c["probe"] is None and now >= c["next_probe"]:
                     c["sock"].send(b"e")
@@ -160,8 +164,10 @@ def main():
                 continue
             c["got"] += len(data)
             t = time.monotonic()
+            if c["mode"] == "req" and c.get("first_s") is None:
+                c["first_s"] = t - c["t_open"]
             c["marks"].append((t - t0, c["got"]))
-            if c["mode"] == "echo" and c["probe"] is not None:
+            if c["mode"] in ("echo", "direct") and c["probe"] is not None:
                 c["rtts"].append((c["probe"] - t0, t - c["probe"]))
                 c["probe"] = None
     for c in conns:
@@ -184,16 +190,22 @@ def main():
         out["req_n"] = len(reqs)
         out["req_p50_ms"] = round(reqs[len(reqs) // 2] * 1000, 2)
         out["req_max_ms"] = round(reqs[-1] * 1000, 2)
+        firsts = sorted(c["first_s"] for c in conns
+                        if c.get("req_s") is not None and c["got"] >= 1024)
+        out["req_first_p50_ms"] = round(firsts[len(firsts) // 2] * 1000, 2)
+        out["req_first_max_ms"] = round(firsts[-1] * 1000, 2)
     w0, w1 = windows[0]
-    rtts = sorted(r for c in conns for (ts, r) in c["rtts"] if w0 <= ts < w1)
-    if rtts:
-        def q(f):
-            return round(rtts[min(len(rtts) - 1, int(f * len(rtts)))] * 1000, 2)
-        out["echo_n"] = len(rtts)
-        out["echo_p50_ms"] = q(0.5)
-        out["echo_p90_ms"] = q(0.9)
-        out["echo_p99_ms"] = q(0.99)
-        out["echo_max_ms"] = round(rtts[-1] * 1000, 2)
+    for mode in ("echo", "direct"):
+        rtts = sorted(r for c in conns if c["mode"] == mode
+                      for (ts, r) in c["rtts"] if w0 <= ts < w1)
+        if rtts:
+            def q(f):
+                return round(rtts[min(len(rtts) - 1, int(f * len(rtts)))] * 1000, 2)
+            out[mode + "_n"] = len(rtts)
+            out[mode + "_p50_ms"] = q(0.5)
+            out[mode + "_p90_ms"] = q(0.9)
+            out[mode + "_p99_ms"] = q(0.99)
+            out[mode + "_max_ms"] = round(rtts[-1] * 1000, 2)
     for k, (w0, w1) in enumerate(windows):
         out["rates%d" % k] = [int((at(c, w1) - at(c, w0)) / (w1 - w0))
                               for c in conns]
