@@ -94,6 +94,11 @@ struct glimit {
 	int have_result;
 	uint64_t total_B[2], waited_B[2], at_ns;
 	uint64_t avg_Bps[2];
+	int low[2];			/* the last tick was a collapse not
+					 * yet believed */
+	uint32_t nconns;		/* relays at the last tick */
+	int fell;			/* ticks left in which a collapse
+					 * is believed: relays went */
 	int64_t want_Bps[2];		/* -1 = backlogged */
 	uint64_t have_Bps[2];
 	uint32_t weight;
@@ -544,6 +549,12 @@ observe_limit(void *ctx_ptr, const struct limit_info *info)
 	limit->seen = 1;
 	ctx->global->stats.limits++;
 	dt_ns = ctx->now_ns - limit->at_ns;
+	/* Relays going usually shows in the count a tick before it shows
+	 * in the bytes (the tick they went in still passed some). */
+	if (info->nconns < limit->nconns)
+		limit->fell = 2;
+	else if (limit->fell)
+		limit->fell--;
 	limit->weight = info->nconns ? info->nconns : 1;
 	limit->version = info->global.version;
 	limit->nhosts = info->global.nhosts;
@@ -566,15 +577,31 @@ observe_limit(void *ctx_ptr, const struct limit_info *info)
 		}
 		now_Bps = (uint64_t)((unsigned __int128)passed_B * NS_PER_SEC /
 		    dt_ns);
-		/* A collapse (the relays stopped) is believed at once, so the
-		 * share goes to the others at the next renewal; smaller dips
-		 * (a paced relay's bytes per tick vary by a quantum) are
-		 * averaged. */
-		if (now_Bps < limit->avg_Bps[dir] / 4)
-			limit->avg_Bps[dir] = now_Bps;
-		else
+		/* A collapse is believed at once when relays went (the clients
+		 * stopped), so the share goes to the others at the next
+		 * renewal; otherwise at its second tick: one tick in which a
+		 * paced relay was not scheduled (load) cut such a host's share
+		 * to a quarter, and the relay, catching up afterwards, pushed
+		 * the aggregate past the rate (bench/global.sh aim 7, 102.4%).
+		 * Smaller dips (a paced relay's bytes per tick vary by a
+		 * quantum) are averaged. */
+		if (info->nconns == 0) {
+			/* No relay left: whatever passed this tick went with
+			 * them, and a newcomer has the margin below. */
+			limit->avg_Bps[dir] = now_Bps = 0;
+			limit->low[dir] = 0;
+			waited_B = 0;
+		} else if (now_Bps < limit->avg_Bps[dir] / 4) {
+			if (limit->fell || limit->low[dir]) {
+				limit->avg_Bps[dir] = now_Bps;
+				limit->low[dir] = 0;
+			} else
+				limit->low[dir] = 1;
+		} else {
+			limit->low[dir] = 0;
 			limit->avg_Bps[dir] = (limit->avg_Bps[dir] * 2 +
 			    now_Bps) / 3;
+		}
 		if (passed_B > 0 && waited_B * 4 >= passed_B) {
 			limit->want_Bps[dir] = -1;
 			continue;
@@ -588,6 +615,7 @@ observe_limit(void *ctx_ptr, const struct limit_info *info)
 		    want_B);
 	}
 	limit->at_ns = ctx->now_ns;
+	limit->nconns = info->nconns;
 	return 0;
 }
 
