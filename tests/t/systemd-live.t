@@ -9,8 +9,8 @@
 # 30 MB byte-identical over IPv4 and IPv6, a limit change taking hold on a
 # running download, kill as root and as a member of group iprelay, a
 # SIGKILLed relay reaped and its failed unit collected,
-# MaxConnectionsPerSource, the exposure docs/security.md claims, and a
-# reboot.  Runs in the plain pass only; skipped, with the reason, where the
+# MaxConnectionsPerSource, the exposure docs/security.md claims, a
+# reboot, and a global limit across three shaperds on one redis-server.  Runs in the plain pass only; skipped, with the reason, where the
 # machine cannot boot a container (not root, no namespaces, no overlayfs).
 . "$IPRELAY_TOP/tests/lib.sh"
 
@@ -81,7 +81,9 @@ diag "plan:     collected, 40 connections from one address against MaxConnection
 diag "plan:     exposure at or below docs/security.md ($EXPOSURE_SHAPERD, $EXPOSURE_CONN), then a reboot"
 diag "plan:  2. make install PREFIX=/usr, root's iprelay-limit, the steps of units/README.md"
 diag "plan:     (booted while pass 1 waits for its watchdog): shaperd active, journal, the IPv4"
-diag "plan:     and IPv6 downloads, root's kill, exposure (the unit files are the .deb's: units.t)"
+diag "plan:     and IPv6 downloads, root's kill, exposure (the unit files are the .deb's: units.t),"
+diag "plan:     then a global limit across three shaperds (shaperd.service with the Redis drop-in"
+diag "plan:     and two transient ones) on one redis-server: shares add up, a killed host's is freed"
 
 # ---- the .deb -----------------------------------------------------------------
 t0=$(date +%s%N)
@@ -290,6 +292,89 @@ exposure() {
 	done
 }
 
+# global_hosts PASS: a global limit (issue 16) across three hosts in the
+# container: the installed shaperd.service with the documented drop-in
+# (units/shaperd-redis.conf.example, pointed at 127.0.0.1) and two more
+# shaperds as transient notify units with their own state dirs, one
+# redis-server, two drawers (the relays' draw loop through the real store)
+# on each host.  The shares add up to the global rate and the hosts pass
+# about that much; a host killed -9 frees its share for the others.
+GLOBAL_PORT=6390
+GLOBAL_B=4194304
+gstores="/var/lib/iprelay /var/lib/iprelay-h2 /var/lib/iprelay-h3"
+# global_read: "share1 share2 share3 rate1 rate2 rate3 state1 state2 state3"
+global_read() {
+	insh "for d in $gstores; do iprelay-limit -S \$d --json get gpop 2>/dev/null || echo '{}'; echo; done" |
+		python3 -c 'import json, sys
+rows = [json.loads(l) for l in sys.stdin if l.strip()]
+print(" ".join(str(r.get("share_down", 0)) for r in rows),
+      " ".join(str(r.get("down_1s") or 0) for r in rows),
+      " ".join(r.get("global_state", "none") for r in rows))'
+}
+# global_until SECONDS AWK-CONDITION: until global_read's fields ($1..$9)
+# meet it; G is the global rate.  Leaves the last reading in $greading.
+global_until() {
+	local end=$(( $(date +%s%N) + $1 * 1000000000 ))
+	while :; do
+		greading=$(global_read)
+		echo "$greading" | awk -v G=$GLOBAL_B "{ exit !($2) }" && return 0
+		[ "$(date +%s%N)" -lt "$end" ] || return 1
+		sleep 0.2
+	done
+}
+global_hosts() {
+	local drawer=$IPRELAY_BIN/tools/drawer d i j out t0
+	if ! command -v redis-server >/dev/null || [ ! -x "$drawer" ] ||
+	    ! inbox /usr/sbin/shaperd --help 2>&1 | grep -q -- '-R'; then
+		diag "$1: global limits not checked (no redis-server, no $drawer, or shaperd without hiredis)"
+		return 0
+	fi
+	t0=$(date +%s%N)
+	out=$(insh "systemd-run -q --unit=sdlive-redis -p Type=exec redis-server --port $GLOBAL_PORT \
+		--bind 127.0.0.1 --save '' --appendonly no --dir /tmp &&
+	mkdir -p /etc/systemd/system/shaperd.service.d /var/lib/iprelay-h2 /var/lib/iprelay-h3 &&
+	sed -e 's|redis://10.0.0.5:6379/0|redis://127.0.0.1:$GLOBAL_PORT/0|' \
+		-e 's|^#Environment=IPRELAY_HOST_ID=.*|Environment=IPRELAY_HOST_ID=h1|' \
+		-e 's|^LoadCredential=|#LoadCredential=|' -e 's|^IPAddressAllow=.*|IPAddressAllow=localhost|' \
+		'$IPRELAY_TOP/units/shaperd-redis.conf.example' >/etc/systemd/system/shaperd.service.d/redis.conf &&
+	for h in 2 3; do systemd-run -q --unit=sdlive-shaperd-h\$h -p Type=notify \
+		-p Environment=IPRELAY_REDIS=redis://127.0.0.1:$GLOBAL_PORT \
+		/usr/sbin/shaperd -S /var/lib/iprelay-h\$h -H h\$h || exit 1; done
+	for _ in \$(seq 50); do redis-cli -p $GLOBAL_PORT ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
+	systemctl daemon-reload && systemctl restart shaperd.service &&
+	export IPRELAY_REDIS=redis://127.0.0.1:$GLOBAL_PORT &&
+	iprelay-limit set gpop 4M --global >/dev/null &&
+	iprelay-limit -S /var/lib/iprelay-h2 set gpop --global >/dev/null &&
+	iprelay-limit -S /var/lib/iprelay-h3 set gpop --global >/dev/null" 2>&1)
+	ok "$1: redis-server, shaperd.service with the documented Redis drop-in, two more shaperds, gpop 4M --global on each" \
+		test $? = 0 || { diag "$out"; insh 'journalctl -b -u shaperd -u "sdlive-*" --no-pager | tail -20' | sed 's/^/# /'; return 1; }
+	i=0
+	for d in $gstores; do
+		i=$((i + 1))
+		for j in 1 2; do
+			inbox systemd-run -q --unit="sdlive-draw-h$i-$j" -p Type=exec "$drawer" -S "$d" -l gpop -t 60 -o /dev/null
+		done
+	done
+	global_until 8 '$7 == "leased" && $8 == "leased" && $9 == "leased" && $1 + $2 + $3 >= G * 0.9 &&
+		$1 + $2 + $3 <= G && $1 >= G * 0.2 && $2 >= G * 0.2 && $3 >= G * 0.2'
+	ok "$1: three hosts leased, shares add up to the global rate (90-100%), each >= 20% ($greading)" test $? = 0
+	figure "$1: global shares after $(ms_since "$t0") ms: $greading"
+	sleep 1.5
+	greading=$(global_read)
+	ok "$1: the hosts pass about the global rate together (1 s rates, 70-110%: $greading)" \
+		awk -v G=$GLOBAL_B -v r="$greading" 'BEGIN { split(r, f, " "); s = f[4] + f[5] + f[6]; exit !(s >= G * 0.7 && s <= G * 1.1) }'
+	# kill -9 of host 3's shaperd and its relays.
+	t0=$(date +%s%N)
+	insh 'systemctl kill -s KILL sdlive-shaperd-h3.service sdlive-draw-h3-1.service sdlive-draw-h3-2.service'
+	global_until 5 '$1 + $2 >= G * 0.95 && $1 + $2 <= G'
+	ok "$1: host 3 killed -9: hosts 1 and 2 take its share (>= 95% of the rate: $greading)" test $? = 0
+	figure "$1: host 3's share taken by the others $(ms_since "$t0") ms after its kill -9"
+	out=$(inbox env IPRELAY_REDIS=redis://127.0.0.1:$GLOBAL_PORT iprelay-limit --json hosts gpop |
+		python3 -c 'import json, sys; print(" ".join(sorted(h["host"] for h in json.load(sys.stdin))))')
+	is "$out" "h1 h2" "$1: Redis lists hosts h1 and h2 only"
+	insh 'systemctl stop "sdlive-draw-*" sdlive-shaperd-h2.service sdlive-redis.service 2>/dev/null' >/dev/null 2>&1
+}
+
 limits_config() {
 	inbox iprelay-limit --json list | python3 -c 'import json, sys
 for l in sorted(json.load(sys.stdin), key=lambda l: l["name"]):
@@ -400,6 +485,8 @@ if [ -n "$pass2" ]; then
 	download "$P" IPv6 "[::1]:18086"
 	root_kill "$P"
 	exposure "$P"
+	step "$P: global_hosts"
+	global_hosts "$P"
 	box_down "$P"
 	step "$P: done"
 fi
