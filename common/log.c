@@ -162,6 +162,24 @@ log_escape_field(char *out, size_t size, const char *text)
 	escape(out, size, text, 1);
 }
 
+void
+log_copy_only(const char *fmt, ...)
+{
+	char raw[256], line[300];
+	va_list args;
+	int len;
+
+	if (copy_fd < 0)
+		return;
+	va_start(args, fmt);
+	vsnprintf(raw, sizeof(raw), fmt, args);
+	va_end(args);
+	len = snprintf(line, sizeof(line), "%d %d %s\n", (int)getpid(),
+	    LOG_DEBUG, raw);
+	if (len > 0 && write(copy_fd, line, (size_t)len) < 0)
+		copy_fd = -1;
+}
+
 static void
 emit(int priority, const char *prefix, const char *fmt, va_list args)
 {

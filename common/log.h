@@ -31,6 +31,11 @@ log_line(int priority, const char *fmt, ...)
 void
 log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* A line for IPRELAY_LOG_COPY_FD's reader only (iprelay at its prompt),
+ * never the journal or syslog: news that is no event to log. */
+void
+log_copy_only(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 _Noreturn void
 log_fatal(int exit_code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -303,8 +303,9 @@ accept_on(struct forwarder *forwarder, int listen_fd)
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
 	char peer[PEER_MAX + 1];
+	struct child *child;
 	pid_t pid;
-	int fd, count, rc, handed, number = forwarder->number;
+	int fd, count, rc, number = forwarder->number;
 
 	for (count = 0; count < ACCEPTS_PER_WAKE; count++) {
 		addr_len = sizeof(addr);
@@ -327,8 +328,8 @@ accept_on(struct forwarder *forwarder, int listen_fd)
 			close(fd);
 			continue;
 		}
-		handed = hand_to_spare(forwarder, fd, peer) != NULL;
-		rc = handed ? 0 : spawn_conn(forwarder, fd, 0, &pid);
+		child = hand_to_spare(forwarder, fd, peer);
+		rc = child ? 0 : spawn_conn(forwarder, fd, 0, &pid);
 		close(fd);
 		if (rc) {
 			say(LOG_ERR, "** forwarder %d: unable to spawn %s for "
@@ -336,7 +337,7 @@ accept_on(struct forwarder *forwarder, int listen_fd)
 			    strerror(rc));
 			continue;
 		}
-		if (!handed && child_add(pid, number, peer) == NULL) {
+		if (!child && (child = child_add(pid, number, peer)) == NULL) {
 			/* Untracked, it would escape -m and kill all. */
 			kill(pid, SIGTERM);
 			say(LOG_ERR, "** forwarder %d: out of memory, closing "
@@ -344,10 +345,7 @@ accept_on(struct forwarder *forwarder, int listen_fd)
 			continue;
 		}
 		forwarder->nconns++;
-		/* A daemon's relays log their own open and close lines. */
-		if (relay.set.debug && !relay.daemonise)
-			say(LOG_INFO, "- Received connect from %s (forwarder %d)",
-			    peer, number);
+		child_opened(child, number);
 	}
 	if (count > 0 && forwarder->spare_due_ns == 0)
 		forwarder->spare_due_ns = monotonic_ns() + SPARE_DELAY_NS;

@@ -1641,10 +1641,12 @@ main(int argc, char **argv)
 	if (relay.store == NULL)
 		open_store(&relay);
 	register_conn(&relay);
-	if (relay.registered)
+	if (relay.registered) {
 		snprintf(relay.label, sizeof(relay.label), "CONN%06u",
 		    relay.conn.id);
-	else
+		/* iprelay's open line names it: before a long connect. */
+		log_copy_only("%s registered", relay.label);
+	} else
 		snprintf(relay.label, sizeof(relay.label), "pid %d",
 		    (int)getpid());
 	/* A shaped download reads the remote slowly: a small receive

@@ -74,6 +74,9 @@ struct child {
 	int own_limit;			/* drawing from forwarder N's own limit,
 					 * N; -1 not */
 	char reason[256];		/* its last warning or error line */
+	int open_number;		/* its forwarder, for the open line */
+	int open_said;			/* the open line printed, or none due */
+	uint64_t open_due_ns;		/* printed then without its id */
 };
 
 struct settings {
@@ -236,6 +239,12 @@ live_connections(void);
 
 void
 reap_children(void);
+
+void
+child_opened(struct child *child, int number);
+
+void
+children_open_due(void);
 
 void
 sample_children(void);

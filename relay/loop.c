@@ -32,6 +32,7 @@ on_tick(void)
 		if (rc && relay.ticks % 100 == 0)
 			say(LOG_WARNING, "** refiller: %s", store_strerror(rc));
 	}
+	children_open_due();
 	if (relay.ticks % 10 == 0)
 		sample_children();
 }

@@ -1,7 +1,13 @@
 /*
  * iprelay's children: spawning one iprelay-conn per connection (the socket
- * on fd 0 and 1, as inetd gives it), the relays started ahead, reaping
- * and reporting their ends, and sampling their byte counts for show stats.
+ * on fd 0 and 1, as inetd gives it), the relays started ahead, reporting
+ * their opens and ends at the prompt, reaping them, and sampling their
+ * byte counts for show stats.
+ *
+ * The open and close lines both name the relay's CONN id: the relay
+ * says it over its log pipe as soon as it has registered (relay_log_line),
+ * and the open line waits for it, OPEN_WAIT_NS at most (a relay that never
+ * registers still gets its line, "no id").
  *
  * Relays started ahead: a forwarder that has had a connection keeps one
  * relay started ahead (iprelay-conn -W): exec, linking and opening the
@@ -25,6 +31,49 @@
 #include "iprelay.h"
 
 extern char **environ;
+
+#define OPEN_WAIT_NS	(2 * NS_PER_SEC)
+
+static void
+say_open(struct child *child)
+{
+	char id_text[24] = "no id";
+
+	if (child->open_said)
+		return;
+	child->open_said = 1;
+	if (child->conn_id)
+		snprintf(id_text, sizeof(id_text), "CONN%06u", child->conn_id);
+	say(LOG_INFO, "- Received connect from %s (forwarder %d, %s)",
+	    child->peer, child->open_number, id_text);
+}
+
+/* Accepted (spawned or handed to a relay started ahead): its open line
+ * is due, once its id is known. */
+void
+child_opened(struct child *child, int number)
+{
+	/* A daemon's relays log their own open and close lines. */
+	child->open_said = !relay.set.debug || relay.daemonise;
+	child->open_number = number;
+	child->open_due_ns = monotonic_ns() + OPEN_WAIT_NS;
+	if (child->conn_id)
+		say_open(child);
+}
+
+/* Each tick: the open lines whose relays did not say their id in time. */
+void
+children_open_due(void)
+{
+	uint64_t now_ns = monotonic_ns();
+	size_t index;
+
+	for (index = 0; index < relay.nchildren; index++)
+		if (!relay.children[index].open_said &&
+		    !relay.children[index].ahead &&
+		    now_ns >= relay.children[index].open_due_ns)
+			say_open(&relay.children[index]);
+}
 
 /* A relay started ahead (see spare_start) waits with the settings of its
  * start: a change lets it go, end of file on its socket, and it exits. */
@@ -331,8 +380,11 @@ relay_log_line(char *line)
 	if (*text != ' ' || (child = child_find((pid_t)pid)) == NULL)
 		return;
 	text++;
-	if (sscanf(text, "CONN%6u", &id) == 1 && child->conn_id == 0)
+	if (sscanf(text, "CONN%6u", &id) == 1 && child->conn_id == 0) {
 		child->conn_id = id;
+		if (!child->ahead)
+			say_open(child);
+	}
 	if (priority > LOG_WARNING)
 		return;
 	/* The close line names the connection already. */
@@ -418,6 +470,8 @@ reap_children(void)
 			status_text[0] = '\0';
 		/* One form, with the id whenever the relay got one (a
 		 * client refused by allow/deny never registers). */
+		if (!relay.stopping)
+			say_open(child);
 		if (relay.set.debug && !relay.stopping && !relay.daemonise) {
 			if (child->conn_id)
 				snprintf(id_text, sizeof(id_text), "CONN%06u",

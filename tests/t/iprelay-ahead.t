@@ -76,7 +76,7 @@ is "$(relay_through "$LPORT" 1)" 1 "the next connection is intact"
 ok "a relay waits again" wait_ahead "$ipid" 1
 like "$(tr '\0' ' ' <"/proc/$(ahead_pids "$ipid")/cmdline")" ' -i 77 ' \
     "started with the new idle_out"
-like "$(cat "$TEST_TMP/iprelay.out")" 'Received connect from 127\.0\.0\.1:[0-9]+ \(forwarder 99\)' \
+like "$(cat "$TEST_TMP/iprelay.out")" 'Received connect from 127\.0\.0\.1:[0-9]+ \(forwarder 99, CONN[0-9]{6}\)' \
     "a handed-over connection is logged as before"
 
 # iprelay gone: the waiting relay sees end of file and exits.

@@ -127,7 +127,7 @@ ok "set bandwidth echoes" pty_expect '^bandwidth\t2048$'
 $PEER client --connect "127.0.0.1:$LPORT" --duration 9 >"$TEST_TMP/shaped.json" &
 client=$!
 spawned_pids="$spawned_pids $client"
-ok "the connection is announced" pty_expect 'Received connect from 127\.0\.0\.1:[0-9]+ \(forwarder 99\)'
+ok "the connection is announced" pty_expect 'Received connect from 127\.0\.0\.1:[0-9]+ \(forwarder 99, CONN[0-9]{6}\)'
 sleep 4
 pty_send "show stats"
 ok "show stats lists the connection" pty_expect \

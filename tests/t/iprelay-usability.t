@@ -2,8 +2,8 @@
 # iprelay as a new user meets it (issue 15): overlapping local_addrs
 # refused, show all that reads back as proxyspecs, set limit N 0 said
 # plainly, unknown variables named, a NUL byte refusing its line, show
-# stats averages from a connection's first second, and no prompt after the
-# last line.
+# stats averages from a connection's first second, the open and close lines
+# with the relay's CONN id, and no prompt after the last line.
 . "$IPRELAY_TOP/tests/lib.sh"
 . "$IPRELAY_TOP/tests/tools/pty.sh"
 
@@ -105,6 +105,45 @@ ok "5 s average not 0 in the first second ($five kB/s)" \
 ok "1 min average not 0 in the first second ($minute kB/s)" \
     awk -v v="$minute" 'BEGIN { exit !(v > 0) }'
 wait "$client"
+
+# The open line names the relay's CONN id, the one the close line and
+# iprelay-limit conns give (it was printed at accept, before the relay had
+# one).  The first connection's lines are there already: the second's.
+# count_lines FILE REGEX N: until N lines of FILE match.
+count_lines() {
+	for _ in $(seq 200); do
+		[ "$(grep -cE -- "$2" "$1")" -ge "$3" ] && return 0
+		sleep 0.05
+	done
+	diag "fewer than $3 '$2' in $1:"; tail -n 8 "$1" | sed 's/^/#   | /'
+	return 1
+}
+OPEN_RE='Received connect from 127\.0\.0\.1:[0-9]+ \(forwarder 99, CONN[0-9]{6}\)$'
+ok "the first connection's open line had its id" \
+    count_lines "$TEST_TMP/err" "$OPEN_RE" 1
+$PEER client --connect "127.0.0.1:$LPORT" --duration 3 >/dev/null &
+client=$!
+spawned_pids="$spawned_pids $client"
+ok "the open line names the CONN id" count_lines "$TEST_TMP/err" "$OPEN_RE" 2
+open_line=$(grep -E -- "$OPEN_RE" "$TEST_TMP/err" | tail -n 1)
+open_id=$(echo "$open_line" | sed -n 's/.*(forwarder 99, \(CONN[0-9]*\))$/\1/p')
+open_peer=$(echo "$open_line" | sed -n 's/.*Received connect from \([^ ]*\) .*/\1/p')
+conns=$("$IPRELAY_BIN/iprelay-limit" conns)
+like "$conns" "^$open_id +[0-9]+ +[^ ]+ +$open_peer " \
+    "iprelay-limit conns lists $open_id for $open_peer"
+wait "$client"
+ok "the close line has the same id" wait_for "$TEST_TMP/err" \
+    "Connection from $open_peer closed \\($open_id[,)]"
+is "$(grep -c "Connection from $open_peer closed" "$TEST_TMP/err")" 1 \
+    "one close line for it"
+# A relay that never registers (refused by deny) still gets its open line.
+send "set deny 127.0.0.1/32"
+wait_for "$TEST_TMP/out" '^(> )*deny	127\.0\.0\.1/32$' >/dev/null
+$PEER client --connect "127.0.0.1:$LPORT" --duration 1 >/dev/null 2>&1
+ok "a refused client's open line says no id" wait_for "$TEST_TMP/err" \
+    'Received connect from 127\.0\.0\.1:[0-9]+ \(forwarder 99, no id\)$'
+ok "and its close line too" wait_for "$TEST_TMP/err" \
+    'closed \(no id, exit 1: .*'
 
 send "quit"
 exec 7>&-
