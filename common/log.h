@@ -9,6 +9,7 @@
 #include <syslog.h>
 
 #define EXIT_POLICY	1	/* refused by policy */
+#define EXIT_CAPS	98	/* a relay over a limit's cap on connections */
 #define EXIT_TIMEOUT	99
 #define EXIT_USAGE	100	/* usage or configuration error */
 #define EXIT_SYSTEM	111	/* temporary or system failure */

@@ -99,6 +99,15 @@ int
 store_conn_register_shaped(struct store *store, struct conn_info *info,
     int shaped[2], uint64_t quantum_B[2], size_t *levels)
 {
+	return store_conn_register_capped(store, info, shaped, quantum_B,
+	    levels, NULL);
+}
+
+int
+store_conn_register_capped(struct store *store, struct conn_info *info,
+    int shaped[2], uint64_t quantum_B[2], size_t *levels,
+    struct cap_refusal *refusal)
+{
 	MDB_txn *txn = NULL;
 	struct conn_rec rec = { .magic = CONN_MAGIC };
 	struct conn_rec existing;
@@ -115,6 +124,19 @@ store_conn_register_shaped(struct store *store, struct conn_info *info,
 	chain = store->chain;
 	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)))
 		goto out;
+	/* Caps first, in this transaction: no other registration can come
+	 * between the count and this relay's record.  A refusal commits
+	 * only the refusing limit's count of refusals. */
+	if ((rc = load_chain(store, txn, info->limit, chain)))
+		goto abort;
+	rc = caps_check(store, txn, chain, info, refusal);
+	if (rc == STORE_ECAPS || rc == STORE_ECAPSRC) {
+		int commit_rc = txn_commit(store, txn);
+
+		return commit_rc ? commit_rc : rc;
+	}
+	if (rc)
+		goto abort;
 	if ((rc = next_conn_get(store, txn, &next_id)))
 		goto abort;
 	for (tries = 0; tries < CONN_ID_MAX; tries++) {
@@ -140,8 +162,6 @@ store_conn_register_shaped(struct store *store, struct conn_info *info,
 	value.mv_size = sizeof(next_id);
 	value.mv_data = &next_id;
 	if ((rc = mdb_put(txn, store->meta, &key, &value, 0)))
-		goto abort;
-	if ((rc = load_chain(store, txn, info->limit, chain)))
 		goto abort;
 	chain_global_settle(chain, monotonic_ns());
 	for (level = 0; level < chain->depth; level++)

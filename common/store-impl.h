@@ -91,13 +91,18 @@ struct bucket_rec {
 	/* Absent from records before new relays' credit (read as zero, a
 	 * full pool; written only while a pool is not full). */
 	struct fresh_pool fresh[2];		/* bucket.h */
+	/* Absent from records before caps (read as zero). */
+	uint64_t refused[2];			/* by max_conns, per source */
 };
 
 #define BUCKET_REC_V1_SIZE	offsetof(struct bucket_rec, ceil_Bps)
 #define BUCKET_REC_V2_SIZE	offsetof(struct bucket_rec, gcopy)
 #define BUCKET_REC_V3_SIZE	offsetof(struct bucket_rec, fresh)
+#define BUCKET_REC_V4_SIZE	offsetof(struct bucket_rec, refused)
 #define LIMIT_REC_V2_SIZE \
 	(offsetof(struct limit_rec, cfg) + offsetof(struct limit_cfg, global))
+#define LIMIT_REC_V3_SIZE (offsetof(struct limit_rec, cfg) + \
+	offsetof(struct limit_cfg, max_conns_per_source))
 
 _Static_assert(CHAIN_MAX <= BUCKET_LEVELS_MAX,
     "bucket_draw_ceil takes a whole chain");
@@ -208,6 +213,15 @@ global_settle(struct bucket_rec *rec, uint64_t now_ns);
 
 void
 chain_global_settle(struct chain *chain, uint64_t now_ns);
+
+/* store-caps.c: inside the registration's write transaction, with
+ * chain loaded for info's limit and info not yet counted: 0 when no cap
+ * of the chain refuses it, else STORE_ECAPS or STORE_ECAPSRC with the
+ * refusing level's count raised in chain->recs (the caller saves the
+ * chain and commits) and *refusal filled when not NULL. */
+int
+caps_check(struct store *store, MDB_txn *txn, struct chain *chain,
+    const struct conn_info *info, struct cap_refusal *refusal);
 
 /* store-draw.c */
 uint64_t

@@ -74,7 +74,10 @@ store_limit_write(struct store *store, const char *name,
 	    ((fields & LIMIT_FIELD_CEIL_UP) &&
 	    !ceil_valid(given->ceil_Bps[DIR_UP])) ||
 	    ((fields & LIMIT_FIELD_CEIL_DOWN) &&
-	    !ceil_valid(given->ceil_Bps[DIR_DOWN])))
+	    !ceil_valid(given->ceil_Bps[DIR_DOWN])) ||
+	    ((fields & LIMIT_FIELD_MAX_CONNS) && given->max_conns > CAPS_MAX) ||
+	    ((fields & LIMIT_FIELD_MAX_SOURCE) &&
+	    given->max_conns_per_source > CAPS_MAX))
 		return EINVAL;
 	if (fs_nearly_full(store))
 		return ENOSPC;
@@ -114,6 +117,10 @@ store_limit_write(struct store *store, const char *name,
 		limit.cfg.floor_Bps[DIR_UP] = given->floor_Bps[DIR_UP];
 		limit.cfg.floor_Bps[DIR_DOWN] = given->floor_Bps[DIR_DOWN];
 	}
+	if (fields & LIMIT_FIELD_MAX_CONNS)
+		limit.cfg.max_conns = given->max_conns;
+	if (fields & LIMIT_FIELD_MAX_SOURCE)
+		limit.cfg.max_conns_per_source = given->max_conns_per_source;
 	if (result)
 		*result = limit.cfg;
 	if (rc == 0)
@@ -201,6 +208,8 @@ fill_info(struct limit_info *info, const char *name,
 	info->nconns = bucket->nconns;
 	info->stats_unix_ns = bucket->stats_unix_ns;
 	info->global = bucket->global;
+	info->refused[0] = bucket->refused[0];
+	info->refused[1] = bucket->refused[1];
 	for (dir = 0; dir < 2; dir++) {
 		info->bucket[dir] = bucket->bucket[dir];
 		info->ceil_bucket[dir] = bucket->ceil[dir];

@@ -31,6 +31,7 @@ int
 decode_limit(const MDB_val *value, struct limit_rec *rec)
 {
 	if (value->mv_size != sizeof(*rec) &&
+	    value->mv_size != LIMIT_REC_V3_SIZE &&
 	    value->mv_size != LIMIT_REC_V2_SIZE &&
 	    value->mv_size != LIMIT_REC_V1_SIZE)
 		return STORE_EDAMAGED;
@@ -46,17 +47,24 @@ decode_limit(const MDB_val *value, struct limit_rec *rec)
 	    rec->cfg.offline > GLOBAL_OPEN ||
 	    (rec->cfg.grace_ms > GLOBAL_GRACE_MAX_MS &&
 	    rec->cfg.grace_ms != GLOBAL_GRACE_NONE) ||
-	    rec->cfg.floor_Bps[0] > RATE_MAX || rec->cfg.floor_Bps[1] > RATE_MAX)
+	    rec->cfg.floor_Bps[0] > RATE_MAX || rec->cfg.floor_Bps[1] > RATE_MAX ||
+	    rec->cfg.max_conns > CAPS_MAX ||
+	    rec->cfg.max_conns_per_source > CAPS_MAX)
 		return STORE_EDAMAGED;
 	return 0;
 }
 
+/* The oldest layout that holds what is set, so that older programs keep
+ * reading a state dir until a newer field is used. */
 size_t
 limit_rec_size(const struct limit_rec *rec)
 {
-	if (rec->cfg.global || rec->cfg.offline || rec->cfg.grace_ms ||
-	    rec->cfg.floor_Bps[0] || rec->cfg.floor_Bps[1])
+	if (rec->cfg.max_conns_per_source)
 		return sizeof(*rec);
+	if (rec->cfg.global || rec->cfg.offline || rec->cfg.grace_ms ||
+	    rec->cfg.floor_Bps[0] || rec->cfg.floor_Bps[1] ||
+	    rec->cfg.max_conns)
+		return LIMIT_REC_V3_SIZE;
 	return rec->cfg.ceil_Bps[0] == CEIL_NONE &&
 	    rec->cfg.ceil_Bps[1] == CEIL_NONE ? LIMIT_REC_V1_SIZE :
 	    LIMIT_REC_V2_SIZE;
@@ -77,6 +85,7 @@ decode_bucket(const MDB_val *value, struct bucket_rec *rec)
 	int dir;
 
 	if (value->mv_size != sizeof(*rec) &&
+	    value->mv_size != BUCKET_REC_V4_SIZE &&
 	    value->mv_size != BUCKET_REC_V3_SIZE &&
 	    value->mv_size != BUCKET_REC_V2_SIZE &&
 	    value->mv_size != BUCKET_REC_V1_SIZE)
@@ -106,8 +115,10 @@ decode_bucket(const MDB_val *value, struct bucket_rec *rec)
 size_t
 bucket_rec_size(const struct bucket_rec *rec)
 {
-	if (rec->fresh[0].used_B || rec->fresh[1].used_B)
+	if (rec->refused[0] || rec->refused[1])
 		return sizeof(*rec);
+	if (rec->fresh[0].used_B || rec->fresh[1].used_B)
+		return BUCKET_REC_V4_SIZE;
 	if (rec->gcopy.global || rec->global.lease_until_ns)
 		return BUCKET_REC_V3_SIZE;
 	return rec->ceil_Bps[0] == CEIL_NONE && rec->ceil_Bps[1] == CEIL_NONE &&

@@ -48,6 +48,9 @@ store_strerror(int rc)
 	case STORE_ECEILLOW: return "ceiling below the rate";
 	case STORE_ECEILTOP: return "a ceiling needs a parent limit to borrow from";
 	case STORE_ECEILGLOBAL: return "a global limit cannot have a ceiling";
+	case STORE_ECAPS: return "over the limit's cap on connections";
+	case STORE_ECAPSRC:
+		return "over the limit's cap on connections from one source";
 	case MDB_MAP_FULL: return "state file is full";
 	case MDB_INVALID: return "not an LMDB file (damaged or foreign)";
 	case MDB_CORRUPTED: return "state file is damaged";

@@ -52,6 +52,8 @@ enum {
 	STORE_ECEILLOW,			/* a ceiling below the rate */
 	STORE_ECEILTOP,			/* a ceiling with no parent */
 	STORE_ECEILGLOBAL,		/* a ceiling on a global limit */
+	STORE_ECAPS,			/* over a limit's --max-conns */
+	STORE_ECAPSRC,			/* over its --max-conns-per-source */
 };
 
 #define STORE_RDONLY	0x1	/* open for reading: never create */
@@ -89,9 +91,16 @@ struct limit_cfg {
 	uint32_t global;		/* 1: a global limit */
 	uint32_t offline;		/* enum global_offline */
 	uint32_t grace_ms;		/* 0 = default, GLOBAL_GRACE_NONE */
-	uint32_t reserved;
+	/* Caps on live relays (store-caps.c; 0 = none): in the limit's
+	 * subtree, and in it from one source (SOURCE_V6_PREFIX). */
+	uint32_t max_conns;
 	uint64_t floor_Bps[2];		/* 0 = global / hosts */
+	/* Records before it read 0. */
+	uint32_t max_conns_per_source;
+	uint32_t reserved;
 };
+
+#define CAPS_MAX	1000000U	/* most a cap may be */
 
 /* What a global limit's bucket runs at (live state, per host). */
 enum global_state {
@@ -127,6 +136,9 @@ struct limit_info {
 	uint64_t rate_60s_Bps[2];
 	uint64_t stats_unix_ns;		/* when the rates were measured; 0 = never */
 	struct global_live global;	/* a global limit's lease */
+	/* Relays this limit's caps refused (live state, not configuration):
+	 * [0] by max_conns, [1] by max_conns_per_source. */
+	uint64_t refused[2];
 };
 
 struct conn_info {
@@ -226,7 +238,9 @@ store_limit_put(struct store *store, const char *name,
 #define LIMIT_FIELD_OFFLINE	0x80u	/* offline */
 #define LIMIT_FIELD_GRACE	0x100u	/* grace_ms */
 #define LIMIT_FIELD_FLOOR	0x200u	/* floor_Bps, both directions */
-#define LIMIT_FIELD_ALL		0x3ffu
+#define LIMIT_FIELD_MAX_CONNS	0x400u	/* max_conns */
+#define LIMIT_FIELD_MAX_SOURCE	0x800u	/* max_conns_per_source */
+#define LIMIT_FIELD_ALL		0xfffu
 
 /* Sets only the given fields of a limit, keeping the others as stored (zero
  * for a new limit), in one write transaction: two commands changing
@@ -272,6 +286,42 @@ store_conn_register(struct store *store, struct conn_info *info);
 int
 store_conn_register_shaped(struct store *store, struct conn_info *info,
     int shaped[2], uint64_t quantum_B[2], size_t *levels);
+
+/* What refused a registration over a cap (STORE_ECAPS, STORE_ECAPSRC). */
+struct cap_refusal {
+	char limit[LIMIT_NAME_MAX + 1];	/* the limit whose cap it was */
+	uint32_t cap;			/* its value */
+	uint32_t live;			/* live relays it counted */
+	char source[PEER_MAX + 1];	/* the source as counted: an IPv4
+					 * address or an IPv6 /64 */
+};
+
+/* store_conn_register_shaped(), refused when the relay would take a
+ * limit of its chain past a cap (store-caps.c): STORE_ECAPS for
+ * max_conns, STORE_ECAPSRC for max_conns_per_source, *refusal (when not
+ * NULL) says which, and the refusing limit's refused count rises in the
+ * same transaction.  No record is left. */
+int
+store_conn_register_capped(struct store *store, struct conn_info *info,
+    int shaped[2], uint64_t quantum_B[2], size_t *levels,
+    struct cap_refusal *refusal);
+
+/* The source a peer string ("A.B.C.D:PORT", "[V6]:PORT") is counted as
+ * for max_conns_per_source: IPv4 by its address (an IPv4-mapped IPv6
+ * address too), IPv6 by its /64.  0 and the key (family 4 or 6, then
+ * the address bytes that count), or -1 for a peer that is no address
+ * (never counted per source). */
+#define SOURCE_V6_PREFIX	64
+struct source_key {
+	int family;
+	unsigned char bytes[8];
+};
+
+int
+source_key_of(const char *peer, struct source_key *key);
+
+void
+source_key_format(const struct source_key *key, char *out, size_t size);
 
 int
 store_conn_unregister(struct store *store, uint32_t id);

@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -606,10 +607,39 @@ open_store(struct relay *relay)
 		    0);
 }
 
+/* Over a cap: the client is reset at once (SO_LINGER 0: no FIN, so it
+ * cannot take the refusal for an empty answer), nothing is sent to the
+ * remote, and one line says which cap. */
+static _Noreturn void
+refuse_over_cap(struct relay *relay, int rc, const struct cap_refusal *why)
+{
+	struct linger linger = { 1, 0 };
+
+	(void)setsockopt(relay->client_in, SOL_SOCKET, SO_LINGER, &linger,
+	    sizeof(linger));
+	(void)setsockopt(relay->client_out, SOL_SOCKET, SO_LINGER, &linger,
+	    sizeof(linger));
+	close(relay->client_in);
+	if (relay->client_out != relay->client_in)
+		close(relay->client_out);
+	if (stderr_is_client)
+		close(2);
+	log_line(LOG_WARNING, "peer %s refused: limit %s has %" PRIu32
+	    " live connection%s%s%s, its cap --max-conns%s %" PRIu32 "; "
+	    "client reset, remote %s not contacted", relay->peer, why->limit,
+	    why->live, why->live == 1 ? "" : "s",
+	    rc == STORE_ECAPSRC ? " from " : "",
+	    rc == STORE_ECAPSRC ? why->source : "",
+	    rc == STORE_ECAPSRC ? "-per-source" : "", why->cap,
+	    relay->remote_word);
+	exit(EXIT_CAPS);
+}
+
 static void
 register_conn(struct relay *relay)
 {
 	const char *dir = relay->store_dir;
+	struct cap_refusal refusal;
 	int rc = relay->store_rc;
 
 	relay->conn.pid = getpid();
@@ -621,13 +651,15 @@ register_conn(struct relay *relay)
 	snprintf(relay->conn.remote, sizeof(relay->conn.remote), "%s",
 	    relay->remote_word);
 	if (rc == 0) {
-		rc = store_conn_register_shaped(relay->store, &relay->conn,
+		rc = store_conn_register_capped(relay->store, &relay->conn,
 		    relay->start_shaped, relay->start_quantum_B,
-		    &relay->start_levels);
+		    &relay->start_levels, &refusal);
 		if (rc == 0) {
 			relay->registered = 1;
 			return;
 		}
+		if (rc == STORE_ECAPS || rc == STORE_ECAPSRC)
+			refuse_over_cap(relay, rc, &refusal);
 		store_close(relay->store);
 		relay->store = NULL;
 	}

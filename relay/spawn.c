@@ -460,6 +460,8 @@ reap_children(void)
 			    WEXITSTATUS(status) == EXIT_TIMEOUT ? ": timeout" :
 			    WEXITSTATUS(status) == EXIT_POLICY ?
 			    ": refused by allow/deny" :
+			    WEXITSTATUS(status) == EXIT_CAPS ?
+			    ": refused over a cap on connections" :
 			    WEXITSTATUS(status) == EXIT_SYSTEM ?
 			    ": no connection to the remote host or system failure" :
 			    "");

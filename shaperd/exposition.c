@@ -312,6 +312,31 @@ limit_connections(const struct row *row, char out[VALUE_MAX])
 	return put_u64(out, row->limit->nconns);
 }
 
+/* Caps on live relays (store-caps.c): no sample for one not set. */
+static const char *const caps_kinds[] = { "conns", "per_source", NULL };
+
+static int
+limit_refused(const struct row *row, char out[VALUE_MAX])
+{
+	return put_u64(out, row->limit->refused[row->variant]);
+}
+
+static int
+limit_max_conns(const struct row *row, char out[VALUE_MAX])
+{
+	if (row->limit->cfg.max_conns == 0)
+		return 1;
+	return put_u64(out, row->limit->cfg.max_conns);
+}
+
+static int
+limit_max_conns_per_source(const struct row *row, char out[VALUE_MAX])
+{
+	if (row->limit->cfg.max_conns_per_source == 0)
+		return 1;
+	return put_u64(out, row->limit->cfg.max_conns_per_source);
+}
+
 static int
 store_up(const struct row *row, char out[VALUE_MAX])
 {
@@ -406,10 +431,7 @@ global_hosts(const struct row *row, char out[VALUE_MAX])
 	return put_u64(out, row->limit->global.nhosts);
 }
 
-/* docs/shaperd.8 lists every family; keep the two in step.  Refused
- * connections per limit belong here as a counter
- * (iprelay_limit_refused_connections_total, SCOPE_LIMIT) once the store
- * counts them. */
+/* docs/shaperd.8 lists every family; keep the two in step. */
 static const struct family families[] = {
 	{ "iprelay_limit_info", "gauge",
 	  "Always 1: a limit and the limit it is nested in (\"\" at the top).",
@@ -442,6 +464,18 @@ static const struct family families[] = {
 	{ "iprelay_limit_connections", "gauge",
 	  "Live relays on the limit and the limits nested in it.",
 	  SCOPE_LIMIT, NULL, NULL, NULL, limit_connections },
+	{ "iprelay_limit_refused_connections_total", "counter",
+	  "Relays refused because the limit's cap was reached: by "
+	  "max-conns (cap=\"conns\") or max-conns-per-source "
+	  "(cap=\"per_source\").",
+	  SCOPE_LIMIT, "cap", caps_kinds, NULL, limit_refused },
+	{ "iprelay_limit_max_connections", "gauge",
+	  "The limit's cap on live relays in its subtree (none: no sample).",
+	  SCOPE_LIMIT, NULL, NULL, NULL, limit_max_conns },
+	{ "iprelay_limit_max_connections_per_source", "gauge",
+	  "The limit's cap on live relays in its subtree from one source "
+	  "(an IPv4 address or an IPv6 /64; none: no sample).",
+	  SCOPE_LIMIT, NULL, NULL, NULL, limit_max_conns_per_source },
 	{ "iprelay_limit_global_share_bytes_per_second", "gauge",
 	  "A global limit: the rate this host runs it at now, its leased "
 	  "share or its offline policy's (+Inf: none).",

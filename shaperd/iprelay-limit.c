@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "limit-caps.h"
 #include "limit-global.h"
 #include "log.h"
 #include "parse.h"
@@ -32,6 +33,7 @@
 "                     [--global | --local] [--offline floor | closed | open]\n" \
 "                     [--grace SECONDS] [--floor RATE] [-R REDIS]\n" \
 "                     [--no-create]\n" \
+"                     [--max-conns N] [--max-conns-per-source N]\n" \
 "       iprelay-limit [-S DIR] [--json] get NAME\n" \
 "       iprelay-limit [-S DIR] [--json] list\n" \
 "       iprelay-limit [-S DIR] del NAME\n" \
@@ -58,6 +60,7 @@ struct options {
 	int no_create;		/* set --no-create: change, never make */
 	int global, local;		/* --global, --local */
 	const char *offline, *grace, *floor, *redis;
+	const char *max_conns, *max_source;	/* --max-conns* */
 };
 
 struct listing {
@@ -357,14 +360,17 @@ refuse_options(const struct options *options, int allow_set, int allow_top,
 	if (!allow_set && (options->up || options->down || options->burst ||
 	    options->parent || options->ceil || options->ceil_up ||
 	    options->ceil_down || options->global || options->local ||
-	    options->offline || options->grace || options->floor))
+	    options->offline || options->grace || options->floor ||
+	    options->max_conns || options->max_source))
 		usage_error("%s: option %s is only for set", options->command,
 		    options->up ? "--up" : options->down ? "--down" :
 		    options->burst ? "--burst" : options->parent ? "--parent" :
 		    options->ceil ? "--ceil" : options->ceil_up ? "--ceil-up" :
 		    options->ceil_down ? "--ceil-down" : options->global ?
 		    "--global" : options->local ? "--local" : options->offline ?
-		    "--offline" : options->grace ? "--grace" : "--floor");
+		    "--offline" : options->grace ? "--grace" : options->floor ?
+		    "--floor" : options->max_conns ? "--max-conns" :
+		    "--max-conns-per-source");
 	if (!allow_top && (options->count || options->delay))
 		usage_error("%s: option %s is only for top", options->command,
 		    options->count ? "-n" : "-d");
@@ -424,17 +430,18 @@ print_limit_json(const struct limit_info *info, uint64_t now_unix_ns)
 			    dir_name[dir], dir_name[dir], dir_name[dir]);
 	}
 	global_print_json(info);
+	caps_print_json(info);
 	printf("}");
 }
 
-#define LIST_HEAD "%-20s %-20s %9s %9s %9s %9s %5s %8s %8s %s  [%s]\n"
+#define LIST_HEAD "%-20s %-20s %9s %9s %9s %9s %5s %11s %7s %8s %8s %s  [%s]\n"
 
 static int
 print_list_row(void *ctx, const struct limit_info *info)
 {
 	struct listing *listing = ctx;
 	char up[32], down[32], ceil[72], burst[32], up_5s[32], down_5s[32];
-	char global[96];
+	char global[96], caps[32], refused[24];
 	int fresh = stats_fresh(info, listing->now_unix_ns);
 
 	if (listing->json) {
@@ -443,13 +450,16 @@ print_list_row(void *ctx, const struct limit_info *info)
 		listing->first = 0;
 		return 0;
 	}
-	printf("%-20s %-20s %9s %9s %9s %9s %5" PRIu32 " %8s %8s %s\n",
+	printf("%-20s %-20s %9s %9s %9s %9s %5" PRIu32 " %11s %7s %8s %8s "
+	    "%s\n",
 	    info->name, info->cfg.parent[0] ? info->cfg.parent : "-",
 	    format_rate(info->cfg.rate_Bps[DIR_UP], up, sizeof(up)),
 	    format_rate(info->cfg.rate_Bps[DIR_DOWN], down, sizeof(down)),
 	    format_ceil_pair(info->cfg.ceil_Bps, ceil, sizeof(ceil)),
 	    info->cfg.burst_B ? format_exact(info->cfg.burst_B, burst,
 	    sizeof(burst)) : "auto", info->nconns,
+	    caps_column(info, caps, sizeof(caps)),
+	    refused_column(info, refused, sizeof(refused)),
 	    fresh ? format_measured(info->rate_5s_Bps[DIR_UP], up_5s,
 	    sizeof(up_5s)) : "-",
 	    fresh ? format_measured(info->rate_5s_Bps[DIR_DOWN], down_5s,
@@ -468,7 +478,7 @@ show_limits(struct store *store, int json)
 		printf("[");
 	else
 		printf(LIST_HEAD, "NAME", "PARENT", "UP", "DOWN", "CEIL",
-		    "BURST", "CONNS", "UP/5s", "DOWN/5s", "GLOBAL",
+		    "BURST", "CONNS", "CAPS", "REFUSED", "UP/5s", "DOWN/5s", "GLOBAL",
 		    store_said());
 	if (store && (rc = store_limit_foreach(store, print_list_row,
 	    &listing)))
@@ -648,9 +658,9 @@ command_set(const struct options *options)
 	    !options->burst && !options->parent && !options->ceil &&
 	    !options->ceil_up && !options->ceil_down && !options->global &&
 	    !options->local && !options->offline && !options->grace &&
-	    !options->floor)
+	    !options->floor && !options->max_conns && !options->max_source)
 		usage_error("set: missing RATE (or --up, --down, --burst, "
-		    "--parent, --ceil, --global, --local)");
+		    "--parent, --ceil, --global, --local, --max-conns)");
 	if (options->global && options->local)
 		usage_error("set: --global and --local exclude each other");
 	/* Check every word before touching the store. */
@@ -728,6 +738,7 @@ command_set(const struct options *options)
 		fields |= LIMIT_FIELD_CEIL_DOWN;
 	}
 	parse_offline(options, &cfg, &fields);
+	caps_parse(options->max_conns, options->max_source, &cfg, &fields);
 	/* Looked up before anything is written, Redis or a new state file;
 	 * store_limit_write checks again under the lock. */
 	if (options->no_create) {
@@ -922,6 +933,7 @@ command_get(const struct options *options)
 	printf("borrowed: up %" PRIu64 " down %" PRIu64 "\n",
 	    info.borrowed_B[DIR_UP], info.borrowed_B[DIR_DOWN]);
 	global_print_text(&info);
+	caps_print_text(&info);
 	return 0;
 }
 
@@ -1505,6 +1517,12 @@ parse_args(int argc, char **argv, struct options *options)
 		} else if (IS("--floor")) {
 			options->floor = option_value(argc, argv, &index,
 			    "--floor");
+		} else if (IS("--max-conns")) {
+			options->max_conns = option_value(argc, argv, &index,
+			    "--max-conns");
+		} else if (IS("--max-conns-per-source")) {
+			options->max_source = option_value(argc, argv, &index,
+			    "--max-conns-per-source");
 		} else if (strcmp(arg, "-R") == 0) {
 			options->redis = option_value(argc, argv, &index, "-R");
 		} else if (strcmp(arg, "-n") == 0) {

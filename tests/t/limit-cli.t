@@ -137,7 +137,7 @@ is "$(json "$out" parent)" None "--parent none clears the parent"
 # list: the table and --json.
 run list
 is "$rc" 0 "list exits 0"
-like "$out" '^pop3 +- +64K +1K +none +16K +0 +- +-' "list row of pop3"
+like "$out" '^pop3 +- +64K +1K +none +16K +0 +- +0 +- +-' "list row of pop3 (CAPS -, REFUSED 0)"
 like "$out" '^total +- +1M +1M +none +auto +0' "list row of total"
 run --json list
 ok "list --json is valid JSON" valid_json
@@ -320,6 +320,43 @@ head -c 65536 /dev/urandom >"$TEST_TMP/foreign/iprelay.mdb"
 run -S "$TEST_TMP/foreign" list
 ok "a foreign state file is refused" test "$rc" -ne 0
 is "$(wc -l <"$ERR")" 1 "in one line"
+
+# Caps on live relays (issue 12 item 4): set, shown, cleared; bad values
+# named in one line, exit 100, nothing written.
+run set capped 1M --max-conns 100 --max-conns-per-source 8
+is "$rc" 0 "set --max-conns 100 --max-conns-per-source 8 exits 0"
+run get capped
+like "$out" '^caps: +conns 100 per source 8$' "get shows the caps"
+like "$out" '^refused: +conns 0 per source 0$' "get shows no refusal yet"
+run --json get capped
+is "$(json "$out" max_conns) $(json "$out" max_conns_per_source)" "100 8" "--json max_conns, max_conns_per_source"
+is "$(json "$out" refused_max_conns) $(json "$out" refused_max_conns_per_source)" "0 0" "--json refusal counts"
+run list
+like "$out" '^capped +- +1M +1M +none +auto +0 +100/8 +0 ' "list shows CAPS 100/8, REFUSED 0"
+run set capped 2M
+run --json get capped
+is "$(json "$out" max_conns) $(json "$out" max_conns_per_source)" "100 8" "a set without them keeps the caps"
+for word in x -1 1.5 1000001 ''; do
+	run set capped --max-conns "$word"
+	is "$rc" 100 "--max-conns '$word' exits 100"
+	is "$(printf '%s\n' "$err" | wc -l) $err" \
+	    "1 iprelay-limit: bad --max-conns: '$word' (a number of connections from 1 to 1000000, or 0 or none to clear it)" \
+	    "and names it in one line"
+done
+run set capped --max-conns-per-source 8x --max-conns y
+is "$rc/$err" "100/iprelay-limit: bad --max-conns: 'y', bad --max-conns-per-source: '8x' (a number of connections from 1 to 1000000, or 0 or none to clear it)" \
+    "two bad caps are both named, in one line"
+run --json get capped
+is "$(json "$out" max_conns) $(json "$out" max_conns_per_source)" "100 8" "a refused set wrote nothing"
+run set capped --max-conns none --max-conns-per-source 0
+is "$rc" 0 "none and 0 clear the caps"
+run --json get capped
+is "$(json "$out" max_conns) $(json "$out" max_conns_per_source)" "None None" "both cleared (null)"
+run set newcap --max-conns-per-source 3
+is "$rc" 0 "a cap alone creates a limit"
+run get capped --max-conns 3
+is "$rc" 100 "--max-conns is only for set"
+run del newcap
 
 # Without write permission: refused by policy, said plainly.
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then

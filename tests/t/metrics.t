@@ -113,6 +113,15 @@ like "$("$SHAPERD" -h)" '^usage: shaperd \[-S DIR\] \[-t TICK_MS\] \[--metrics A
 "$L" set kid 100K --parent web --ceil 400K >/dev/null
 "$LIMITCTL" many bulk 150 1M
 ok "151 more limits set" test $? = 0
+# Caps (issue 12 item 4): one relay record from 192.0.2.1 on "capped",
+# whose cap per source is 1, then a second from the same address is
+# refused and counted.  The records name this shell, alive throughout.
+"$L" set capped 1M --max-conns 50 --max-conns-per-source 1 >/dev/null
+"$LIMITCTL" plant $$ 192.0.2.1:1000 192.0.2.9:80 capped >/dev/null
+ok "a relay record on capped" test $? = 0
+err=$("$LIMITCTL" plant $$ 192.0.2.1:1001 192.0.2.9:80 capped 2>&1 >/dev/null)
+like "$err" "over the limit's cap on connections from one source" \
+	"a second from 192.0.2.1 is refused by the per-source cap"
 
 MPORT=$(free_port)
 NOTIFY_SOCKET=$NOTIFY WATCHDOG_USEC=200000 spawn "$SHAPERD" \
@@ -192,7 +201,19 @@ like "$(value "$TEST_TMP/s1" 'iprelay_limit_tokens_bytes{limit="web",direction="
 	'^-?[0-9]+$' "tokens of a rated bucket"
 is "$(value "$TEST_TMP/s1" 'iprelay_limit_tokens_bytes{limit="web",direction="down"}')" \
 	"" "no tokens sample for an unlimited direction"
-is "$(value "$TEST_TMP/s1" 'iprelay_limits')" 152 "iprelay_limits"
+is "$(value "$TEST_TMP/s1" 'iprelay_limits')" 153 "iprelay_limits"
+is "$(value "$TEST_TMP/s1" 'iprelay_limit_refused_connections_total{limit="capped",cap="per_source"}')" 1 \
+	"the refusal is counted, by cap"
+is "$(value "$TEST_TMP/s1" 'iprelay_limit_refused_connections_total{limit="capped",cap="conns"}')" 0 \
+	"none by max-conns"
+is "$(value "$TEST_TMP/s1" 'iprelay_limit_refused_connections_total{limit="web",cap="conns"}')" 0 \
+	"a limit without caps has its refusals at 0"
+is "$(value "$TEST_TMP/s1" 'iprelay_limit_max_connections{limit="capped"}') $(value "$TEST_TMP/s1" 'iprelay_limit_max_connections_per_source{limit="capped"}')" \
+	"50 1" "the caps as gauges"
+is "$(value "$TEST_TMP/s1" 'iprelay_limit_max_connections{limit="web"}')" "" \
+	"no cap: no sample"
+is "$(grep -c '^# TYPE iprelay_limit_refused_connections_total counter$' "$TEST_TMP/s1")" 1 \
+	"iprelay_limit_refused_connections_total is a counter"
 is "$(value "$TEST_TMP/s1" 'iprelay_store_up')" 1 "iprelay_store_up"
 is "$(value "$TEST_TMP/s1" 'iprelay_refiller_active')" 1 "iprelay_refiller_active"
 is "$(value "$TEST_TMP/s1" 'iprelay_store_page_size_bytes')" "$(getconf PAGESIZE)" \
@@ -260,7 +281,7 @@ ticks1=$(value "$TEST_TMP/t1" iprelay_refiller_ticks_total)
 ticks1_at=$EPOCHREALTIME
 spawn "$DRAWER" -l kid -t 60 -o "$TEST_TMP/victim.report"
 victim=$last_pid
-for _ in $(seq 100); do [ "$("$L" conns | tail -n +2 | wc -l)" = 1 ] && break; sleep 0.05; done
+for _ in $(seq 100); do [ "$("$L" conns | grep -c ' kid ')" = 1 ] && break; sleep 0.05; done
 { kill -KILL "$victim"; wait "$victim"; } 2>/dev/null
 slow=0
 for i in 1 2 3 4; do
