@@ -2,7 +2,9 @@
 # bench/global.sh: global limits across three "hosts" (three state dirs,
 # three shaperds leasing from one private redis-server; drawers as relays),
 # global rate 4 MiB/s, against issue 16's aims.  Prints one line per aim
-# with its figure; bench/README.md ("Global limits") keeps the results.
+# with its figure; a run of every aim also writes them, with the date, the
+# load and the commit, to $BENCH_OUT/global.md (default bench/results);
+# bench/README.md ("Global limits") discusses them.
 # A sampler (bench/global-probe) reads every host's bytes, share and state
 # every 20 ms on the relays' clock; windows are computed from it.
 #
@@ -11,6 +13,30 @@
 # temporary dir with the probe's samples and the events)
 set -u
 TOP=$(cd "$(dirname "$0")/.." && pwd)
+if [ -z "${GLOBAL_BENCH_INNER:-}" ]; then
+	report=$(mktemp)
+	load0=$(cut -d' ' -f1-3 /proc/loadavg)
+	started=$(date -u '+%Y-%m-%d %H:%M UTC')
+	GLOBAL_BENCH_INNER=1 bash "$0" "$@" | tee "$report"
+	rc=${PIPESTATUS[0]}
+	if [ $# -eq 0 ] && [ "$rc" = 0 ]; then
+		out_dir=${BENCH_OUT:-$TOP/bench/results}
+		mkdir -p "$out_dir"
+		commit=$(git -C "$TOP" describe --always --dirty 2>/dev/null || echo unknown)
+		{
+			echo "# Global limits across three hosts (bench/global.sh)"
+			echo
+			echo "$started, $(nproc) CPUs, load average $load0 at the start," \
+			    "$(cut -d' ' -f1-3 /proc/loadavg) at the end; tree $commit."
+			echo "Three state dirs, three shaperds, one private redis-server (unix socket), drawers as relays;"
+			echo "G = 4 MiB/s.  One run; bench/README.md (\"Global limits\") has the aims and the discussion."
+			echo
+			grep '^aim ' "$report" | sed 's/^/- /'
+		} >"$out_dir/global.md"
+	fi
+	rm -f "$report"
+	exit "$rc"
+fi
 BIN=${IPRELAY_BIN:-$TOP/bin}
 L=$BIN/iprelay-limit
 SHAPERD=$BIN/shaperd
