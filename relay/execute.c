@@ -105,6 +105,8 @@ do_set_variable(const struct command *command)
 		    "%s", command->text);
 		break;
 	case VAR_FORCE_FROM:
+		if (force_from_refused(command->text))
+			return;
 		/* An address literal: always fits. */
 		snprintf(relay.set.force_from, sizeof(relay.set.force_from),
 		    "%.*s", (int)sizeof(relay.set.force_from) - 1,

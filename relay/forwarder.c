@@ -4,6 +4,13 @@
  * prompt), adding, replacing and deleting forwarders, the limit names they
  * use, and accepting their clients (each handed to a relay started ahead,
  * or to a relay spawned for it: relay/spawn.c).
+ *
+ * force_from and the remotes' address families: a relay given a source
+ * address resolves its remote in that family only, so a source of a family
+ * a remote does not have fails every connection ("no connection to the
+ * remote host").  Both orders are refused at once: set force_from when no
+ * forwarder can use it (a warning names those that cannot when others
+ * can), set forwarder when its remote cannot use the force_from set.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -140,17 +147,68 @@ fail:
 	return -1;
 }
 
-/* The outcome of resolving remote: its first address in shown, or why
- * not.  Frees result. */
+static unsigned
+family_of(const char *address)
+{
+	unsigned char addr[sizeof(struct in6_addr)];
+
+	return inet_pton(AF_INET, address, addr) == 1 ? FAMILY_V4 :
+	    FAMILY_V6;
+}
+
+static const char *
+family_name(unsigned families)
+{
+	return families == FAMILY_V4 ? "IPv4" : families == FAMILY_V6 ?
+	    "IPv6" : families ? "IPv4 and IPv6" : "none";
+}
+
+int
+force_from_refused(const char *source)
+{
+	unsigned in_use = 0, want;
+	size_t index;
+
+	if (address_is_any(source))
+		return 0;
+	want = family_of(source);
+	for (index = 0; index < relay.nforwarders; index++)
+		in_use |= relay.forwarders[index].families;
+	if (relay.nforwarders && !(in_use & want)) {
+		out("  Bad force_from: %s is an %s address and the forwarders' "
+		    "remotes are %s only: every connection would fail "
+		    "(0.0.0.0 = any)\n", source, family_name(want),
+		    family_name(in_use));
+		return 1;
+	}
+	for (index = 0; index < relay.nforwarders; index++)
+		if (!(relay.forwarders[index].families & want))
+			out("  Warning: forwarder %d's remote %s has no %s "
+			    "address: its connections will fail from %s.\n",
+			    relay.forwarders[index].number,
+			    relay.forwarders[index].spec.remote.host,
+			    family_name(want), source);
+	return 0;
+}
+
+/* The outcome of resolving remote: its first address in shown and the
+ * families of all in *families, or why not.  Frees result. */
 static int
 resolved(const struct hostport *remote, int rc, struct addrinfo *result,
-    char *shown, size_t size, char *why, size_t why_size)
+    char *shown, size_t size, unsigned *families, char *why,
+    size_t why_size)
 {
+	struct addrinfo *each;
+
 	if (rc) {
 		snprintf(why, why_size, "unable to resolve %s: %s", remote->host,
 		    rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
 		return -1;
 	}
+	*families = 0;
+	for (each = result; each; each = each->ai_next)
+		*families |= each->ai_family == AF_INET ? FAMILY_V4 :
+		    each->ai_family == AF_INET6 ? FAMILY_V6 : 0;
 	if (result->ai_family == AF_INET)
 		inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)
 		    result->ai_addr)->sin_addr, shown, (socklen_t)size);
@@ -166,26 +224,36 @@ resolved(const struct hostport *remote, int rc, struct addrinfo *result,
  * again per connection and tries every address. */
 static int
 resolve_remote(const struct hostport *remote, char *shown, size_t size,
-    char *why, size_t why_size)
+    unsigned *families, char *why, size_t why_size)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *result;
 	int rc;
 
 	rc = getaddrinfo(remote->host, remote->port, &hints, &result);
-	return resolved(remote, rc, result, shown, size, why, why_size);
+	return resolved(remote, rc, result, shown, size, families, why,
+	    why_size);
 }
 
 /* Add or replace forwarder number, its remote already resolved to shown.
  * On failure the old one (if any) is kept when it can still listen. */
 static int
 forwarder_install(int number, const struct proxyspec *spec,
-    const char *shown, char *why, size_t why_size)
+    const char *shown, unsigned families, char *why, size_t why_size)
 {
 	struct forwarder fresh = { .number = number, .spec = *spec,
-	    .own_limit_fd = -1 };
+	    .own_limit_fd = -1, .families = families };
 	struct forwarder *old = forwarder_find(number);
 	char old_why[256];
 
+	if (!address_is_any(relay.set.force_from) &&
+	    !(families & family_of(relay.set.force_from))) {
+		snprintf(why, why_size, "its remote %s has no %s address, and "
+		    "force_from is %s: every connection would fail (set "
+		    "force_from 0.0.0.0 first)", spec->remote.host,
+		    family_name(family_of(relay.set.force_from)),
+		    relay.set.force_from);
+		return -1;
+	}
 	snprintf(fresh.remote_shown, sizeof(fresh.remote_shown), "%s", shown);
 	if (old == NULL && relay.nforwarders == FORWARDERS_MAX) {
 		snprintf(why, why_size, "too many forwarders (at most %d)",
@@ -247,6 +315,7 @@ void
 resolve_done(void)
 {
 	char shown[INET6_ADDRSTRLEN], why[512];
+	unsigned families;
 	int rc, number = relay.resolving.number;
 
 	if (!relay.resolving.active)
@@ -256,9 +325,9 @@ resolve_done(void)
 		return;
 	relay.resolving.active = 0;
 	if (resolved(&relay.resolving.spec.remote, rc,
-	    relay.resolving.request.ar_result, shown, sizeof(shown), why,
-	    sizeof(why)) < 0 || forwarder_install(number,
-	    &relay.resolving.spec, shown, why, sizeof(why)) < 0)
+	    relay.resolving.request.ar_result, shown, sizeof(shown),
+	    &families, why, sizeof(why)) < 0 || forwarder_install(number,
+	    &relay.resolving.spec, shown, families, why, sizeof(why)) < 0)
 		say(LOG_WARNING, "  forwarder %d not set: %s", number, why);
 	else
 		say(LOG_INFO, "  .... determined as: %s\n  forwarder %d set.",
@@ -271,11 +340,13 @@ forwarder_set(int number, const struct proxyspec *spec, char *why,
     size_t why_size)
 {
 	char shown[INET6_ADDRSTRLEN];
+	unsigned families;
 
-	if (resolve_remote(&spec->remote, shown, sizeof(shown), why,
-	    why_size) < 0)
+	if (resolve_remote(&spec->remote, shown, sizeof(shown), &families,
+	    why, why_size) < 0)
 		return -1;
-	return forwarder_install(number, spec, shown, why, why_size);
+	return forwarder_install(number, spec, shown, families, why,
+	    why_size);
 }
 
 int

@@ -50,6 +50,7 @@ struct forwarder {
 	int number;			/* 99 for the first spec, as before */
 	struct proxyspec spec;
 	char remote_shown[INET6_ADDRSTRLEN];	/* resolved, for show all */
+	unsigned families;		/* FAMILY_V4 | FAMILY_V6 it resolved to */
 	int listen_fds[ADDRS_MAX];
 	size_t nlisten;
 	unsigned nconns;		/* live children */
@@ -59,6 +60,9 @@ struct forwarder {
 	int paused;			/* accept failed with EMFILE: wait a tick */
 	uint64_t spare_due_ns;		/* CLOCK_MONOTONIC: start one ahead; 0 = no */
 };
+
+#define FAMILY_V4	0x1u
+#define FAMILY_V6	0x2u
 
 struct child {
 	pid_t pid;
@@ -207,6 +211,12 @@ resolve_start(int number, const struct proxyspec *spec);
 
 void
 resolve_done(void);
+
+/* set force_from SOURCE: refused (1, the line said) when no forwarder's
+ * remote has an address of SOURCE's family; a warning for each forwarder
+ * that has none, when others have. */
+int
+force_from_refused(const char *source);
 
 int
 forwarder_set(int number, const struct proxyspec *spec, char *why,
