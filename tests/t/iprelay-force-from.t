@@ -29,7 +29,9 @@ wait_for() {
 		grep -qE -- "$1" "$2" 2>/dev/null && return 0
 		sleep 0.05
 	done
-	diag "no '$1' in $2:"; tail -n 8 "$2" | sed 's/^/#   | /'
+	diag "no '$1' in $2:"
+	# (its last line is a prompt, without a newline)
+	{ tail -n 8 "$2"; echo; } | sed 's/^/#   | /'
 	return 1
 }
 # relayed PORT: a client through PORT gets an origin's 1000 bytes.
