@@ -4,7 +4,8 @@
 # open against --max-conns-per-source 8 are 8 served (bytes echoed back
 # intact) and 32 reset at once, counted on the limit; the service stays
 # enabled; the cap is freed as connections end; --max-conns counts every
-# source.  Each refused relay logs one line and exits 98.
+# source.  Each refused relay logs one line and exits 98.  The relays of
+# iprelay itself (spawned, or started ahead) are held to the same caps.
 . "$IPRELAY_TOP/tests/lib.sh"
 
 LIMIT="$IPRELAY_BIN/iprelay-limit"
@@ -151,4 +152,45 @@ wait_conns capped 0
 ok "every relay ended" test $? = 0
 
 stop_pid "$inetd_pid"
+
+# 5. iprelay's own relays, spawned or started ahead (-W, which register
+# when their client is handed over), go through the same check.
+mkfifo "$TEST_TMP/cmd"
+exec 7<>"$TEST_TMP/cmd"
+port=$(free_port)
+"$IPRELAY_BIN/iprelay" -S "$IPRELAY_STATE_DIR" -n capsip \
+    "$port:127.0.0.1:$echo_port" <"$TEST_TMP/cmd" >"$TEST_TMP/iprelay.out" 2>&1 &
+ipid=$!
+spawned_pids="$spawned_pids $ipid"
+wait_listen "$port" || diag "iprelay did not listen on $port"
+"$LIMIT" set capsip --max-conns-per-source 3 >/dev/null
+hold ip1 --count 6 --bind 127.0.0.1
+is "$(result)" "3 3 0 0 3" "iprelay: 6 from 127.0.0.1 against 3 per source on its limit: 3 served, 3 reset"
+# One relay now waits ahead (-W, fd 0 still iprelay's unix socket); it is
+# handed the next client and refuses it.
+waiting_ahead() {
+	local pid inode
+	for pid in $(pgrep -P "$ipid"); do
+		grep -qz '^-W$' "/proc/$pid/cmdline" 2>/dev/null || continue
+		inode=$(readlink "/proc/$pid/fd/0" 2>/dev/null | sed -n 's/^socket:\[\([0-9]*\)\]$/\1/p')
+		[ -n "$inode" ] && awk -v i="$inode" '$7 == i { f = 1 } END { exit !f }' /proc/net/unix &&
+		    return 0
+	done
+	return 1
+}
+for _ in $(seq 50); do waiting_ahead && break; sleep 0.1; done
+ok "iprelay: a relay waits ahead for the next client" waiting_ahead
+hold ip2 --count 4 --bind 127.0.0.1
+is "$(result)" "0 4 0 0 4" "iprelay: 4 more while 3 are held, the one started ahead among them: all reset"
+got=$("$LIMIT" --json get capsip)
+is "$(json "$got" refused_max_conns_per_source)" 7 "iprelay: 7 refusals counted on its limit"
+for _ in $(seq 50); do
+	[ "$(grep -c 'exit 98: peer .* refused: limit capsip' "$TEST_TMP/iprelay.out")" -ge 7 ] && break
+	sleep 0.1
+done
+is "$(grep -c 'exit 98: peer .* refused: limit capsip has 3 live connections from 127\.0\.0\.1' "$TEST_TMP/iprelay.out")" 7 \
+    "iprelay's own lines say each refusal, with the relay's reason"
+release ip1
+release ip2
+stop_pid "$ipid"
 done_testing

@@ -75,11 +75,19 @@ def main():
         if a.bind:
             s.bind((a.bind, 0))
         s.settimeout(10)
-        s.connect((host, int(port)))
-        s.setblocking(False)
         c = {"sock": s, "start": time.monotonic(), "got": bytearray(),
              "sent": 0, "ended": None, "reset": False, "end_s": None}
         conns.append(c)
+        try:
+            s.connect((host, int(port)))
+        except ConnectionResetError:
+            # Reset before the connect call saw it complete: a refusal
+            # that fast (Python's connect with a timeout polls, then
+            # reads SO_ERROR).
+            c["ended"], c["reset"] = True, True
+            c["end_s"] = time.monotonic() - c["start"]
+            continue
+        s.setblocking(False)
         sel.register(s, selectors.EVENT_READ | selectors.EVENT_WRITE, c)
     deadline = time.monotonic() + a.wait
 
