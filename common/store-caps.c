@@ -204,11 +204,10 @@ refuse(struct store *store, MDB_txn *txn, struct chain *chain, size_t level,
     struct cap_refusal *refusal)
 {
 	struct bucket_rec *rec = &chain->recs[level];
-	int rc;
 
+	/* Counted if it can be; the refusal stands either way. */
 	rec->refused[by_source]++;
-	if ((rc = put_bucket(store, txn, chain->names[level], rec)))
-		return rc;
+	(void)put_bucket(store, txn, chain->names[level], rec);
 	if (refusal) {
 		memset(refusal, 0, sizeof(*refusal));
 		strcpy(refusal->limit, chain->names[level]);

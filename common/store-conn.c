@@ -126,14 +126,14 @@ store_conn_register_capped(struct store *store, struct conn_info *info,
 		goto out;
 	/* Caps first, in this transaction: no other registration can come
 	 * between the count and this relay's record.  A refusal commits
-	 * only the refusing limit's count of refusals. */
+	 * only the refusing limit's count of refusals, and stands even when
+	 * that count cannot be written (a full filesystem). */
 	if ((rc = load_chain(store, txn, info->limit, chain)))
 		goto abort;
 	rc = caps_check(store, txn, chain, info, refusal);
 	if (rc == STORE_ECAPS || rc == STORE_ECAPSRC) {
-		int commit_rc = txn_commit(store, txn);
-
-		return commit_rc ? commit_rc : rc;
+		(void)txn_commit(store, txn);
+		return rc;
 	}
 	if (rc)
 		goto abort;
