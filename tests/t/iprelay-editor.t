@@ -94,4 +94,57 @@ ok "Enter runs the whole edited line" \
 T send-keys -t ed -l "quit"
 T send-keys -t ed Enter
 ok "quit ends it" wait_for_text "Quit, closing all connections"
+
+# tmux reflows a row cut by a shrink; xterm cuts it instead and keeps the
+# cursor on it.  The editor asks the terminal where the cursor went (a
+# cursor position report) and moves up only when the row was reflowed:
+# both answers, given by hand through a pty (no terminal here cuts).
+out=$(python3 - "$IPRELAY_BIN/iprelay" <<'PY'
+import fcntl, os, pty, re, select, struct, sys, termios, time
+def size(fd, cols):
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 12, cols, 0, 0))
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1]])
+size(fd, 40)
+got = b""
+def until(pattern, seconds=20):
+    global got
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        m = re.search(pattern, got, re.S)
+        if m:
+            rest = got[m.end():]
+            got = rest
+            return m
+        if select.select([fd], [], [], 0.1)[0]:
+            got += os.read(fd, 65536)
+    return None
+print("prompt", bool(until(rb"> $")))
+os.write(fd, b"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJ")
+print("drawn", bool(until(rb"> jklmnopqrstuvwxyz0123456789ABCDEFGHIJ")))
+size(fd, 30)                       # SIGWINCH: the row (39 columns) is cut
+print("asked30", bool(until(rb"\x1b\[6n")))
+os.write(fd, b"\x1b[5;30R")         # cut: the cursor in the last column
+m = until(rb"(.*?)> tuvwxyz0123456789ABCDEFGHIJ")
+print("cut-redraw", bool(m), "up" if m and re.search(rb"\x1b\[\d*A", m.group(1)) else "no-up")
+size(fd, 20)                       # the row (29 columns) is reflowed now
+print("asked20", bool(until(rb"\x1b\[6n")))
+os.write(fd, b"\x1b[6;10R")         # reflowed: its end went to column 29 % 20
+m = until(rb"(.*?)> 3456789ABCDEFGHIJ")
+print("reflow-redraw", bool(m), "up1-cleared" if m and
+    m.group(1).startswith(b"\x1b[1A\r\x1b[J") else repr(m and m.group(1)))
+os.write(fd, b"\x15quit\r")
+print("quit", bool(until(rb"closing all connections")))
+os.waitpid(pid, 0)
+PY
+)
+like "$out" "prompt True" "pty at 40 columns: the prompt"
+like "$out" "drawn True" "the long line drawn scrolled"
+like "$out" "asked30 True" "shrunk past the row: the cursor's position asked"
+like "$out" "cut-redraw True no-up" "a cut row (xterm) is redrawn in place, nothing above erased"
+like "$out" "asked20 True" "shrunk again: asked again"
+like "$out" "reflow-redraw True up1-cleared" \
+    "a reflowed row: one row up, cleared to the end of the screen, redrawn"
+like "$out" "quit True" "and quits"
 done_testing
