@@ -281,6 +281,36 @@ test_update_fields(void)
 	store_close(store);
 }
 
+/* store_limit_write says whether it made the limit, and with
+ * STORE_LIMIT_NO_CREATE makes none (iprelay-limit set --no-create). */
+static void
+test_write_created(void)
+{
+	struct store *store;
+	struct limit_info info;
+	struct limit_cfg given = cfg_of(1000, 1000, 0, "");
+	int rc, created = -1;
+
+	if ((rc = store_open(&store, dir_for("created"), 0)))
+		bail("store_open", rc);
+	is_rc(store_limit_write(store, "typo", &given, LIMIT_FIELD_UP,
+	    STORE_LIMIT_NO_CREATE, NULL, &created), STORE_ENOLIMIT,
+	    "NO_CREATE on a missing limit: STORE_ENOLIMIT");
+	is_rc(store_limit_get(store, "typo", &info), STORE_ENOLIMIT,
+	    "and it was not made");
+	is_rc(store_limit_write(store, "web", &given, LIMIT_FIELD_UP, 0, NULL,
+	    &created), 0, "write a missing limit");
+	ok(created == 1, "created: 1");
+	given.rate_Bps[DIR_UP] = 2000;
+	is_rc(store_limit_write(store, "web", &given, LIMIT_FIELD_UP,
+	    STORE_LIMIT_NO_CREATE, NULL, &created), 0,
+	    "NO_CREATE on one that exists: written");
+	ok(created == 0, "created: 0");
+	rc = store_limit_get(store, "web", &info);
+	ok(rc == 0 && info.cfg.rate_Bps[DIR_UP] == 2000, "the change is there");
+	store_close(store);
+}
+
 /* The refiller's headroom: blocks allocated ahead in the file, which LMDB
  * and the store's own checks take as they are. */
 static void
@@ -1266,6 +1296,7 @@ main(void)
 	test_limits();
 	test_chain_depth();
 	test_update_fields();
+	test_write_created();
 	test_headroom();
 	test_conns();
 	test_reserve();
