@@ -14,31 +14,43 @@
 # interactive: one limit with a bulk and an echo forwarder; 4, 16, 64
 #   connections downloading or uploading as fast as allowed beside one
 #   sending a byte every 100 ms to an echo origin: its round trip p50/p99
-#   against the echo origin direct, the aggregate and Jain among the bulk
-#   connections, at 4 KiB/s to 100 MiB/s (quick: 64 KiB/s and 1 MiB/s, 16
-#   downloads); and a short request (16 bytes out, 1 KiB back) on an idle
-#   limit and beside 64 downloads.
+#   against the echo origin direct (timed in the same client process and
+#   run, so the machine's load counts on both), the aggregate and Jain
+#   among the bulk connections, at 4 KiB/s to 100 MiB/s, both directions
+#   (quick: 64 KiB/s and 1 MiB/s, 16 downloads).
+#
+# turn: one connection reading a tenth of its share (an interactive one,
+#   with sparse credit) beside 16 downloads turns bulk at 4 s: its rate
+#   over [5, 12] s against the others' mean (aim: it does not outrun them
+#   a second after it turned), at every ECHO_RATES rate.
+#
+# ttfb: a short request (16 bytes out, 1 KiB back) on an idle limit and
+#   beside 64 downloads saturating it: connect to first and to last byte.
 #
 # Environment: IPRELAY_BIN (default bin/), BENCH_OUT, SECTIONS (default
-# "chain interactive").
+# "chain interactive ttfb"); ECHO_RATES, ECHO_COUNTS, ECHO_DIRS, ECHO_D
+# (seconds a run) to run part of the interactive matrix.
 set -u
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${IPRELAY_BIN:-$TOP/bin}
 QUICK=
 [ "${1:-}" = --quick ] && QUICK=1
-SECTIONS=${SECTIONS:-chain interactive}
+SECTIONS=${SECTIONS:-chain interactive turn ttfb}
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 OUT=${BENCH_OUT:-$TOP/bench/results}
 [ -n "$QUICK" ] && OUT=${BENCH_OUT:-$TOP/build/bench-quick}
+# An echo run's p99 is of (ECHO_D - 2) * 10 round trips: 100 in a full
+# run (its second largest), 60 quick.
 if [ -n "$QUICK" ]; then
 	CHAIN_D=22; CHAIN_WIN="14 22"
-	ECHO_D=5; ECHO_WIN="2 5"; ECHO_RATES="65536 1048576"; ECHO_COUNTS="16"
-	ECHO_DIRS="down"; TTFB_RATE=1048576
+	: "${ECHO_D:=8}" "${ECHO_RATES:=65536 1048576}" "${ECHO_COUNTS:=16}"
+	: "${ECHO_DIRS:=down}"
 else
 	CHAIN_D=34; CHAIN_WIN="14 34"
-	ECHO_D=8; ECHO_WIN="2 8"; ECHO_RATES="4096 65536 1048576 104857600"
-	ECHO_COUNTS="4 16 64"; ECHO_DIRS="down up"; TTFB_RATE=1048576
+	: "${ECHO_D:=12}" "${ECHO_RATES:=4096 65536 1048576 104857600}"
+	: "${ECHO_COUNTS:=4 16 64}" "${ECHO_DIRS:=down up}"
 fi
+ECHO_WIN="2 $ECHO_D"; TTFB_RATE=1048576
 WORK=$(mktemp -d /tmp/iprelay-contend.XXXXXX)
 export IPRELAY_STATE_DIR=$WORK/state IPRELAY_LOG_FILE=$WORK/relay.log
 PEER="python3 $TOP/tests/tools/peer.py"
@@ -141,12 +153,38 @@ if want chain; then
 	PIDS=()
 fi
 
+load1() { cut -d' ' -f1 /proc/loadavg; }
+# sink_rates T0 "A B" RATE: the aggregate and Jain of the uploads that
+# reached the sink origin over [T0 + A, T0 + B] (origins.py's stats).
+sink_rates() {
+	python3 - "$O_STATS" "$@" <<'PY'
+import json, socket, sys
+port, t0, (w0, w1), rate = int(sys.argv[1]), float(sys.argv[2]), \
+    map(float, sys.argv[3].split()), float(sys.argv[4])
+s = socket.create_connection(("127.0.0.1", port))
+sinks = json.loads(s.makefile().readline())["sinks"]
+def at(marks, t):
+    best = 0
+    for ts, n in marks:
+        if ts > t:
+            break
+        best = n
+    return best
+rates = [(at(m, t0 + w1) - at(m, t0 + w0)) / (w1 - w0) for m in sinks if m]
+t = sum(rates); q = sum(r * r for r in rates)
+print("%+.2f%% %.4f" % ((t - rate) * 100 / rate, t * t / (len(rates) * q) if q else 0))
+PY
+}
+if want interactive || want turn || want ttfb; then
+	"$TOP/tests/tools/origins.py" --port-file "$WORK/origins" \
+	    --stats-port-file "$WORK/stats" &
+	PIDS+=($!)
+	for _ in $(seq 200); do [ -s "$WORK/origins" ] && [ -s "$WORK/stats" ] && break; sleep 0.05; done
+	read -r O_ECHO O_SEND O_SINK O_REPLY <"$WORK/origins"
+	O_STATS=$(cat "$WORK/stats")
+fi
 if want interactive; then
 	say "== interactive: echo beside bulk on one limit"
-	"$TOP/tests/tools/origins.py" --port-file "$WORK/origins" &
-	PIDS+=($!)
-	for _ in $(seq 200); do [ -s "$WORK/origins" ] && break; sleep 0.05; done
-	read -r O_ECHO O_SEND O_SINK O_REPLY <"$WORK/origins"
 	C="$CONTEND --duration $ECHO_D --window $ECHO_WIN"
 	# Direct: the echo origin itself, no relay.
 	$C "127.0.0.1:$O_ECHO=echo" >"$WORK/direct.sh"
@@ -158,12 +196,14 @@ if want interactive; then
 		echo
 		echo "One limit (\`iprelay -d -b RATE\` with a bulk and an echo forwarder); N bulk connections" \
 		    "downloading (down) or uploading (up) as fast as allowed; one more sends a byte every 100 ms" \
-		    "to an echo origin and times its round trip (TCP_NODELAY), over $(awk -v w="$ECHO_WIN" 'BEGIN { split(w, a, " "); print a[2] - a[1] }') s." \
-		    "Direct (no relay): p50 $direct_p50 ms, p99 $direct_p99 ms." \
-		    "Aims: p99 within 5 ms of direct (10 ms at 4 KiB/s), aggregate within 1%, Jain >= 0.99."
+		    "to an echo origin and times its round trip (TCP_NODELAY), over $(awk -v w="$ECHO_WIN" 'BEGIN { split(w, a, " "); print a[2] - a[1] }') s;" \
+		    "in the same client process and run another does the same with the echo origin direct (no relay)." \
+		    "Direct alone before the runs: p50 $direct_p50 ms, p99 $direct_p99 ms." \
+		    "Aims: echo p99 within 5 ms of direct (10 ms at 4 KiB/s), aggregate within 1%, Jain >= 0.99;" \
+		    "load is the 1-minute average as the run ended."
 		echo
-		echo "| rate B/s | bulk | dir | echo p50 ms | echo p99 ms | p99 - direct | aggregate | Jain |"
-		echo "|---|---|---|---|---|---|---|---|"
+		echo "| rate B/s | bulk | dir | echo p50 ms | echo p99 ms | direct p99 ms | p99 - direct | aggregate | Jain | load | aims |"
+		echo "|---|---|---|---|---|---|---|---|---|---|---|"
 	} >>"$REPORT"
 	for rate in $ECHO_RATES; do
 		for n in $ECHO_COUNTS; do
@@ -173,29 +213,89 @@ if want interactive; then
 				daemon "echo-$rate-$n-$dirn" -b "$rate" -m 200 \
 				    "$pb:127.0.0.1:$origin" "$pe:127.0.0.1:$O_ECHO" >/dev/null
 				wait_listen "$pb"; wait_listen "$pe"
-				conns="127.0.0.1:$pe@1=echo"
+				conns="127.0.0.1:$pe@1=echo 127.0.0.1:$O_ECHO@1=direct"
 				for _ in $(seq "$n"); do conns="$conns 127.0.0.1:$pb$mode"; done
 				$C $conns >"$WORK/echo.sh"
 				kill "$(cat "$WORK/echo-$rate-$n-$dirn.pid")" 2>/dev/null
 				rm -f "$WORK/echo-$rate-$n-$dirn.pid"
-				unset echo_p50_ms echo_p99_ms rates0 rates0_0
+				unset echo_p50_ms echo_p99_ms direct_p99_ms rates0 t0
 				. "$WORK/echo.sh"
-				read -r agg jain <<<"$(awk -v r="$rates0" -v skip="$rates0_0" -v rate="$rate" 'BEGIN {
+				# The echo and the direct probe are the first two.
+				read -r agg jain <<<"$(awk -v r="$rates0" -v rate="$rate" 'BEGIN {
 					n = split(r, a, " "); t = 0; q = 0
-					for (i = 2; i <= n; i++) { t += a[i]; q += a[i] * a[i] }
-					printf "%+.2f%% %.4f\n", (t - rate) * 100 / rate, q ? t * t / ((n - 1) * q) : 0 }')"
-				echo "| $rate | $n | $dirn | ${echo_p50_ms:--} | ${echo_p99_ms:--} | $(awk -v a="${echo_p99_ms:-0}" -v b="$direct_p99" 'BEGIN { printf "%+.2f", a - b }') | $agg | $jain |" >>"$REPORT"
-				say "  $rate B/s, $n $dirn: echo p50 ${echo_p50_ms:--} p99 ${echo_p99_ms:--} ms, aggregate $agg, Jain $jain"
+					for (i = 3; i <= n; i++) { t += a[i]; q += a[i] * a[i] }
+					printf "%+.2f%% %.4f\n", (t - rate) * 100 / rate, q ? t * t / ((n - 2) * q) : 0 }')"
+				# Uploads are counted where they arrive: what a client
+				# has sent includes what waits in the relay's socket.
+				[ "$dirn" = up ] && read -r agg jain <<<"$(sink_rates "$t0" "$ECHO_WIN" "$rate")"
+				diff=$(awk -v a="${echo_p99_ms:-0}" -v b="${direct_p99_ms:-0}" 'BEGIN { printf "%+.2f", a - b }')
+				aims=$(awk -v d="$diff" -v g="$agg" -v j="$jain" -v r="$rate" 'BEGIN {
+					sub("%", "", g); g += 0; m = ""
+					if (d > (r <= 4096 ? 10 : 5)) m = m " p99"
+					if (g > 1 || g < -1) m = m " aggregate"
+					if (j < 0.99) m = m " Jain"
+					print m == "" ? "met" : "missed:" m }')
+				echo "| $rate | $n | $dirn | ${echo_p50_ms:--} | ${echo_p99_ms:--} | ${direct_p99_ms:--} | $diff | $agg | $jain | $(load1) | $aims |" >>"$REPORT"
+				say "  $rate B/s, $n $dirn: echo p50 ${echo_p50_ms:--} p99 ${echo_p99_ms:--} ms (direct ${direct_p99_ms:--}), aggregate $agg, Jain $jain, load $(load1): $aims"
 			done
 		done
 	done
+	echo >>"$REPORT"
+fi
+
+if want turn; then
+	say "== turn: a connection turning bulk beside 16 downloads"
+	{
+		echo "## A connection that turns bulk"
+		echo
+		echo "One limit, 16 downloads as fast as allowed and one more reading a tenth of its share" \
+		    "(rate / 17 / 10, a 4 KiB receive buffer: under a quarter, so its relay has sparse credit) until 4 s, then as fast" \
+		    "as it can.  Its rate against the 16 others' mean in the second after the turn and over" \
+		    "[5, 12] s.  Aim: a connection that turns bulk loses its priority within 1 s (it does not" \
+		    "outrun the others: at most 1.05 of their mean over [5, 12] s)."
+		echo
+		echo "| rate B/s | [4, 5] s vs mean | [5, 12] s vs mean | aggregate [5, 12] s | Jain [5, 12] s, all 17 | load | aim |"
+		echo "|---|---|---|---|---|---|---|"
+	} >>"$REPORT"
+	for rate in $ECHO_RATES; do
+		pb=$(free_port)
+		daemon "turn-$rate" -b "$rate" -m 200 "$pb:127.0.0.1:$O_SEND" >/dev/null
+		wait_listen "$pb"
+		conns="127.0.0.1:$pb/$(awk -v r="$rate" 'BEGIN { printf "%d", r / 170 < 1 ? 1 : r / 170 }'):4096~4"
+		for _ in $(seq 16); do conns="$conns 127.0.0.1:$pb"; done
+		$CONTEND --duration 12 --window 5 12 --window 4 5 $conns >"$WORK/turn.sh"
+		kill "$(cat "$WORK/turn-$rate.pid")" 2>/dev/null
+		rm -f "$WORK/turn-$rate.pid"
+		unset rates0 rates1
+		. "$WORK/turn.sh"
+		read -r late first agg jain <<<"$(awk -v r="$rates0" -v f="$rates1" -v rate="$rate" 'BEGIN {
+			n = split(r, a, " "); split(f, b, " "); t = 0; q = 0; tb = 0
+			for (i = 2; i <= n; i++) { t += a[i]; tb += b[i] }
+			for (i = 1; i <= n; i++) q += a[i] * a[i]
+			m = t / (n - 1); mb = tb / (n - 1)
+			printf "%.3f %.3f %+.2f%% %.4f\n", m ? a[1] / m : 0, mb ? b[1] / mb : 0,
+			    (t + a[1] - rate) * 100 / rate, q ? (t + a[1]) ^ 2 / (n * q) : 0 }')"
+		aim=$(awk -v l="$late" 'BEGIN { print l <= 1.05 ? "met" : "missed" }')
+		echo "| $rate | $first | $late | $agg | $jain | $(load1) | $aim |" >>"$REPORT"
+		say "  $rate B/s: turned connection $first of the mean in [4, 5] s, $late over [5, 12] s, aggregate $agg: $aim"
+	done
+	echo >>"$REPORT"
+fi
+
+if want ttfb; then
 	# Time to first byte of a short request (16 bytes out, 1 KiB back)
 	# on an idle limit and beside 64 downloads saturating it.
-	echo >>"$REPORT"
-	echo "Short request (16 bytes out, 1 KiB back), connect to last byte, at $TTFB_RATE B/s:" >>"$REPORT"
-	echo >>"$REPORT"
-	echo "| limit | requests | p50 ms | max ms |" >>"$REPORT"
-	echo "|---|---|---|---|" >>"$REPORT"
+	say "== ttfb: a short request, idle and beside 64 downloads"
+	{
+		echo "## A new short request beside downloads"
+		echo
+		echo "Short request (16 bytes out, 1 KiB back) at $TTFB_RATE B/s, 20 of them 0.2 s apart, each a new" \
+		    "connection (a new relay): connect to the answer's first and last byte." \
+		    "Aim: beside 64 downloads within 5 ms of the idle limit."
+		echo
+		echo "| limit | requests | first byte p50 ms | first byte max ms | last byte p50 ms | last byte max ms | load |"
+		echo "|---|---|---|---|---|---|---|"
+	} >>"$REPORT"
 	for busy in 0 64; do
 		pb=$(free_port); pr=$(free_port)
 		daemon "req-$busy" -b "$TTFB_RATE" -m 200 "$pb:127.0.0.1:$O_SEND" "$pr:127.0.0.1:$O_REPLY" >/dev/null
@@ -206,10 +306,10 @@ if want interactive; then
 		$CONTEND --duration 7 --window 2 7 $conns >"$WORK/req.sh"
 		kill "$(cat "$WORK/req-$busy.pid")" 2>/dev/null
 		rm -f "$WORK/req-$busy.pid"
-		unset req_n req_p50_ms req_max_ms
+		unset req_n req_p50_ms req_max_ms req_first_p50_ms req_first_max_ms
 		. "$WORK/req.sh"
-		echo "| $([ "$busy" = 0 ] && echo idle || echo "64 downloads") | ${req_n:-0} | ${req_p50_ms:--} | ${req_max_ms:--} |" >>"$REPORT"
-		say "  request beside $busy downloads: p50 ${req_p50_ms:--} ms, max ${req_max_ms:--} ms"
+		echo "| $([ "$busy" = 0 ] && echo idle || echo "64 downloads") | ${req_n:-0} | ${req_first_p50_ms:--} | ${req_first_max_ms:--} | ${req_p50_ms:--} | ${req_max_ms:--} | $(load1) |" >>"$REPORT"
+		say "  request beside $busy downloads: first byte p50 ${req_first_p50_ms:--} ms, last byte p50 ${req_p50_ms:--} ms, max ${req_max_ms:--} ms"
 	done
 	echo >>"$REPORT"
 fi

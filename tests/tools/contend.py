@@ -5,11 +5,12 @@ contention (a slow reader beside fast ones, chained instances).
 
   contend.py [--duration S] [--window A B]... [--shell] CONN...
 
-CONN is HOST:PORT[@START][/RATE[:RCVBUF]][=MODE]: connect START seconds
-after t0 (the program's start; default 0) and receive as fast as possible,
-or, with /RATE, at most RATE bytes/s (a slow client: it reads RATE/20 bytes
-every 50 ms and leaves the rest in its socket buffer, of SO_RCVBUF RCVBUF
-if given).  MODE up: send as fast as the relay takes instead (rates are of
+CONN is HOST:PORT[@START][/RATE[:RCVBUF]][~TURN][=MODE]: connect START
+seconds after t0 (the program's start; default 0) and receive as fast as
+possible, or, with /RATE, at most RATE bytes/s (a slow client: it reads
+RATE/20 bytes every 50 ms and leaves the rest in its socket buffer, of
+SO_RCVBUF RCVBUF if given), until TURN seconds after t0 if given, then as
+fast as possible (a connection that turns bulk).  MODE up: send as fast as the relay takes instead (rates are of
 bytes sent); MODE req: send 16 bytes and time from connecting to the end
 of the answer (origins.py's reply port sends 1 KiB); MODE echo: send one byte every --echo-interval seconds (0.1)
 when none is in flight and time its echo; MODE direct: the same, counted
@@ -18,6 +19,7 @@ the same process and run).  Runs --duration seconds from
 t0.
 
 Prints one JSON line (with --shell, NAME=VALUE lines without the series):
+  t0        t0 in CLOCK_MONOTONIC seconds (origins.py's sink marks use it)
   recv      bytes received per connection in total
   rates     per window, bytes/s per connection over [A, B] seconds after
             t0 (rates0 for the first --window, rates1 for the second...)
@@ -35,9 +37,12 @@ UPLOAD = os.urandom(65536)
 
 
 def parse_conn(word):
-    rate, rcvbuf, mode = None, None, "down"
+    rate, rcvbuf, mode, turn = None, None, "down", None
     if "=" in word:
         word, mode = word.rsplit("=", 1)
+    if "~" in word:
+        word, turn = word.rsplit("~", 1)
+        turn = float(turn)
     if "/" in word:
         word, rate = word.rsplit("/", 1)
         if ":" in rate:
@@ -50,7 +55,8 @@ def parse_conn(word):
         start = float(start)
     host, port = word.rsplit(":", 1)
     return {"host": host.strip("[]"), "port": int(port), "start": start,
-            "rate": rate, "rcvbuf": rcvbuf, "mode": mode, "rtts": [],
+            "rate": rate, "rcvbuf": rcvbuf, "mode": mode, "turn": turn,
+            "rtts": [],
             "probe": None, "next_probe": 0.0, "sock": None, "got": 0, "marks": [], "done": False}
 
 
@@ -116,6 +122,8 @@ def main():
                     c["registered"] = True
                 continue
             want = 262144
+            if c["turn"] is not None and now - t0 >= c["turn"]:
+                c["rate"] = None
             if c["rate"] is not None:
                 # Read in 50 ms steps up to what the rate allows so far.
                 allowed = int(c["rate"] * (now - c["t_open"])) - c["got"]
@@ -183,7 +191,7 @@ def main():
                 break
         return best
 
-    out = {"recv": [c["got"] for c in conns]}
+    out = {"recv": [c["got"] for c in conns], "t0": round(t0, 6)}
     reqs = sorted(c["req_s"] for c in conns if c.get("req_s") is not None
                   and c["got"] >= 1024)
     if reqs:
