@@ -54,7 +54,8 @@ OUT ?= .
 OBJ = $(if $(filter .,$(OUT)),build/obj,$(OUT)/obj)
 BIN = $(OUT)/bin
 
-COMMON = bucket parse statedir store store-file store-rec store-limit store-conn store-caps \
+COMMON = bucket parse statedir store store-file store-rec store-config \
+	store-limit store-conn store-caps \
 	store-draw store-global log refiller
 COMMON_OBJ = $(patsubst %,$(OBJ)/common/%.o,$(COMMON))
 PROGRAMS = $(BIN)/shaperd $(BIN)/iprelay-limit $(BIN)/iprelay-conn $(BIN)/iprelay
@@ -95,6 +96,7 @@ $(BIN)/shaperd: $(OBJ)/shaperd/shaperd.o $(OBJ)/shaperd/metrics.o \
 
 $(BIN)/iprelay-limit: $(OBJ)/shaperd/iprelay-limit.o \
     $(OBJ)/shaperd/limit-global.o $(OBJ)/shaperd/limit-caps.o \
+    $(OBJ)/shaperd/limit-export.o \
     $(OBJ)/common/redis.o $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_STORE) $(LDLIBS_REDIS)

@@ -639,6 +639,10 @@ refiller_tick(struct refiller *refiller, unsigned *reaped)
 
 	*reaped = 0;
 	refiller->tick_ns = now_ns;
+	/* The live store made again by another process (it found it
+	 * damaged): refill the new one, not the old file nobody else uses. */
+	if ((rc = store_follow_live(refiller->store)))
+		return rc;
 	/* A reader killed inside its transaction pins the pages of its
 	 * snapshot: every draw until its slot is cleared takes fresh pages,
 	 * and at tens of thousands of draws a second that fills the map in

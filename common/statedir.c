@@ -74,7 +74,8 @@ user_name(uid_t uid, char *buf, size_t size)
 /* mkdir -p: the parents 0755, the dir itself 0700 until it is checked and
  * given its mode (and owner) through its own fd. */
 static int
-make_dir(const char *path, char *why, size_t why_size)
+make_dir(const char *path, const struct statedir *like, char *why,
+    size_t why_size)
 {
 	const struct passwd *user;
 	char parent[4096];
@@ -111,7 +112,15 @@ make_dir(const char *path, char *why, size_t why_size)
 	 * user's, as tmpfiles.d/iprelay.conf and StateDirectory= make it, so
 	 * that what root writes there next is the service's too. */
 	rc = 0;
-	if (geteuid() == 0 && strcmp(path, STATEDIR_SYSTEM) == 0 &&
+	if (geteuid() == 0 && like && like->uid != 0) {
+		/* root making the runtime dir beside a state dir of another
+		 * owner: that owner's, so that root then drops to one owner
+		 * for both (statedir_enter_pair). */
+		mode = 02770;
+		if (fchown(fd, like->uid, like->gid) < 0)
+			rc = failed(errno, why, why_size, "chown", path);
+	} else if (geteuid() == 0 && like == NULL &&
+	    strcmp(path, STATEDIR_SYSTEM) == 0 &&
 	    (user = service_user()) && user->pw_uid != 0) {
 		mode = 02770;
 		if (fchown(fd, user->pw_uid, user->pw_gid) < 0)
@@ -138,9 +147,11 @@ drop_to(const struct statedir *dir, char *why, size_t why_size)
 	return 0;
 }
 
-int
-statedir_enter(struct statedir *dir, const char *path, int create,
-    char *why, size_t why_size)
+/* The checks of statedir_enter, without the drop: LIKE (or NULL) is the
+ * dir whose owner a dir made here gets. */
+static int
+enter_checked(struct statedir *dir, const char *path, int create,
+    const struct statedir *like, char *why, size_t why_size)
 {
 	const struct passwd *user;
 	struct stat dir_stat;
@@ -155,7 +166,7 @@ statedir_enter(struct statedir *dir, const char *path, int create,
 		return failed(ENAMETOOLONG, why, why_size, "use", path);
 	dir->fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (dir->fd < 0 && errno == ENOENT && create) {
-		if ((rc = make_dir(path, why, why_size)))
+		if ((rc = make_dir(path, like, why, why_size)))
 			return rc;
 		dir->fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	}
@@ -206,12 +217,64 @@ statedir_enter(struct statedir *dir, const char *path, int create,
 		    path, group_text);
 		goto close;
 	}
-	if (me == 0 && dir->uid != 0 && (rc = drop_to(dir, why, why_size)))
-		goto close;
 	return 0;
 close:
 	close(dir->fd);
 	dir->fd = -1;
+	return rc;
+}
+
+int
+statedir_enter(struct statedir *dir, const char *path, int create,
+    char *why, size_t why_size)
+{
+	int rc;
+
+	if ((rc = enter_checked(dir, path, create, NULL, why, why_size)))
+		return rc;
+	if (geteuid() == 0 && dir->uid != 0 &&
+	    (rc = drop_to(dir, why, why_size))) {
+		statedir_close(dir);
+		return rc;
+	}
+	return 0;
+}
+
+int
+statedir_enter_pair(struct statedir *dir, const char *path,
+    struct statedir *run, const char *run_path, int create, char *why,
+    size_t why_size)
+{
+	int rc;
+
+	run->fd = -1;
+	if ((rc = enter_checked(dir, path, create, NULL, why, why_size)))
+		return rc;
+	if (strcmp(path, run_path) == 0) {
+		*run = *dir;
+		if ((run->fd = fcntl(dir->fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+			rc = failed(errno, why, why_size, "use", path);
+			goto close;
+		}
+	} else if ((rc = enter_checked(run, run_path, create, dir, why,
+	    why_size)))
+		goto close;
+	/* root drops to one owner for both: a runtime dir of another owner
+	 * than the state dir's would be written by root for that owner. */
+	if (geteuid() == 0 && run->uid != dir->uid) {
+		rc = refuse(why, why_size, "refused: the runtime dir %s "
+		    "belongs to uid %lu, the state dir %s to uid %lu: give "
+		    "both one owner (chown)", run_path,
+		    (unsigned long)run->uid, path, (unsigned long)dir->uid);
+		goto close;
+	}
+	if (geteuid() == 0 && dir->uid != 0 &&
+	    (rc = drop_to(dir, why, why_size)))
+		goto close;
+	return 0;
+close:
+	statedir_close(run);
+	statedir_close(dir);
 	return rc;
 }
 

@@ -50,6 +50,15 @@ int
 statedir_enter(struct statedir *dir, const char *path, int create,
     char *why, size_t why_size);
 
+/* The same for the state dir PATH and the runtime dir RUN_PATH (the
+ * volatile live store's; the same path for both is one dir held twice):
+ * both checked before root drops, to the one owner both must have; a
+ * runtime dir root makes gets the state dir's owner and group. */
+int
+statedir_enter_pair(struct statedir *dir, const char *path,
+    struct statedir *run, const char *run_path, int create, char *why,
+    size_t why_size);
+
 void
 statedir_close(struct statedir *dir);
 

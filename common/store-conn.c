@@ -95,16 +95,8 @@ store_conn_register(struct store *store, struct conn_info *info)
 	    &levels);
 }
 
-int
-store_conn_register_shaped(struct store *store, struct conn_info *info,
-    int shaped[2], uint64_t quantum_B[2], size_t *levels)
-{
-	return store_conn_register_capped(store, info, shaped, quantum_B,
-	    levels, NULL);
-}
-
-int
-store_conn_register_capped(struct store *store, struct conn_info *info,
+static int
+register_capped_once(struct store *store, struct conn_info *info,
     int shaped[2], uint64_t quantum_B[2], size_t *levels,
     struct cap_refusal *refusal)
 {
@@ -179,6 +171,31 @@ abort:
 	mdb_txn_abort(txn);
 out:
 	return rc;
+}
+
+/* A live store found damaged is made again (store_recover) and the
+ * registration tried once more. */
+int
+store_conn_register_capped(struct store *store, struct conn_info *info,
+    int shaped[2], uint64_t quantum_B[2], size_t *levels,
+    struct cap_refusal *refusal)
+{
+	int rc;
+
+	rc = register_capped_once(store, info, shaped, quantum_B, levels,
+	    refusal);
+	if (rc && store_recover(store, rc) == 0)
+		rc = register_capped_once(store, info, shaped, quantum_B,
+		    levels, refusal);
+	return rc;
+}
+
+int
+store_conn_register_shaped(struct store *store, struct conn_info *info,
+    int shaped[2], uint64_t quantum_B[2], size_t *levels)
+{
+	return store_conn_register_capped(store, info, shaped, quantum_B,
+	    levels, NULL);
 }
 
 /* Remove conn's record and take it off its chain's relay counts, inside

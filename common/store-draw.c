@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <lmdb.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store.h"
@@ -141,8 +142,8 @@ store_reserve(struct store *store, uint32_t id, const char *limit, int dir,
 	return store_reserve_lane(store, id, limit, dir, want_B, 0, grant);
 }
 
-int
-store_reserve_lane(struct store *store, uint32_t id, const char *limit,
+static int
+store_reserve_lane_once(struct store *store, uint32_t id, const char *limit,
     int dir, uint64_t want_B, int sparse, struct grant *grant)
 {
 	MDB_txn *txn = NULL;
@@ -224,7 +225,21 @@ out:
 }
 
 int
-store_account(struct store *store, uint32_t id, const char *limit,
+store_reserve_lane(struct store *store, uint32_t id, const char *limit,
+    int dir, uint64_t want_B, int sparse, struct grant *grant)
+{
+	int rc;
+
+	rc = store_reserve_lane_once(store, id, limit, dir, want_B,
+	    sparse, grant);
+	if (rc && store_recover(store, rc) == 0)
+		rc = store_reserve_lane_once(store, id, limit, dir, want_B,
+	    sparse, grant);
+	return rc;
+}
+
+static int
+store_account_once(struct store *store, uint32_t id, const char *limit,
     const uint64_t moved_B[2], int shaped[2], uint64_t quantum_B[2])
 {
 	MDB_txn *txn = NULL;
@@ -257,7 +272,21 @@ out:
 }
 
 int
-store_tick(struct store *store, bucket_tick_fn bucket_tick,
+store_account(struct store *store, uint32_t id, const char *limit,
+    const uint64_t moved_B[2], int shaped[2], uint64_t quantum_B[2])
+{
+	int rc;
+
+	rc = store_account_once(store, id, limit, moved_B,
+	    shaped, quantum_B);
+	if (rc && store_recover(store, rc) == 0)
+		rc = store_account_once(store, id, limit, moved_B,
+	    shaped, quantum_B);
+	return rc;
+}
+
+static int
+store_tick_once(struct store *store, bucket_tick_fn bucket_tick,
     conn_tick_fn conn_tick, void *ctx)
 {
 	MDB_txn *txn = NULL;
@@ -337,34 +366,100 @@ abort:
 }
 
 int
+store_tick(struct store *store, bucket_tick_fn bucket_tick,
+    conn_tick_fn conn_tick, void *ctx)
+{
+	int rc;
+
+	rc = store_tick_once(store, bucket_tick, conn_tick,
+	    ctx);
+	if (rc && store_recover(store, rc) == 0)
+		rc = store_tick_once(store, bucket_tick, conn_tick,
+	    ctx);
+	return rc;
+}
+
+/* Seconds two readings of the boot instant (CLOCK_REALTIME less
+ * CLOCK_BOOTTIME) of one boot may differ by: the clock slewed or stepped
+ * by NTP a little since.  A boot that lasted less than this is taken for
+ * the same boot when no boot id can be read (then /run, tmpfs, is gone
+ * anyway after a reboot for the system's live store). */
+#define BOOT_AT_SLACK_S	120
+
+/* The kernel's boot id, "" when it cannot be read: systemd's ProcSubset=pid
+ * hides /proc/sys (shaperd.service). */
+static void
+read_boot_id(char *boot_id, size_t size)
+{
+	ssize_t len;
+	int fd;
+
+	boot_id[0] = '\0';
+	fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	len = read(fd, boot_id, size - 1);
+	close(fd);
+	if (len < 0)
+		len = 0;
+	boot_id[len] = '\0';
+	boot_id[strcspn(boot_id, "\n")] = '\0';
+}
+
+/* The instant this boot began, whole seconds of the realtime clock: what
+ * tells boots apart where no boot id can be read. */
+static int64_t
+boot_at_s(void)
+{
+	struct timespec real, boot;
+
+	clock_gettime(CLOCK_REALTIME, &real);
+	clock_gettime(CLOCK_BOOTTIME, &boot);
+	return (int64_t)real.tv_sec - (int64_t)boot.tv_sec;
+}
+
+/* Whether the store's records were written in this boot: by the boot ids
+ * when both are known, else by the boot instants.  Neither known (a store
+ * of a version that stored an empty id): not this boot. */
+static int
+same_boot(struct store *store, MDB_txn *txn, const char *boot_id,
+    int64_t at_s)
+{
+	char stored[64];
+	int64_t stored_at;
+	size_t got = 0;
+
+	if (boot_id[0] && meta_get_txn(store, txn, "boot_id", stored,
+	    sizeof(stored), &got) == 0 && got > 0)
+		return got == strlen(boot_id) &&
+		    memcmp(stored, boot_id, got) == 0;
+	if (meta_get_txn(store, txn, "boot_at", &stored_at, sizeof(stored_at),
+	    &got) || got != sizeof(stored_at))
+		return 0;
+	return stored_at - at_s <= BOOT_AT_SLACK_S &&
+	    at_s - stored_at <= BOOT_AT_SLACK_S;
+}
+
+int
 store_boot_reset(struct store *store, int *was_reset)
 {
 	MDB_txn *txn = NULL;
 	MDB_cursor *cursor = NULL;
-	MDB_val key = { 7, "boot_id" }, value;
+	MDB_val key, value;
 	struct bucket_rec bucket;
-	char boot_id[64] = "", stored[64];
+	char boot_id[64];
+	int64_t at_s;
 	uint64_t now_ns;
-	size_t got = 0;
-	ssize_t len;
-	int fd, rc, dir;
+	int rc, dir;
 
 	*was_reset = 0;
-	fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		len = read(fd, boot_id, sizeof(boot_id) - 1);
-		close(fd);
-		if (len > 0)
-			boot_id[len] = '\0';
-	}
+	read_boot_id(boot_id, sizeof(boot_id));
+	at_s = boot_at_s();
 	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)))
 		return rc;
 	/* The clock under the write lock (see store_reserve). */
 	now_ns = monotonic_ns();
-	rc = meta_get_txn(store, txn, "boot_id", stored, sizeof(stored), &got);
-	if (rc && rc != MDB_NOTFOUND)
-		goto abort;
-	if (rc == 0 && got == strlen(boot_id) && memcmp(stored, boot_id, got) == 0) {
+	if (same_boot(store, txn, boot_id, at_s)) {
 		mdb_txn_abort(txn);
 		return 0;
 	}
@@ -395,10 +490,24 @@ store_boot_reset(struct store *store, int *was_reset)
 		goto abort;
 	mdb_cursor_close(cursor);
 	cursor = NULL;
-	key.mv_size = 7;
-	key.mv_data = "boot_id";
-	value.mv_size = strlen(boot_id);
-	value.mv_data = boot_id;
+	/* Never an empty id: one that cannot be read is not stored (an
+	 * empty one would match every later boot that cannot read it
+	 * either); the instant always is. */
+	key = name_key("boot_id");
+	if (boot_id[0]) {
+		value.mv_size = strlen(boot_id);
+		value.mv_data = boot_id;
+		rc = mdb_put(txn, store->meta, &key, &value, 0);
+	} else {
+		rc = mdb_del(txn, store->meta, &key, NULL);
+		if (rc == MDB_NOTFOUND)
+			rc = 0;
+	}
+	if (rc)
+		goto abort;
+	key = name_key("boot_at");
+	value.mv_size = sizeof(at_s);
+	value.mv_data = &at_s;
 	if ((rc = mdb_put(txn, store->meta, &key, &value, 0)))
 		goto abort;
 	*was_reset = 1;

@@ -154,6 +154,62 @@ chain_global_settle(struct chain *chain, uint64_t now_ns)
 		global_settle(&chain->recs[level], now_ns);
 }
 
+/* Rates and burst set on another host, cached in the configuration too
+ * (synced): the live copy is made from it again after a crash, and the
+ * next copy of the configuration would undo a change made in the live
+ * store alone.  Rare: only when Redis's version changes. */
+static int
+lease_cache_config(struct store *store, const struct global_lease *leases,
+    size_t nleases)
+{
+	MDB_txn *txn = NULL;
+	const struct global_lease *lease;
+	struct limit_rec limit;
+	MDB_val key, value;
+	size_t index, changed = 0;
+	int rc, dir, this_changed;
+
+	if ((rc = mdb_txn_begin(store->cfg_env, NULL, 0, &txn)))
+		return rc;
+	for (index = 0; index < nleases; index++) {
+		lease = &leases[index];
+		if (!limit_name_valid(lease->name) ||
+		    get_limit_in(txn, store->cfg_limits, lease->name, &limit) ||
+		    !limit.cfg.global)
+			continue;
+		this_changed = 0;
+		for (dir = 0; dir < 2; dir++)
+			if (lease->rate_Bps[dir] <= RATE_MAX &&
+			    lease->rate_Bps[dir] != limit.cfg.rate_Bps[dir]) {
+				limit.cfg.rate_Bps[dir] = lease->rate_Bps[dir];
+				this_changed = 1;
+			}
+		if (lease->burst_B <= BURST_MAX &&
+		    lease->burst_B != limit.cfg.burst_B) {
+			limit.cfg.burst_B = lease->burst_B;
+			this_changed = 1;
+		}
+		if (!this_changed)
+			continue;
+		key = name_key(lease->name);
+		value.mv_size = limit_rec_size(&limit);
+		value.mv_data = &limit;
+		if ((rc = mdb_put(txn, store->cfg_limits, &key, &value, 0)))
+			goto abort;
+		changed++;
+	}
+	if (changed == 0) {
+		mdb_txn_abort(txn);
+		return 0;
+	}
+	if ((rc = config_gen_bump(store, txn)) || (rc = mdb_txn_commit(txn)))
+		return rc;
+	return config_sync(store, 0, NULL);
+abort:
+	mdb_txn_abort(txn);
+	return rc;
+}
+
 int
 store_global_lease(struct store *store, const struct global_lease *leases,
     size_t nleases)
@@ -165,7 +221,7 @@ store_global_lease(struct store *store, const struct global_lease *leases,
 	MDB_val key, value;
 	uint64_t now_ns;
 	size_t index;
-	int rc, dir, cfg_changed;
+	int rc, dir, cfg_changed, any_changed = 0;
 
 	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)))
 		return rc;
@@ -207,6 +263,7 @@ store_global_lease(struct store *store, const struct global_lease *leases,
 			    0)))
 				goto abort;
 			global_copy_cfg(&bucket.gcopy, &limit.cfg);
+			any_changed = 1;
 		}
 		for (dir = 0; dir < 2; dir++)
 			bucket.global.share_Bps[dir] =
@@ -221,7 +278,9 @@ store_global_lease(struct store *store, const struct global_lease *leases,
 		if ((rc = put_bucket(store, txn, lease->name, &bucket)))
 			goto abort;
 	}
-	return txn_commit(store, txn);
+	if ((rc = txn_commit(store, txn)))
+		return rc;
+	return any_changed ? lease_cache_config(store, leases, nleases) : 0;
 abort:
 	mdb_txn_abort(txn);
 	return rc;

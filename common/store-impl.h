@@ -27,11 +27,25 @@
 struct chain;
 
 struct store {
-	MDB_env *env;
-	MDB_dbi limits, buckets, conns, meta;
+	MDB_env *env;		/* the live store: NOSYNC, may be thrown away */
+	MDB_dbi limits, buckets, conns, meta;	/* limits: a copy */
+	MDB_env *cfg_env;	/* the configuration: synced on every commit */
+	MDB_dbi cfg_limits, cfg_meta;
 	struct chain *chain;	/* scratch for one transaction at a time */
-	struct statedir dir;	/* checked and held (statedir.h) */
-	struct statedir_lmdb files;	/* our fds of LMDB's files */
+	struct statedir dir;	/* the state dir, checked and held */
+	struct statedir run;	/* the runtime dir (the live store's) */
+	struct statedir_lmdb files;	/* our fds of the live files */
+	struct statedir_lmdb cfg_files;	/* ... and the configuration's */
+	uint64_t recovered_ns;	/* the live store last made again */
+};
+
+/* The configuration's generation, in both stores' meta ("generation" in
+ * the configuration, "config" in the live store: which configuration it
+ * was copied from): a random id made with the configuration, and a count
+ * of its commits.  The live copy is current when the two are equal. */
+struct config_gen {
+	uint64_t id[2];
+	uint64_t count;
 };
 
 struct limit_rec {
@@ -159,6 +173,10 @@ int
 get_limit(struct store *store, MDB_txn *txn, const char *name,
     struct limit_rec *rec);
 
+int
+get_limit_in(MDB_txn *txn, MDB_dbi dbi, const char *name,
+    struct limit_rec *rec);
+
 MDB_val
 conn_key(uint32_t id, unsigned char buf[4]);
 
@@ -194,7 +212,51 @@ meta_get_txn(struct store *store, MDB_txn *txn, const char *key_name,
 int
 check_file(const char *path);
 
+/* store-config.c: the configuration store and the live copy of it. */
+int
+config_open(struct store *store, int create, int *created);
+
+/* Copy the configuration into the live store when its copy is not of the
+ * configuration's generation (FORCE: whatever it says), in one live write
+ * transaction; *copied (may be NULL) says whether anything was done. */
+int
+config_sync(struct store *store, int force, int *copied);
+
+/* A live store of an older layout holding limits and no configuration's
+ * generation: its limits become the new configuration's (once). */
+int
+config_adopt_live(struct store *store, MDB_env *env, MDB_dbi limits);
+
+int
+config_gen_bump(struct store *store, MDB_txn *txn);
+
+int
+config_gen_read(MDB_txn *txn, MDB_dbi meta, const char *key,
+    struct config_gen *gen);
+
+/* Apply one limit's configuration (a record as stored) to its live copy
+ * and bucket; *reparented says whether its parent changed. */
+int
+limit_apply(struct store *store, MDB_txn *txn, const char *name,
+    const MDB_val *record, uint64_t now_ns, int *reparented);
+
+/* store.c */
+int
+env_open(struct statedir *dir, const char *name, int create,
+    unsigned env_flags, size_t map_B, MDB_env **env,
+    struct statedir_lmdb *files, int *created);
+
+int
+open_dbs(MDB_env *env, const char *tag, int create, MDB_dbi *meta,
+    const char *const *names, MDB_dbi *dbis);
+
+void
+store_failed_at(const struct statedir *dir, const char *name);
+
 /* store-limit.c */
+int
+limit_cfg_check(const struct limit_cfg *cfg);
+
 void
 fill_info(struct limit_info *info, const char *name,
     const struct limit_rec *limit, const struct bucket_rec *bucket);

@@ -12,7 +12,7 @@
 #include "store-impl.h"
 
 static int
-would_cycle(struct store *store, MDB_txn *txn, const char *name,
+would_cycle(MDB_txn *txn, MDB_dbi limits, const char *name,
     const char *parent)
 {
 	struct limit_rec rec;
@@ -26,7 +26,7 @@ would_cycle(struct store *store, MDB_txn *txn, const char *name,
 			return STORE_ECYCLE;
 		if (depth >= CHAIN_MAX)
 			return STORE_ECYCLE;	/* deeper than we follow */
-		rc = get_limit(store, txn, cursor, &rec);
+		rc = get_limit_in(txn, limits, cursor, &rec);
 		if (rc == STORE_ENOLIMIT)
 			return depth == 1 ? STORE_ENOPARENT : 0;
 		if (rc)
@@ -43,6 +43,8 @@ store_limit_put(struct store *store, const char *name,
 	return store_limit_update(store, name, cfg, LIMIT_FIELD_ALL, NULL);
 }
 
+/* The configuration changes first, in one synced commit; then its live
+ * copy (config_sync), in the live store's own transaction. */
 int
 store_limit_update(struct store *store, const char *name,
     const struct limit_cfg *given, unsigned fields, struct limit_cfg *result)
@@ -58,11 +60,9 @@ store_limit_write(struct store *store, const char *name,
 	MDB_txn *txn = NULL;
 	struct limit_rec limit = { .magic = LIMIT_MAGIC };
 	struct limit_rec old;
-	struct bucket_rec bucket;
 	const struct limit_cfg *cfg = &limit.cfg;
 	MDB_val key, value;
-	uint64_t now_ns, debt_max_B;
-	int rc, dir, reparent = 1;
+	int rc;
 
 	if (!limit_name_valid(name) ||
 	    ((fields & LIMIT_FIELD_PARENT) && given->parent[0] &&
@@ -81,11 +81,9 @@ store_limit_write(struct store *store, const char *name,
 		return EINVAL;
 	if (fs_nearly_full(store))
 		return ENOSPC;
-	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)))
+	if ((rc = mdb_txn_begin(store->cfg_env, NULL, 0, &txn)))
 		return rc;
-	/* The clock under the write lock (see store_reserve). */
-	now_ns = monotonic_ns();
-	rc = get_limit(store, txn, name, &old);
+	rc = get_limit_in(txn, store->cfg_limits, name, &old);
 	if (rc == 0) {
 		limit.cfg = old.cfg;
 	} else if (rc != STORE_ENOLIMIT || (how & STORE_LIMIT_NO_CREATE)) {
@@ -123,30 +121,62 @@ store_limit_write(struct store *store, const char *name,
 		limit.cfg.max_conns_per_source = given->max_conns_per_source;
 	if (result)
 		*result = limit.cfg;
-	if (rc == 0)
-		reparent = strcmp(old.cfg.parent, cfg->parent) != 0;
+	if ((rc = limit_cfg_check(cfg)))
+		goto abort;
+	if (cfg->parent[0] && (rc = would_cycle(txn, store->cfg_limits, name,
+	    cfg->parent)))
+		goto abort;
+	key = name_key(name);
+	value.mv_size = limit_rec_size(&limit);
+	value.mv_data = &limit;
+	if ((rc = mdb_put(txn, store->cfg_limits, &key, &value, 0)) ||
+	    (rc = config_gen_bump(store, txn)))
+		goto abort;
+	if ((rc = mdb_txn_commit(txn)))
+		return rc;
+	return config_sync(store, 0, NULL);
+abort:
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+int
+limit_cfg_check(const struct limit_cfg *cfg)
+{
+	int dir;
+
 	/* Checked on the limit as merged: a rate raised past a ceiling set
 	 * earlier is refused as surely as a ceiling set below the rate. */
 	for (dir = 0; dir < 2; dir++) {
 		if (cfg->ceil_Bps[dir] == CEIL_NONE)
 			continue;
-		if (cfg->global) {
-			rc = STORE_ECEILGLOBAL;
-			goto abort;
-		}
+		if (cfg->global)
+			return STORE_ECEILGLOBAL;
 		if (cfg->ceil_Bps[dir] != CEIL_UNLIMITED &&
 		    (cfg->rate_Bps[dir] == 0 ||
-		    cfg->ceil_Bps[dir] < cfg->rate_Bps[dir])) {
-			rc = STORE_ECEILLOW;
-			goto abort;
-		}
-		if (!cfg->parent[0]) {
-			rc = STORE_ECEILTOP;
-			goto abort;
-		}
+		    cfg->ceil_Bps[dir] < cfg->rate_Bps[dir]))
+			return STORE_ECEILLOW;
+		if (!cfg->parent[0])
+			return STORE_ECEILTOP;
 	}
-	if (cfg->parent[0] && (rc = would_cycle(store, txn, name, cfg->parent)))
-		goto abort;
+	return 0;
+}
+
+int
+limit_apply(struct store *store, MDB_txn *txn, const char *name,
+    const MDB_val *record, uint64_t now_ns, int *reparented)
+{
+	struct limit_rec limit, old;
+	struct bucket_rec bucket;
+	const struct limit_cfg *cfg = &limit.cfg;
+	MDB_val key;
+	uint64_t debt_max_B;
+	int rc, dir;
+
+	if ((rc = decode_limit(record, &limit)))
+		return rc;
+	rc = get_limit(store, txn, name, &old);
+	*reparented = rc != 0 || strcmp(old.cfg.parent, cfg->parent) != 0;
 	rc = get_bucket(store, txn, name, &bucket);
 	if (rc == STORE_ENOLIMIT) {
 		memset(&bucket, 0, sizeof(bucket));
@@ -154,7 +184,7 @@ store_limit_write(struct store *store, const char *name,
 		for (dir = 0; dir < 2; dir++)
 			bucket_init(&bucket.bucket[dir], 0, 0, now_ns);
 	} else if (rc)
-		goto abort;
+		return rc;
 	/* A global limit's bucket runs at its share or its offline policy
 	 * (store-global.c): first the switch a lapsed lease made. */
 	global_settle(&bucket, now_ns);
@@ -181,19 +211,12 @@ store_limit_write(struct store *store, const char *name,
 	}
 	global_settle(&bucket, now_ns);
 	memcpy(bucket.parent, cfg->parent, sizeof(bucket.parent));
+	/* The record as the configuration has it, whole: fields this code
+	 * does not know yet are copied all the same. */
 	key = name_key(name);
-	value.mv_size = limit_rec_size(&limit);
-	value.mv_data = &limit;
-	if ((rc = mdb_put(txn, store->limits, &key, &value, 0)))
-		goto abort;
-	if ((rc = put_bucket(store, txn, name, &bucket)))
-		goto abort;
-	if (reparent && (rc = recount(store, txn)))
-		goto abort;
-	return txn_commit(store, txn);
-abort:
-	mdb_txn_abort(txn);
-	return rc;
+	if ((rc = mdb_put(txn, store->limits, &key, (MDB_val *)record, 0)))
+		return rc;
+	return put_bucket(store, txn, name, &bucket);
 }
 
 void
@@ -250,7 +273,7 @@ store_limit_del(struct store *store, const char *name, uint32_t *nconns)
 	MDB_txn *txn = NULL;
 	MDB_cursor *cursor = NULL;
 	struct limit_rec limit;
-	struct bucket_rec bucket;
+	struct limit_info info;
 	MDB_val key, value;
 	int rc;
 
@@ -259,11 +282,11 @@ store_limit_del(struct store *store, const char *name, uint32_t *nconns)
 		return STORE_ENOLIMIT;
 	if (fs_nearly_full(store))
 		return ENOSPC;
-	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)))
+	if ((rc = mdb_txn_begin(store->cfg_env, NULL, 0, &txn)))
 		return rc;
-	if ((rc = get_limit(store, txn, name, &limit)))
+	if ((rc = get_limit_in(txn, store->cfg_limits, name, &limit)))
 		goto abort;
-	if ((rc = mdb_cursor_open(txn, store->limits, &cursor)))
+	if ((rc = mdb_cursor_open(txn, store->cfg_limits, &cursor)))
 		goto abort;
 	for (rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST); rc == 0;
 	    rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)) {
@@ -278,15 +301,15 @@ store_limit_del(struct store *store, const char *name, uint32_t *nconns)
 		goto abort;
 	mdb_cursor_close(cursor);
 	cursor = NULL;
-	if (get_bucket(store, txn, name, &bucket) == 0)
-		*nconns = bucket.nconns;
+	if (store_limit_get(store, name, &info) == 0)
+		*nconns = info.nconns;
 	key = name_key(name);
-	if ((rc = mdb_del(txn, store->limits, &key, NULL)))
+	if ((rc = mdb_del(txn, store->cfg_limits, &key, NULL)) ||
+	    (rc = config_gen_bump(store, txn)))
 		goto abort;
-	rc = mdb_del(txn, store->buckets, &key, NULL);
-	if (rc && rc != MDB_NOTFOUND)
-		goto abort;
-	return txn_commit(store, txn);
+	if ((rc = mdb_txn_commit(txn)))
+		return rc;
+	return config_sync(store, 0, NULL);
 abort:
 	if (cursor)
 		mdb_cursor_close(cursor);

@@ -208,10 +208,17 @@ int
 get_limit(struct store *store, MDB_txn *txn, const char *name,
     struct limit_rec *rec)
 {
+	return get_limit_in(txn, store->limits, name, rec);
+}
+
+int
+get_limit_in(MDB_txn *txn, MDB_dbi dbi, const char *name,
+    struct limit_rec *rec)
+{
 	MDB_val key = name_key(name), value;
 	int rc;
 
-	rc = mdb_get(txn, store->limits, &key, &value);
+	rc = mdb_get(txn, dbi, &key, &value);
 	if (rc == MDB_NOTFOUND)
 		return STORE_ENOLIMIT;
 	if (rc)

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -51,6 +52,10 @@ store_strerror(int rc)
 	case STORE_ECAPS: return "over the limit's cap on connections";
 	case STORE_ECAPSRC:
 		return "over the limit's cap on connections from one source";
+	case STORE_ECONFIG: return "the configuration file is damaged: move "
+	    "it aside and restore the limits from a backup with "
+	    "'iprelay-limit import FILE' (of 'iprelay-limit export'), or "
+	    "set them again";
 	case MDB_MAP_FULL: return "state file is full";
 	case MDB_INVALID: return "not an LMDB file (damaged or foreign)";
 	case MDB_CORRUPTED: return "state file is damaged";
@@ -67,7 +72,8 @@ int
 store_exit_code(int rc)
 {
 	if (rc == STORE_EFOREIGN || rc == STORE_EVERSION ||
-	    rc == STORE_EDAMAGED || rc == STATEDIR_EREFUSED)
+	    rc == STORE_EDAMAGED || rc == STATEDIR_EREFUSED ||
+	    rc == STORE_ECONFIG)
 		return EXIT_USAGE;
 	return EXIT_SYSTEM;
 }
@@ -96,6 +102,7 @@ static int
 system_store_usable(void)
 {
 	return geteuid() == 0 ||
+	    access(STORE_SYSTEM_DIR "/" STORE_CONFIG_FILE, R_OK) == 0 ||
 	    access(STORE_SYSTEM_DIR "/" STORE_FILE, R_OK) == 0 ||
 	    access(STORE_SYSTEM_DIR, W_OK | X_OK) == 0;
 }
@@ -141,24 +148,23 @@ store_dir_source(const char *option)
 }
 
 static int
-check_format(struct store *store, MDB_txn *txn)
+check_format(MDB_txn *txn, MDB_dbi meta, const char *tag_name)
 {
 	MDB_val key = { 6, "format" }, value;
 	char tag[64];
 	int rc;
 
-	rc = mdb_get(txn, store->meta, &key, &value);
+	rc = mdb_get(txn, meta, &key, &value);
 	if (rc == MDB_NOTFOUND)
 		return STORE_EFOREIGN;
 	if (rc)
 		return rc;
-	snprintf(tag, sizeof(tag), "%s %d", STORE_FORMAT_TAG, STORE_FORMAT);
+	snprintf(tag, sizeof(tag), "%s %d", tag_name, STORE_FORMAT);
 	if (value.mv_size == strlen(tag) &&
 	    memcmp(value.mv_data, tag, value.mv_size) == 0)
 		return 0;
-	if (value.mv_size > strlen(STORE_FORMAT_TAG) &&
-	    memcmp(value.mv_data, STORE_FORMAT_TAG,
-	    strlen(STORE_FORMAT_TAG)) == 0)
+	if (value.mv_size > strlen(tag_name) &&
+	    memcmp(value.mv_data, tag_name, strlen(tag_name)) == 0)
 		return STORE_EVERSION;
 	return STORE_EFOREIGN;
 }
@@ -191,8 +197,11 @@ fs_nearly_full(struct store *store)
 	    (uint64_t)fs.f_bavail * fs.f_frsize < STORE_FS_FREE_MIN_B;
 }
 
-static int
-open_dbs(struct store *store, int create)
+/* The meta database (tagged TAG_NAME: a fresh file gets the tag) and
+ * the named databases NAMES (NULL-terminated). */
+int
+open_dbs(MDB_env *env, const char *tag_name, int create, MDB_dbi *meta,
+    const char *const *names, MDB_dbi *dbis)
 {
 	MDB_txn *txn = NULL;
 	MDB_dbi main_dbi;
@@ -200,9 +209,10 @@ open_dbs(struct store *store, int create)
 	unsigned open_flags = create ? MDB_CREATE : 0;
 	char tag[64];
 	MDB_val key, value;
+	size_t index;
 	int rc, fresh = 0;
 
-	rc = mdb_txn_begin(store->env, NULL, create ? 0 : MDB_RDONLY, &txn);
+	rc = mdb_txn_begin(env, NULL, create ? 0 : MDB_RDONLY, &txn);
 	if (rc)
 		return rc;
 	rc = mdb_dbi_open(txn, NULL, 0, &main_dbi);
@@ -211,7 +221,7 @@ open_dbs(struct store *store, int create)
 	rc = mdb_stat(txn, main_dbi, &main_stat);
 	if (rc)
 		goto abort;
-	rc = mdb_dbi_open(txn, "meta", 0, &store->meta);
+	rc = mdb_dbi_open(txn, "meta", 0, meta);
 	if (rc == MDB_NOTFOUND) {
 		if (main_stat.ms_entries > 0) {
 			rc = STORE_EFOREIGN;
@@ -222,110 +232,371 @@ open_dbs(struct store *store, int create)
 			goto abort;
 		}
 		fresh = 1;
-		rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &store->meta);
+		rc = mdb_dbi_open(txn, "meta", MDB_CREATE, meta);
 	}
 	if (rc == MDB_INCOMPATIBLE)
 		rc = STORE_EFOREIGN;
 	if (rc)
 		goto abort;
 	if (fresh) {
-		snprintf(tag, sizeof(tag), "%s %d", STORE_FORMAT_TAG,
-		    STORE_FORMAT);
+		snprintf(tag, sizeof(tag), "%s %d", tag_name, STORE_FORMAT);
 		key.mv_size = 6;
 		key.mv_data = "format";
 		value.mv_size = strlen(tag);
 		value.mv_data = tag;
-		rc = mdb_put(txn, store->meta, &key, &value, 0);
+		rc = mdb_put(txn, *meta, &key, &value, 0);
 		if (rc)
 			goto abort;
-	} else if ((rc = check_format(store, txn)))
+	} else if ((rc = check_format(txn, *meta, tag_name)))
 		goto abort;
-	if ((rc = mdb_dbi_open(txn, "limits", open_flags, &store->limits)) ||
-	    (rc = mdb_dbi_open(txn, "buckets", open_flags, &store->buckets)) ||
-	    (rc = mdb_dbi_open(txn, "conns", open_flags,
-	    &store->conns))) {
-		if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE)
-			rc = STORE_EFOREIGN;
-		goto abort;
-	}
-	return txn_commit(store, txn);
+	for (index = 0; names[index]; index++)
+		if ((rc = mdb_dbi_open(txn, names[index], open_flags,
+		    &dbis[index]))) {
+			if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE)
+				rc = STORE_EFOREIGN;
+			goto abort;
+		}
+	return mdb_txn_commit(txn);
 abort:
 	mdb_txn_abort(txn);
 	return rc;
+}
+
+static char failed_path[4200];
+
+void
+store_failed_at(const struct statedir *dir, const char *name)
+{
+	snprintf(failed_path, sizeof(failed_path), "%s/%s", dir->path, name);
+}
+
+const char *
+store_failed_path(void)
+{
+	return failed_path;
+}
+
+int
+store_live_dir(const char *dir, char *run, size_t run_size)
+{
+	const char *base, *home;
+	char user_dir[4096] = "";
+	int len;
+
+	if ((base = getenv("XDG_STATE_HOME")) && *base == '/')
+		snprintf(user_dir, sizeof(user_dir), "%s/iprelay", base);
+	else if ((home = getenv("HOME")) && *home == '/')
+		snprintf(user_dir, sizeof(user_dir), "%s/.local/state/iprelay",
+		    home);
+	base = getenv("XDG_RUNTIME_DIR");
+	if (strcmp(dir, STORE_SYSTEM_DIR) == 0)
+		len = snprintf(run, run_size, "%s", STORE_RUNTIME_DIR);
+	else if (user_dir[0] && strcmp(dir, user_dir) == 0 && base &&
+	    *base == '/')
+		len = snprintf(run, run_size, "%s/iprelay", base);
+	else
+		len = snprintf(run, run_size, "%s", dir);
+	if (len < 0 || (size_t)len >= run_size)
+		return ENAMETOOLONG;
+	return 0;
+}
+
+/* One LMDB environment NAME in DIR: its files opened and checked first
+ * (statedir.h), the data file checked for damage before LMDB maps it,
+ * then mapped.  *created says whether this call made the data file. */
+int
+env_open(struct statedir *dir, const char *name, int create,
+    unsigned env_flags, size_t map_B, MDB_env **env,
+    struct statedir_lmdb *files, int *created)
+{
+	mode_t old_umask;
+	int rc, env_fd;
+
+	*env = NULL;
+	*created = 0;
+	files->data_fd = files->lock_fd = -1;
+	store_failed_at(dir, name);
+	old_umask = umask(007);
+	rc = statedir_lmdb_prepare(dir, name, create, files, NULL, 0);
+	umask(old_umask);
+	if (rc == ENOENT && !create)
+		return STORE_ENOSTORE;
+	if (rc)
+		return rc;
+	*created = files->data_created;
+	/* A file we just made is empty until LMDB writes it. */
+	if (!files->data_created && (rc = check_file(files->check_path)))
+		goto abandon;
+	if (files->read_only)
+		env_flags |= MDB_RDONLY;
+	if ((rc = mdb_env_create(env)))
+		goto abandon;
+	if ((rc = mdb_env_set_maxreaders(*env, STORE_MAXREADERS)) ||
+	    (rc = mdb_env_set_maxdbs(*env, STORE_MAXDBS)) ||
+	    (rc = mdb_env_set_mapsize(*env, map_B)))
+		goto close_env;
+	old_umask = umask(007);
+	rc = mdb_env_open(*env, files->path, env_flags, 0660);
+	umask(old_umask);
+	if (rc == EACCES && !create && !(env_flags & MDB_RDONLY)) {
+		/* A reader without write access to the lock file. */
+		mdb_env_close(*env);
+		if ((rc = mdb_env_create(env)))
+			goto abandon;
+		mdb_env_set_maxreaders(*env, STORE_MAXREADERS);
+		mdb_env_set_maxdbs(*env, STORE_MAXDBS);
+		mdb_env_set_mapsize(*env, map_B);
+		rc = mdb_env_open(*env, files->path, env_flags | MDB_RDONLY,
+		    0660);
+	}
+	if (rc == 0 && (rc = mdb_env_get_fd(*env, &env_fd)) == 0)
+		rc = statedir_lmdb_verify(files, env_fd, NULL, 0);
+	if (rc == 0)
+		return 0;
+close_env:
+	mdb_env_close(*env);
+	*env = NULL;
+abandon:
+	statedir_lmdb_abandon(dir, name, files);
+	files->data_fd = files->lock_fd = -1;
+	return rc;
+}
+
+/* What a live file that fails to open is: damage (or another version's,
+ * or another program's file under our name), to be thrown away and made
+ * again from the configuration; anything else is a failure to report. */
+static int
+live_unusable(int rc)
+{
+	return rc == STORE_EDAMAGED || rc == STORE_EFOREIGN ||
+	    rc == STORE_EVERSION || rc == MDB_INVALID ||
+	    rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND ||
+	    rc == MDB_VERSION_MISMATCH || rc == MDB_INCOMPATIBLE ||
+	    rc == MDB_BAD_TXN;
+}
+
+static int
+live_open(struct store *store, int *created)
+{
+	static const char *const names[] = { "limits", "buckets", "conns",
+	    NULL };
+	MDB_dbi dbis[3];
+	int rc;
+
+	rc = env_open(&store->run, STORE_FILE, 1, MDB_NOSUBDIR | MDB_NOSYNC |
+	    MDB_NORDAHEAD | MDB_NOTLS, STORE_MAPSIZE, &store->env,
+	    &store->files, created);
+	if (rc)
+		return rc;
+	if ((rc = open_dbs(store->env, STORE_FORMAT_TAG, 1, &store->meta,
+	    names, dbis))) {
+		mdb_env_close(store->env);
+		store->env = NULL;
+		statedir_lmdb_done(&store->files);
+		store->files.data_fd = store->files.lock_fd = -1;
+		return rc;
+	}
+	store->limits = dbis[0];
+	store->buckets = dbis[1];
+	store->conns = dbis[2];
+	return 0;
+}
+
+/* Remove the live files so that they are made again, unless the name
+ * is no longer the file OURS (another process remade it already): under
+ * the exclusive flock. */
+static int
+live_remove(struct store *store, const struct stat *ours, int why_rc)
+{
+	struct stat named;
+
+	if (ours && (fstatat(store->run.fd, STORE_FILE, &named,
+	    AT_SYMLINK_NOFOLLOW) < 0 || named.st_dev != ours->st_dev ||
+	    named.st_ino != ours->st_ino))
+		return 0;
+	log_warn("the live state %s/%s is unusable (%s): made again from the "
+	    "configuration %s/%s", store->run.path, STORE_FILE,
+	    store_strerror(why_rc), store->dir.path, STORE_CONFIG_FILE);
+	if ((unlinkat(store->run.fd, STORE_FILE, 0) < 0 && errno != ENOENT) ||
+	    (unlinkat(store->run.fd, STORE_FILE "-lock", 0) < 0 &&
+	    errno != ENOENT))
+		return errno;
+	return 0;
+}
+
+/* The live store, opened, or made again from the configuration when it
+ * is damaged: one line says so.  Under the configuration file's flock,
+ * shared for an open, exclusive to remove and remake the files, so that
+ * two processes never remake it over each other; a process that has the
+ * old file open goes on with it (see store_is_current) until it reopens.
+ * OURS: the file this process had open and found damaged inside (records
+ * the file check cannot see), to be remade unless someone did already. */
+static int
+live_open_or_rebuild(struct store *store, const struct stat *ours,
+    int ours_rc, int *fresh)
+{
+	int rc, lock_fd = store->cfg_files.data_fd;
+
+	*fresh = 0;
+	if (ours == NULL) {
+		flock(lock_fd, LOCK_SH);
+		rc = live_open(store, fresh);
+		if (rc == 0 || !live_unusable(rc)) {
+			flock(lock_fd, LOCK_UN);
+			return rc;
+		}
+	}
+	flock(lock_fd, LOCK_EX);
+	if (ours && (rc = live_remove(store, ours, ours_rc)))
+		goto out;
+	/* Another process may have remade it while we waited. */
+	rc = live_open(store, fresh);
+	if (rc && live_unusable(rc)) {
+		if ((rc = live_remove(store, NULL, rc)) == 0)
+			rc = live_open(store, fresh);
+		*fresh = 1;
+	}
+	if (ours)
+		*fresh = 1;
+out:
+	flock(lock_fd, LOCK_UN);
+	return rc;
+}
+
+/* An error a damaged live store gives while it is used. */
+static int
+live_damage(int rc)
+{
+	return live_unusable(rc) || rc == MDB_PANIC || rc == MDB_BAD_TXN;
+}
+
+#define RECOVER_PERIOD_NS	NS_PER_SEC
+
+/* Reopen the live store (made again when OURS is given) in place; the old
+ * environment is closed only once the new one is open, so a failure
+ * leaves the store usable as it was.  The new file is never the old one
+ * (removed, or already remade by another process), so both are never
+ * open at once on one file. */
+static int
+live_reopen(struct store *store, const struct stat *ours, int ours_rc)
+{
+	MDB_env *old_env = store->env;
+	struct statedir_lmdb old_files = store->files;
+	MDB_dbi old_dbis[4] = { store->limits, store->buckets, store->conns,
+	    store->meta };
+	int fresh, rc;
+
+	store->env = NULL;
+	rc = live_open_or_rebuild(store, ours, ours_rc, &fresh);
+	if (rc) {
+		store->env = old_env;
+		store->files = old_files;
+		store->limits = old_dbis[0];
+		store->buckets = old_dbis[1];
+		store->conns = old_dbis[2];
+		store->meta = old_dbis[3];
+		return rc;
+	}
+	mdb_env_close(old_env);
+	statedir_lmdb_done(&old_files);
+	return config_sync(store, fresh, NULL);
+}
+
+int
+store_recover(struct store *store, int rc)
+{
+	struct stat ours;
+	uint64_t now_ns = monotonic_ns();
+
+	if (!live_damage(rc))
+		return rc;
+	/* A fault that remaking does not cure must not remake it in a
+	 * loop: once a second at most. */
+	if (store->recovered_ns && now_ns - store->recovered_ns <
+	    RECOVER_PERIOD_NS)
+		return rc;
+	store->recovered_ns = now_ns;
+	if (fstat(store->files.data_fd, &ours) < 0)
+		return rc;
+	return live_reopen(store, &ours, rc);
+}
+
+int
+store_follow_live(struct store *store)
+{
+	struct stat open_stat, path_stat;
+	MDB_envinfo info;
+	MDB_stat env_stat;
+
+	/* Cut short under us (the pages past the end would be SIGBUS on the
+	 * next read of them): made again now, before the tick reads. */
+	if (fstat(store->files.data_fd, &open_stat) == 0 &&
+	    mdb_env_info(store->env, &info) == 0 &&
+	    mdb_env_stat(store->env, &env_stat) == 0 &&
+	    (uint64_t)open_stat.st_size < ((uint64_t)info.me_last_pgno + 1) *
+	    env_stat.ms_psize)
+		return store_recover(store, STORE_EDAMAGED);
+	if (fstat(store->files.data_fd, &open_stat) == 0 &&
+	    fstatat(store->run.fd, STORE_FILE, &path_stat,
+	    AT_SYMLINK_NOFOLLOW) == 0 && open_stat.st_dev == path_stat.st_dev &&
+	    open_stat.st_ino == path_stat.st_ino)
+		return 0;
+	return live_reopen(store, NULL, 0);
 }
 
 int
 store_open(struct store **out, const char *dir, int flags)
 {
 	struct store *store;
-	unsigned env_flags = MDB_NOSUBDIR | MDB_NOSYNC | MDB_NORDAHEAD |
-	    MDB_NOTLS;
-	mode_t old_umask;
-	int rc, env_fd, create = !(flags & STORE_RDONLY);
+	char run_dir[4096];
+	int rc, cfg_created = 0, live_fresh = 0;
+	int create = !(flags & STORE_RDONLY);
 
 	*out = NULL;
+	snprintf(failed_path, sizeof(failed_path), "%s", dir);
+	if ((rc = store_live_dir(dir, run_dir, sizeof(run_dir))))
+		return rc;
 	store = calloc(1, sizeof(*store));
 	if (store == NULL)
 		return ENOMEM;
 	store->files.data_fd = store->files.lock_fd = -1;
+	store->cfg_files.data_fd = store->cfg_files.lock_fd = -1;
+	store->dir.fd = store->run.fd = -1;
 	store->chain = malloc(sizeof(*store->chain));
 	if (store->chain == NULL) {
 		free(store);
 		return ENOMEM;
 	}
-	/* The dir checked (root: dropped to its owner) and both of LMDB's
-	 * files opened without following links and checked, before LMDB
-	 * opens them by a path that leads to exactly those (statedir.h). */
-	rc = statedir_enter(&store->dir, dir, create, NULL, 0);
-	if (rc == 0) {
-		old_umask = umask(007);
-		rc = statedir_lmdb_prepare(&store->dir, STORE_FILE, create,
-		    &store->files, NULL, 0);
-		umask(old_umask);
-	}
+	/* Both dirs checked (root: dropped to their owner) and LMDB's files
+	 * opened without following links and checked, before LMDB opens
+	 * them by a path that leads to exactly those (statedir.h).  A
+	 * reader makes the live store too: it is made from the
+	 * configuration, which it only reads. */
+	rc = statedir_enter_pair(&store->dir, dir, &store->run, run_dir,
+	    create, NULL, 0);
 	if (rc == ENOENT && !create)
 		rc = STORE_ENOSTORE;
-	/* A file we just made is empty until LMDB writes it. */
-	if (rc == 0 && !store->files.data_created)
-		rc = check_file(store->files.check_path);
+	if (rc == 0)
+		rc = config_open(store, create, &cfg_created);
 	if (rc)
-		goto free_store;
-	if (store->files.read_only)
-		env_flags |= MDB_RDONLY;
-	if ((rc = mdb_env_create(&store->env)))
-		goto free_store;
-	if ((rc = mdb_env_set_maxreaders(store->env, STORE_MAXREADERS)) ||
-	    (rc = mdb_env_set_maxdbs(store->env, STORE_MAXDBS)) ||
-	    (rc = mdb_env_set_mapsize(store->env, STORE_MAPSIZE)))
-		goto close_env;
-	old_umask = umask(007);
-	rc = mdb_env_open(store->env, store->files.path, env_flags, 0660);
-	umask(old_umask);
-	if (rc == EACCES && !create && !(env_flags & MDB_RDONLY)) {
-		/* A reader without write access to the lock file. */
-		mdb_env_close(store->env);
-		if ((rc = mdb_env_create(&store->env)))
-			goto free_store;
-		mdb_env_set_maxreaders(store->env, STORE_MAXREADERS);
-		mdb_env_set_maxdbs(store->env, STORE_MAXDBS);
-		rc = mdb_env_open(store->env, store->files.path,
-		    env_flags | MDB_RDONLY, 0660);
-	}
-	if (rc == 0 && (rc = mdb_env_get_fd(store->env, &env_fd)) == 0)
-		rc = statedir_lmdb_verify(&store->files, env_fd, NULL, 0);
-	if (rc)
-		goto close_env;
-	if ((rc = open_dbs(store, create)))
-		goto close_env;
+		goto fail;
+	if ((rc = live_open_or_rebuild(store, NULL, 0, &live_fresh)))
+		goto fail;
+	/* The first open by this version of a store of one file: its
+	 * limits are the configuration's. */
+	if (cfg_created && !live_fresh &&
+	    (rc = config_adopt_live(store, store->env, store->limits)))
+		goto fail;
+	/* A reader who may not write the live store reads its copy as it
+	 * is (the next writer brings it up to date). */
+	rc = config_sync(store, live_fresh, NULL);
+	if (rc && !(create == 0 && (rc == EACCES || rc == EPERM ||
+	    rc == EROFS)))
+		goto fail;
 	*out = store;
 	return 0;
-close_env:
-	mdb_env_close(store->env);
-free_store:
-	statedir_lmdb_abandon(&store->dir, STORE_FILE, &store->files);
-	statedir_close(&store->dir);
-	free(store->chain);
-	free(store);
+fail:
+	store_close(store);
 	return rc;
 }
 
@@ -340,10 +611,17 @@ store_close(struct store *store)
 {
 	if (store == NULL)
 		return;
-	mdb_env_close(store->env);
+	if (store->env)
+		mdb_env_close(store->env);
+	if (store->cfg_env)
+		mdb_env_close(store->cfg_env);
 	/* Only now: closing our fd of the lock file would drop LMDB's
 	 * fcntl locks on it. */
-	statedir_lmdb_done(&store->files);
+	if (store->files.data_fd >= 0 || store->files.lock_fd >= 0)
+		statedir_lmdb_done(&store->files);
+	if (store->cfg_files.data_fd >= 0 || store->cfg_files.lock_fd >= 0)
+		statedir_lmdb_done(&store->cfg_files);
+	statedir_close(&store->run);
 	statedir_close(&store->dir);
 	free(store->chain);
 	free(store);
@@ -356,8 +634,9 @@ store_is_current(struct store *store, const char *dir)
 	char path[4200];
 	int fd;
 
-	if (snprintf(path, sizeof(path), "%s/%s", dir, STORE_FILE) >=
-	    (int)sizeof(path))
+	(void)dir;
+	if (snprintf(path, sizeof(path), "%s/%s", store->run.path,
+	    STORE_FILE) >= (int)sizeof(path))
 		return 0;
 	if (mdb_env_get_fd(store->env, &fd) || fstat(fd, &open_stat) < 0 ||
 	    stat(path, &path_stat) < 0)
@@ -369,7 +648,11 @@ store_is_current(struct store *store, const char *dir)
 int
 store_sync(struct store *store)
 {
-	return mdb_env_sync(store->env, 1);
+	int rc;
+
+	if ((rc = mdb_env_sync(store->env, 1)))
+		return rc;
+	return mdb_env_sync(store->cfg_env, 1);
 }
 
 int
@@ -468,7 +751,14 @@ store_readers(struct store *store, struct store_reader *readers, size_t cap,
 int
 store_reader_check(struct store *store, int *cleared)
 {
-	return mdb_reader_check(store->env, cleared);
+	int cfg_cleared = 0, rc;
+
+	/* Relays read the configuration's generation when they open. */
+	(void)mdb_reader_check(store->cfg_env, &cfg_cleared);
+	rc = mdb_reader_check(store->env, cleared);
+	if (rc == 0 && cleared)
+		*cleared += cfg_cleared;
+	return rc;
 }
 
 /* mdb_reader_list's lines, "%10d %zx %s\n" (pid, thread, txnid or "-"),

@@ -1,23 +1,40 @@
 /*
- * The state store: one LMDB environment (file "iprelay.mdb" and its lock
- * file "iprelay.mdb-lock") in the state dir, shared by every relay, the
- * refiller and iprelay-limit.  Named databases:
- *   limits  name -> struct limit_cfg           (durable configuration)
- *   buckets name -> live tokens, counters, stats for both directions
- *   conns   id (uint32 big-endian) -> struct conn_info
- *   meta    "format", "boot_id", "next_conn", "refiller"
+ * The state store: two LMDB environments, shared by every relay, the
+ * refiller and iprelay-limit.
+ *  - The configuration, "limits.mdb" (and "limits.mdb-lock") in the state
+ *    dir: the limits as `iprelay-limit set` writes them, whole struct
+ *    limit_cfg records, synced on every commit (no MDB_NOSYNC), so that a
+ *    crash or a power loss keeps every change that was said to be done.
+ *    Named databases: limits (name -> struct limit_cfg), meta ("format",
+ *    "generation").
+ *  - The live store, "iprelay.mdb" (and "iprelay.mdb-lock") in the
+ *    runtime dir (store_live_dir: /run/iprelay for the system's, tmpfs),
+ *    MDB_NOSYNC: it may be lost or damaged at any time, and is then made
+ *    again from the configuration (one log line, never a refusal).
+ *    Named databases:
+ *      limits  name -> struct limit_cfg  (a copy of the configuration's,
+ *                                         so a draw is one transaction)
+ *      buckets name -> live tokens, counters, stats for both directions
+ *      conns   id (uint32 big-endian) -> struct conn_info
+ *      meta    "format", "boot_id", "boot_at", "next_conn", "refiller",
+ *              "config" (the configuration's generation it was copied from)
+ * A limit change commits to the configuration first, then to the live
+ * copy (store-config.c).
  * Every function is one short transaction; none sleeps inside one, and
  * the foreach functions copy a batch out, end the transaction, then call
  * their visitor: no caller's output, sleep or network I/O ever happens
  * with a snapshot held (a held snapshot makes the file grow).  Relays
- * use write transactions only, so a relay killed at any instant holds no
- * reader slot; LMDB's robust mutex recovers a writer killed mid-commit.
+ * use write transactions only in the live store, so a relay killed at
+ * any instant holds no reader slot there (one read of the configuration's
+ * generation at open; the refiller clears a dead reader's slot); LMDB's
+ * robust mutex recovers a writer killed mid-commit.
  * Never use a store across fork(): open it in the process that uses it.
  *
- * The code: store.c (environment, errors, meta), store-file.c (the file
- * check before LMDB maps it), store-rec.c (record codecs), store-limit.c
- * (limits), store-conn.c (connection registry), store-draw.c (draws, the
- * tick, the reset at boot); store-impl.h holds what they share.
+ * The code: store.c (environments, errors, meta), store-config.c (the
+ * configuration and its live copy), store-file.c (the file check before
+ * LMDB maps it), store-rec.c (record codecs), store-limit.c (limits),
+ * store-conn.c (connection registry), store-draw.c (draws, the tick, the
+ * reset at boot); store-impl.h holds what they share.
  */
 #ifndef IPRELAY_STORE_H
 #define IPRELAY_STORE_H
@@ -30,7 +47,8 @@
 #include "statedir.h"
 
 #define STORE_FORMAT	1
-#define STORE_FILE	"iprelay.mdb"
+#define STORE_FILE	"iprelay.mdb"	/* the live store, runtime dir */
+#define STORE_CONFIG_FILE	"limits.mdb"	/* the configuration */
 #define PEER_MAX	63	/* "[v6addr]:port" fits */
 #define REMOTE_MAX	(HOST_MAX + 8)
 
@@ -54,6 +72,7 @@ enum {
 	STORE_ECEILGLOBAL,		/* a ceiling on a global limit */
 	STORE_ECAPS,			/* over a limit's --max-conns */
 	STORE_ECAPSRC,			/* over its --max-conns-per-source */
+	STORE_ECONFIG,			/* the configuration file is damaged */
 };
 
 #define STORE_RDONLY	0x1	/* open for reading: never create */
@@ -179,6 +198,18 @@ int
 store_exit_code(int rc);
 
 #define STORE_SYSTEM_DIR	"/var/lib/iprelay"
+#define STORE_RUNTIME_DIR	"/run/iprelay"
+
+/* The runtime dir that goes with state dir DIR, where the live store is:
+ * /run/iprelay for the system's, $XDG_RUNTIME_DIR/iprelay for a user's
+ * own default one (when set), else DIR itself (-S DIR holds both). */
+int
+store_live_dir(const char *dir, char *run, size_t run_size);
+
+/* The file (or dir) the last failed store_open() was at, for its error
+ * line: the configuration, the live store or the dir. */
+const char *
+store_failed_path(void);
 
 /* The state dir: -S DIR if given, else $IPRELAY_STATE_DIR, else
  * /var/lib/iprelay for root and for a user who may use it (may read its
@@ -193,11 +224,15 @@ store_dir_resolve(const char *option, char *dir, size_t dir_size);
 const char *
 store_dir_source(const char *option);
 
-/* Opens the store in DIR (creating both unless STORE_RDONLY).  The dir
- * and its files go through statedir.h first: a dir nobody we trust owns
- * is refused (STATEDIR_EREFUSED: store_strerror says why, exit 100), and
- * root drops to the owner of a dir of the service user, for good, before
- * it opens anything there. */
+/* Opens the store of state dir DIR: the configuration there (created
+ * unless STORE_RDONLY; damaged: STORE_ECONFIG, refused) and the live
+ * store in store_live_dir(DIR) (created, or made again from the
+ * configuration when damaged, of another version or not of the
+ * configuration's generation).  The dirs and their files go through
+ * statedir.h first: a dir nobody we trust owns is refused
+ * (STATEDIR_EREFUSED: store_strerror says why, exit 100), and root drops
+ * to the owner of a dir of the service user, for good, before it opens
+ * anything there.  On failure store_failed_path() names the file. */
 int
 store_open(struct store **store, const char *dir, int flags);
 
@@ -215,6 +250,20 @@ store_close(struct store *store);
  * damaged.  1 = fit to use, 0 = not (reopen it to learn why). */
 int
 store_is_current(struct store *store, const char *dir);
+
+/* After an error RC from a live store function: when it says the live
+ * store is damaged (a record or page the file check could not see), the
+ * store is made again from the configuration and reopened in place (at
+ * most once a second), and 0 says to try again; else RC.  The draw and
+ * registration functions do this themselves. */
+int
+store_recover(struct store *store, int rc);
+
+/* The live store's file replaced (made again by another process): reopen
+ * the new one; cut short: make it again.  The refiller calls it on every
+ * tick (a few system calls). */
+int
+store_follow_live(struct store *store);
 
 uint64_t
 monotonic_ns(void);
@@ -273,6 +322,28 @@ store_limit_del(struct store *store, const char *name, uint32_t *nconns);
 
 int
 store_limit_foreach(struct store *store, limit_visit_fn visit, void *ctx);
+
+/* The configuration as a whole (export and import): every limit's name
+ * and configuration, as the configuration store holds them. */
+struct limit_entry {
+	char name[LIMIT_NAME_MAX + 1];
+	struct limit_cfg cfg;
+};
+
+/* Every limit, read in one transaction into *entries (malloc'd, name
+ * order; free it). */
+int
+store_config_read(struct store *store, struct limit_entry **entries,
+    size_t *count);
+
+/* Replace every limit with ENTRIES, all or nothing: each is checked as a
+ * set would check it, and against the others (a name twice: EEXIST; a
+ * parent not among them: STORE_ENOPARENT; a cycle), before one synced
+ * commit; a refusal sets *bad to the index of the entry refused and
+ * changes nothing.  The live copy follows. */
+int
+store_config_replace(struct store *store, const struct limit_entry *entries,
+    size_t count, size_t *bad);
 
 /* Connections. */
 int

@@ -638,7 +638,10 @@ refuse_over_cap(struct relay *relay, int rc, const struct cap_refusal *why)
 static void
 register_conn(struct relay *relay)
 {
-	const char *dir = relay->store_dir;
+	/* A failed open says which file failed (the configuration or the
+	 * live store), else the dir. */
+	const char *dir = relay->store_rc && store_failed_path()[0] ?
+	    store_failed_path() : relay->store_dir;
 	struct cap_refusal refusal;
 	int rc = relay->store_rc;
 

@@ -199,7 +199,7 @@ open_store(uint64_t bandwidth_Bps)
 	rc = store_open(&relay.store, relay.state_dir, 0);
 	if (rc)
 		log_fatal(store_exit_code(rc),
-		    "unable to open the store in %s: %s", relay.state_dir,
+		    "unable to open the store %s: %s", store_failed_path(),
 		    store_strerror(rc));
 	/* Relays get an absolute path: a daemon runs from /. */
 	if (realpath(relay.state_dir, resolved))

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "limit-caps.h"
+#include "limit-export.h"
 #include "limit-global.h"
 #include "log.h"
 #include "parse.h"
@@ -40,7 +41,9 @@
 "       iprelay-limit [-S DIR] [--json] conns\n" \
 "       iprelay-limit [-S DIR] kill [--drain] ID | all\n" \
 "       iprelay-limit [-S DIR] [--json] top [-n COUNT] [-d SECONDS]\n" \
-"       iprelay-limit [-R REDIS] [--json] hosts NAME\n"
+"       iprelay-limit [-R REDIS] [--json] hosts NAME\n" \
+"       iprelay-limit [-S DIR] export\n" \
+"       iprelay-limit [-S DIR] import FILE | -\n"
 
 /* Rates measured longer ago than this are shown as unknown: no refiller
  * has run lately. */
@@ -307,10 +310,10 @@ open_for_writing(const struct options *options)
 	if (rc == EACCES || rc == EPERM || rc == EROFS)
 		log_fatal(EXIT_POLICY, "unable to change limits in %s: %s "
 		    "(changing limits needs write access to the state dir "
-		    "and %s)", dir, strerror(rc), STORE_FILE);
+		    "and %s)", dir, strerror(rc), STORE_CONFIG_FILE);
 	if (rc)
-		log_fatal(store_exit_code(rc), "unable to open %s/%s: %s",
-		    dir, STORE_FILE, store_strerror(rc));
+		log_fatal(store_exit_code(rc), "unable to open %s: %s",
+		    store_failed_path(), store_strerror(rc));
 	return store;
 }
 
@@ -327,11 +330,11 @@ open_for_reading(const struct options *options)
 	if (rc == STORE_ENOSTORE)
 		return NULL;
 	if (rc == EACCES || rc == EPERM)
-		log_fatal(EXIT_POLICY, "unable to read %s/%s: %s", dir,
-		    STORE_FILE, strerror(rc));
+		log_fatal(EXIT_POLICY, "unable to read %s: %s",
+		    store_failed_path(), strerror(rc));
 	if (rc)
-		log_fatal(store_exit_code(rc), "unable to open %s/%s: %s",
-		    dir, STORE_FILE, store_strerror(rc));
+		log_fatal(store_exit_code(rc), "unable to open %s: %s",
+		    store_failed_path(), store_strerror(rc));
 	return store;
 }
 
@@ -1439,6 +1442,54 @@ command_top(const struct options *options)
 	return 0;
 }
 
+/* export: the configuration as JSON (limit-export.c). */
+static int
+command_export(const struct options *options)
+{
+	struct store *store;
+	int rc;
+
+	need_words(options, 0, "");
+	store = open_for_reading(options);
+	rc = limit_export(store, stdout);
+	store_close(store);
+	if (rc == 0 && fflush(stdout) != 0)
+		rc = errno;
+	if (rc)
+		log_fatal(EXIT_SYSTEM, "unable to export the limits of %s: %s",
+		    store_path(options), store_strerror(rc));
+	return 0;
+}
+
+/* import FILE: all of it checked before one commit, or nothing. */
+static int
+command_import(const struct options *options)
+{
+	struct import import;
+	struct store *store;
+	char why[600];
+	int rc;
+
+	need_words(options, 1, "FILE");
+	if (limit_import_parse(options->words[0], &import, why, sizeof(why)))
+		log_fatal(EXIT_USAGE, "%s; nothing imported", why);
+	store = open_for_writing(options);
+	rc = limit_import_apply(store, options->words[0], &import, why,
+	    sizeof(why));
+	if (rc == 0)
+		rc = store_sync(store);
+	store_close(store);
+	if (rc)
+		log_fatal(rc == ENOSPC || rc == EIO || rc == ENOMEM ?
+		    EXIT_SYSTEM : EXIT_USAGE, "%s; nothing imported", why);
+	say_store();
+	printf("imported %zu limit%s from %s; every other limit is gone\n",
+	    import.count, import.count == 1 ? "" : "s",
+	    strcmp(options->words[0], "-") ? options->words[0] : "stdin");
+	limit_import_free(&import);
+	return 0;
+}
+
 static const char *
 option_value(int argc, char **argv, int *index, const char *option)
 {
@@ -1562,6 +1613,8 @@ static const struct command {
 	{ "kill", command_kill, 0, 0, 0 },
 	{ "top", command_top, 0, 1, 1 },
 	{ "hosts", command_hosts, 0, 0, 1 },
+	{ "export", command_export, 0, 0, 0 },
+	{ "import", command_import, 0, 0, 0 },
 	{ NULL, NULL, 0, 0, 0 },
 };
 

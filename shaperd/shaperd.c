@@ -190,15 +190,24 @@ said_given(const char *dir, const char *name)
 static int
 adopt_files(const char *dir)
 {
+	static const char *const live_names[] = { STORE_FILE,
+	    STORE_FILE "-lock", NULL };
 	static const char *const names[] = { STORE_FILE, STORE_FILE "-lock",
+	    STORE_CONFIG_FILE, STORE_CONFIG_FILE "-lock",
 	    "refiller.lock", "shaperd.lock", NULL };
-	char why[700];
+	char why[700], run[4096];
 	int rc;
 
 	if (geteuid() != 0)
 		log_fatal(EXIT_USAGE, "-O needs root (it hands root's files in "
 		    "%s to the dir's owner)", dir);
 	rc = statedir_adopt(dir, names, why, sizeof(why), said_given);
+	/* The live store's, in the runtime dir (RuntimeDirectory= makes
+	 * it the service user's; the files root made there stay root's). */
+	if (rc == 0 && store_live_dir(dir, run, sizeof(run)) == 0 &&
+	    strcmp(run, dir) != 0 && access(run, F_OK) == 0)
+		rc = statedir_adopt(run, live_names, why, sizeof(why),
+		    said_given);
 	if (rc)
 		log_fatal(rc == STATEDIR_EREFUSED ? EXIT_USAGE : EXIT_SYSTEM,
 		    "%s", why);
@@ -335,8 +344,8 @@ main(int argc, char **argv)
 		    strerror(errno));
 	rc = store_open(&store, dir, 0);
 	if (rc)
-		log_fatal(store_exit_code(rc), "unable to open %s/%s: %s",
-		    dir, STORE_FILE, store_strerror(rc));
+		log_fatal(store_exit_code(rc), "unable to open %s: %s",
+		    store_failed_path(), store_strerror(rc));
 	raise_files_limit();
 	if ((rc = refiller_create(&refiller, store, dir, REFILLER_SHAPERD)))
 		log_fatal(rc == STATEDIR_EREFUSED ? EXIT_USAGE : EXIT_SYSTEM,

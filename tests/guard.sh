@@ -27,11 +27,14 @@ guard_dirs() {
 	echo "${XDG_RUNTIME_DIR:-/run/user/$(id -u)}/iprelay"
 }
 
-# guard_busy DIR: true when a process holds a refiller lock in DIR.
+# guard_busy DIR: true when a process holds a refiller lock in DIR (for
+# the system's runtime dir, of the live store: in the state dir's).
 guard_busy() {
+	locks_dir=$1
+	[ "$1" = /run/iprelay ] && locks_dir=/var/lib/iprelay
 	for lock in shaperd.lock refiller.lock; do
-		[ -f "$1/$lock" ] && [ ! -L "$1/$lock" ] || continue
-		[ "$(python3 "$guard_top/tests/stress/ofdlock.py" "$1/$lock" \
+		[ -f "$locks_dir/$lock" ] && [ ! -L "$locks_dir/$lock" ] || continue
+		[ "$(python3 "$guard_top/tests/stress/ofdlock.py" "$locks_dir/$lock" \
 		    2>/dev/null)" = locked ] && return 0
 	done
 	return 1

@@ -1,9 +1,12 @@
-/* libFuzzer target: a whole state file.  The input becomes iprelay.mdb in
- * a private directory; the store opens it read-only and for writing, lists
- * what it holds and sets a limit.  Any of these must refuse a damaged file
- * with an error code: a crash here (SIGBUS or SIGSEGV inside liblmdb, a
- * sanitizer report in the store's own check of the file) is the finding
- * damaged-state.t looks for with a handful of hand-made files. */
+/* libFuzzer target: a whole live state file.  The input becomes
+ * iprelay.mdb (the live store) in a private directory; the store opens it
+ * read-only and for writing, lists what it holds and sets a limit.  A
+ * damaged file must be made again from the configuration (limits.mdb,
+ * made on the first open and kept) or refused with an error code: a crash
+ * here (SIGBUS or SIGSEGV inside liblmdb, a sanitizer report in the
+ * store's own check of the file) is the finding damaged-state.t looks for
+ * with a handful of hand-made files.  The configuration's file is
+ * fuzz-config's. */
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -19,8 +22,14 @@ static char lock_path[128];
 static void
 remove_dir(void)
 {
+	char config[160];
+
 	unlink(path);
 	unlink(lock_path);
+	snprintf(config, sizeof(config), "%s/%s", dir, STORE_CONFIG_FILE);
+	unlink(config);
+	snprintf(config, sizeof(config), "%s/%s-lock", dir, STORE_CONFIG_FILE);
+	unlink(config);
 	rmdir(dir);
 }
 

@@ -1,9 +1,11 @@
 #!/bin/bash
 # A damaged state file: truncated, random bytes, pages overwritten,
-# another program's LMDB file, another format version, zero length.  Every
-# program that opens the store must say what is wrong in one line naming
-# the state dir or file, exit 100 or 111, never die of a signal, and leave
-# the damaged file as it was.
+# another program's LMDB file, another format version, zero length.
+# The configuration (limits.mdb): every program that opens the store must
+# say what is wrong in one line naming the state dir or file, exit 100 or
+# 111, never die of a signal, and leave the damaged file as it was.
+# The live store (iprelay.mdb, volatile): every program makes it again
+# from the configuration with one line, and works on, the limits kept.
 . "$IPRELAY_TOP/tests/lib.sh"
 
 LIMIT=$IPRELAY_BIN/iprelay-limit
@@ -20,12 +22,13 @@ command -v mdb_load >/dev/null || { echo "Bail out! mdb_load missing (lmdb-utils
 mkdir -p "$CASES/good"
 "$LIMIT" -S "$CASES/good" set top 1M || { echo "Bail out! cannot make a store"; exit 1; }
 "$LIMIT" -S "$CASES/good" set child 10K --parent top
-good=$CASES/good/iprelay.mdb
+good=$CASES/good/limits.mdb
+good_live=$CASES/good/iprelay.mdb
 size=$(stat -c %s "$good")
 
 make_case() {
 	mkdir -p "$CASES/$1"
-	CASE_FILE=$CASES/$1/iprelay.mdb
+	CASE_FILE=$CASES/$1/limits.mdb
 }
 # seeded_bytes FILE OFFSET COUNT SEED: overwrite (or append) COUNT bytes.
 seeded_bytes() {
@@ -80,18 +83,44 @@ make_case foreign-meta
 printf 'VERSION=3\nformat=print\ndatabase=meta\ntype=btree\nHEADER=END\n format\n someone-else 1\nDATA=END\n' |
 	mdb_load -n -f /dev/stdin "$CASE_FILE"
 make_case version	# the format of today's store, plus one
-format=$(mdb_dump -n -s meta -p "$good" | sed -n 's/^ iprelay-store \([0-9]*\)$/\1/p')
+format=$(mdb_dump -n -s meta -p "$good" | sed -n 's/^ iprelay-config \([0-9]*\)$/\1/p')
 future=$((${format:-0} + 1))
-mdb_dump -n -a -p "$good" | sed "s/^ iprelay-store $format\$/ iprelay-store $future/" |
+mdb_dump -n -a -p "$good" | sed "s/^ iprelay-config $format\$/ iprelay-config $future/" |
 	mdb_load -n -f /dev/stdin "$CASE_FILE" 2>"$TEST_TMP/mdb_load.err"
 make_case zero-length;     : >"$CASE_FILE"
 
 ok "the future version file says format $future (today's: $format)" \
-	grep -qx " iprelay-store $future" <(mdb_dump -n -s meta -p "$CASES/version/iprelay.mdb")
+	grep -qx " iprelay-config $future" <(mdb_dump -n -s meta -p "$CASES/version/limits.mdb")
 grep -v 'unrecognized keyword ignored: db_pagesize' "$TEST_TMP/mdb_load.err" |
 	sed 's/^/# mdb_load: /'
 ok "the foreign files were made" \
-	test -s "$CASES/foreign/iprelay.mdb" -a -s "$CASES/foreign-meta/iprelay.mdb"
+	test -s "$CASES/foreign/limits.mdb" -a -s "$CASES/foreign-meta/limits.mdb"
+
+# The same damage to the live store, beside a sound configuration.
+CASE_NAMES="truncated-page truncated-meta truncated-half random pages
+    page-bodies freelist leaf-flags freelist-live meta-parity foreign
+    foreign-meta version zero-length"
+for case in $CASE_NAMES; do
+	mkdir -p "$CASES/live-$case"
+	cp "$good" "$CASES/live-$case/limits.mdb"
+	cp "$CASES/$case/limits.mdb" "$CASES/live-$case/iprelay.mdb"
+done
+# Of the live store, the damage cases made of it (the regression files
+# are live stores already).
+live_size=$(stat -c %s "$good_live")
+head -c 4096 "$good_live" >"$CASES/live-truncated-page/iprelay.mdb"
+head -c 8192 "$good_live" >"$CASES/live-truncated-meta/iprelay.mdb"
+head -c $((live_size / 8192 * 4096)) "$good_live" >"$CASES/live-truncated-half/iprelay.mdb"
+cp "$good_live" "$CASES/live-pages/iprelay.mdb"
+seeded_bytes "$CASES/live-pages/iprelay.mdb" 8192 $((live_size - 8192)) 2
+for case in freelist leaf-flags freelist-live meta-parity; do
+	cp "$CASES/$case/limits.mdb" "$CASES/live-$case/iprelay.mdb"
+done
+rm -f "$CASES/live-version/iprelay.mdb"
+live_format=$(mdb_dump -n -s meta -p "$good_live" | sed -n 's/^ iprelay-store \([0-9]*\)$/\1/p')
+mdb_dump -n -a -p "$good_live" |
+	sed "s/^ iprelay-store $live_format\$/ iprelay-store $((live_format + 1))/" |
+	mdb_load -n -f /dev/stdin "$CASES/live-version/iprelay.mdb" 2>/dev/null
 
 # --- running every program on a copy ------------------------------------
 # run_on CASE PROGRAM: sets rc, msg (its stderr, or its log lines for a
@@ -135,7 +164,7 @@ verdict() {
 	[ "$fatal" = 1 ] || { echo "$fatal fatal lines"; return; }
 	printf '%s\n' "$msg" | grep 'fatal' | grep -qF -- "$dir" ||
 		{ echo "the message does not name $dir"; return; }
-	cmp -s "$CASES/$1/iprelay.mdb" "$dir/iprelay.mdb" ||
+	cmp -s "$CASES/$1/limits.mdb" "$dir/limits.mdb" ||
 		{ echo "the file was changed"; return; }
 }
 
@@ -152,12 +181,41 @@ report() {
 }
 
 PROGRAMS="limit-list limit-set shaperd iprelay-conn iprelay"
-for case in truncated-page truncated-meta truncated-half random pages \
-    page-bodies freelist leaf-flags freelist-live meta-parity \
-    foreign foreign-meta version zero-length; do
+for case in $CASE_NAMES; do
 	for program in $PROGRAMS; do
 		run_on "$case" "$program"
 		report "$case" "$program" "$(verdict "$case" "$program")"
+	done
+done
+
+# verdict_live CASE PROGRAM: "" when the run made the live store again and
+# worked on, else why not.
+verdict_live() {
+	case $2:$rc in
+	limit-list:0|limit-set:0|shaperd:timeout|iprelay-conn:timeout|iprelay:timeout) ;;
+	*) echo "exit $rc"; return ;;
+	esac
+	printf '%s\n' "$msg" | grep -q 'fatal' && { echo "a fatal line"; return; }
+	made=$(printf '%s\n' "$msg" | grep -c "live state $dir/iprelay.mdb is unusable.*made again")
+	[ "$made" -le 1 ] || { echo "$made lines about it"; return; }
+	cmp -s "$good" "$dir/limits.mdb" || [ "$2" = limit-set ] || [ "$2" = iprelay ] ||
+		{ echo "the configuration was changed"; return; }
+	"$LIMIT" -S "$dir" get child >/dev/null 2>&1 ||
+		{ echo "limit child is gone"; return; }
+}
+
+for case in $CASE_NAMES; do
+	for program in $PROGRAMS; do
+		run_on "live-$case" "$program"
+		why=$(verdict_live "live-$case" "$program")
+		name="live $case: $program makes it again ($rc)"
+		if [ -z "$why" ]; then
+			pass "$name"
+		else
+			fail "$name"
+			diag "$why"
+			printf '%s\n' "$msg" | grep -v '^$' | tail -n 3 | sed 's/^/#   /'
+		fi
 	done
 done
 

@@ -22,7 +22,7 @@ is "$rc" 0 "list without a state file exits 0"
 like "$out" '^NAME +PARENT +UP +DOWN +CEIL +BURST +CONNS' "list prints the header"
 like "$out" "DOWN/5s GLOBAL  \\[store $IPRELAY_STATE_DIR, from IPRELAY_STATE_DIR\\]\$" \
     "which names the store and why that one"
-ok "reading created no state file" test ! -e "$IPRELAY_STATE_DIR/iprelay.mdb"
+ok "reading created no state file" test ! -e "$IPRELAY_STATE_DIR/iprelay.mdb" -a ! -e "$IPRELAY_STATE_DIR/limits.mdb"
 run --json list
 is "$out" "[]" "--json list without a state file is []"
 
@@ -314,12 +314,19 @@ like "$err" "usage: iprelay-limit" "then the usage"
 run get x
 is "$rc" 1 "nothing was created by refused commands"
 
-# A foreign state file is refused, never read as garbage.
+# A foreign configuration file is refused, never read as garbage, and the
+# line names the file and the way back; a foreign live file is made again.
 mkdir -p "$TEST_TMP/foreign"
-head -c 65536 /dev/urandom >"$TEST_TMP/foreign/iprelay.mdb"
+head -c 65536 /dev/urandom >"$TEST_TMP/foreign/limits.mdb"
 run -S "$TEST_TMP/foreign" list
-ok "a foreign state file is refused" test "$rc" -ne 0
+ok "a foreign configuration file is refused" test "$rc" -ne 0
 is "$(wc -l <"$ERR")" 1 "in one line"
+like "$err" "$TEST_TMP/foreign/limits.mdb.*import" "naming it and the way back"
+mkdir -p "$TEST_TMP/foreign-live"
+run -S "$TEST_TMP/foreign-live" set kept 1K
+head -c 65536 /dev/urandom >"$TEST_TMP/foreign-live/iprelay.mdb"
+run -S "$TEST_TMP/foreign-live" get kept
+is "$rc" 0 "a foreign live file is made again, the limits kept"
 
 # Caps on live relays (issue 12 item 4): set, shown, cleared; bad values
 # named in one line, exit 100, nothing written.
@@ -361,22 +368,22 @@ run del newcap
 # Without write permission: refused by policy, said plainly.
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
 	chmod 755 "$IPRELAY_STATE_DIR"
-	chmod 644 "$IPRELAY_STATE_DIR"/iprelay.mdb*
+	chmod 644 "$IPRELAY_STATE_DIR"/*.mdb*
 	setpriv --reuid=65534 --regid=65534 --clear-groups \
 		"$L" set pop3 2K >"$OUT" 2>"$ERR"
 	rc=$?
 	is "$rc" 1 "set without write access exits 1"
 	like "$(cat "$ERR")" "write access" "and says it needs write access"
 	chmod 770 "$IPRELAY_STATE_DIR"
-	chmod 660 "$IPRELAY_STATE_DIR"/iprelay.mdb*
+	chmod 660 "$IPRELAY_STATE_DIR"/*.mdb*
 elif [ "$(id -u)" != 0 ]; then
 	ro=$TEST_TMP/ro
 	"$L" -S "$ro" set a 1K
-	chmod 500 "$ro"; chmod 400 "$ro"/iprelay.mdb*
+	chmod 500 "$ro"; chmod 400 "$ro"/*.mdb*
 	run -S "$ro" set a 2K
 	is "$rc" 1 "set without write access exits 1"
 	like "$err" "write access" "and says it needs write access"
-	chmod 700 "$ro"; chmod 600 "$ro"/iprelay.mdb*
+	chmod 700 "$ro"; chmod 600 "$ro"/*.mdb*
 fi
 
 # -S DIR is honoured over IPRELAY_STATE_DIR.

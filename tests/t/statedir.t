@@ -69,6 +69,19 @@ run env IPRELAY_USER=nobody "$L" -S "$D" set web 1M
 is "$rc" 100 "iprelay.mdb a symlink: refused"
 is "$(state_of "$V")" "$before" "its target is untouched"
 
+# The configuration's files (limits.mdb, issue 11 item 2) and a runtime dir
+# made in advance by another user: the same rules.
+for name in limits.mdb-lock limits.mdb; do
+	fresh "cfg-$name"
+	victim "cfg-$name"
+	before=$(state_of "$V")
+	as_nobody ln -s "$V" "$D/$name"
+	run env IPRELAY_USER=nobody "$L" -S "$D" set web 1M
+	is "$rc" 100 "$name a symlink: refused, exit 100"
+	like "$err" "$name is a symbolic link" "naming it"
+	is "$(state_of "$V")" "$before" "its target is untouched"
+done
+
 # --- refiller.lock and shaperd.lock: iprelay's embedded refiller, shaperd --
 fresh refill
 victim refill

@@ -1,7 +1,7 @@
 #!/bin/bash
 # The system state dir as a packaged service meets it (issue 11, item 4),
-# in a private mount namespace with a tmpfs on /var/lib, so the machine's
-# /var/lib/iprelay is never touched; nobody plays the service user
+# in a private mount namespace with a tmpfs on /var/lib and one on /run, so
+# the machine's /var/lib/iprelay and /run/iprelay are never touched; nobody plays the service user
 # (IPRELAY_USER).  What root makes there ends up the service user's; files
 # root left from before the dir was the service user's stop shaperd with
 # one line naming the file and the fix, and shaperd -O (ExecStartPre=+ in
@@ -19,9 +19,11 @@ if [ -z "${IPRELAY_IN_NS:-}" ]; then
 fi
 . "$IPRELAY_TOP/tests/lib.sh"
 
-mount --make-rprivate / && mount -t tmpfs -o mode=0755 tmpfs /var/lib ||
-	{ echo "Bail out! no tmpfs on /var/lib in a private namespace"; exit 1; }
+mount --make-rprivate / && mount -t tmpfs -o mode=0755 tmpfs /var/lib &&
+    mount -t tmpfs -o mode=0755 tmpfs /run ||
+	{ echo "Bail out! no tmpfs on /var/lib and /run in a private namespace"; exit 1; }
 SYS=/var/lib/iprelay
+RUN=/run/iprelay	# the live store's runtime dir
 L=$IPRELAY_BIN/iprelay-limit
 S=$IPRELAY_BIN/shaperd
 unset IPRELAY_STATE_DIR
@@ -35,10 +37,12 @@ out=$("$L" set web 1M 2>&1)
 is "$?" 0 "root's set without -S and no system dir yet: exit 0"
 is "$out" "web created in $SYS (the system store)" "says it used the system store"
 is "$(owner "$SYS")" "nobody:nogroup 2770" "root made $SYS the service user's, 2770"
-is "$(owner "$SYS"/iprelay.mdb "$SYS"/iprelay.mdb-lock)" "nobody:nogroup 660" \
+is "$(owner "$SYS"/limits.mdb "$SYS"/limits.mdb-lock)" "nobody:nogroup 660" \
     "and its files the service user's, 660 (root worked there as that user)"
+is "$(owner "$RUN")" "nobody:nogroup 2770" "root made the runtime dir $RUN the same owner's"
+is "$(owner "$RUN"/*)" "nobody:nogroup 660" "and the live store in it"
 "$L" set mail 2K >/dev/null
-is "$(owner "$SYS"/*)" "nobody:nogroup 660" "a second root command keeps it so"
+is "$(owner "$SYS"/* "$RUN"/*)" "nobody:nogroup 660" "a second root command keeps it so"
 
 # --- a member of the dir's group, without -S ----------------------------------
 home=$TEST_TMP/home
@@ -62,16 +66,16 @@ like "$out" "\\[store $home/.local/state/iprelay, your own store: the system sto
     "a user outside the group gets their own store, told why"
 
 # --- files root left before the dir was the service user's --------------------
-rm -rf "$SYS"
+rm -rf "$SYS" "$RUN"
 mkdir -m 0770 "$SYS"		# root's, as with no service user yet
 "$L" set web 1M >/dev/null
-is "$(owner "$SYS"/iprelay.mdb)" "root:root 660" "root's own dir: its files are root's"
-chown nobody:nogroup "$SYS"	# the package's tmpfiles line: the dir only
-chmod 2770 "$SYS"
+is "$(owner "$SYS"/limits.mdb "$RUN"/iprelay.mdb)" "root:root 660" "root's own dir: its files are root's"
+chown nobody:nogroup "$SYS" "$RUN"	# tmpfiles / RuntimeDirectory=: the dirs only
+chmod 2770 "$SYS" "$RUN"
 timeout -k 2 10 setpriv --reuid=65534 --regid=65534 --clear-groups \
     env IPRELAY_STATE_DIR="$SYS" "$S" >"$TEST_TMP/out" 2>"$TEST_TMP/err"
 is "$?" 100 "shaperd as the service user on root's leftovers: exit 100, no retry loop"
-like "$(cat "$TEST_TMP/err")" "unable to open $SYS/iprelay.mdb-lock: it belongs to root.*shaperd -O -S $SYS" \
+like "$(cat "$TEST_TMP/err")" "unable to open $SYS/limits.mdb-lock: it belongs to root.*shaperd -O -S $SYS" \
     "naming the file and the fix"
 is "$(wc -l <"$TEST_TMP/err")" 1 "in one line"
 
@@ -83,9 +87,10 @@ chmod 600 "$victim"
 as_nobody ln -s "$victim" "$SYS/refiller.lock"
 out=$(env IPRELAY_STATE_DIR="$SYS" "$S" -O 2>&1)
 is "$?" 0 "shaperd -O as root: exit 0"
-is "$(owner "$SYS"/iprelay.mdb "$SYS"/iprelay.mdb-lock)" "nobody:nogroup 660" \
-    "root's leftovers are the service user's now"
-like "$out" "gave $SYS/iprelay.mdb, root's, to the dir's owner" "and it says so"
+is "$(owner "$SYS"/limits.mdb "$SYS"/limits.mdb-lock "$RUN"/iprelay.mdb "$RUN"/iprelay.mdb-lock)" \
+    "nobody:nogroup 660" "root's leftovers are the service user's now"
+like "$out" "gave $SYS/limits.mdb, root's, to the dir's owner" "and it says so"
+like "$out" "gave $RUN/iprelay.mdb, root's, to the dir's owner" "the live store's too"
 is "$(owner "$victim")" "root:root 600" "a planted symlink is not followed"
 rm -f "$SYS/refiller.lock"
 ln "$victim" "$SYS/shaperd.lock"

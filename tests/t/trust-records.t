@@ -90,7 +90,7 @@ print("".join(c["id"] for c in json.load(sys.stdin) if c["limit"] == "held"))')
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
 	chmod 711 "$TEST_TMP"
 	chmod 755 "$IPRELAY_STATE_DIR"
-	chmod 666 "$IPRELAY_STATE_DIR"/iprelay.mdb*
+	chmod 666 "$IPRELAY_STATE_DIR"/*.mdb*
 	setpriv --reuid=65534 --regid=65534 --clear-groups \
 	    "$L" kill all >"$TEST_TMP/out" 2>"$TEST_TMP/err"
 	rc=$?

@@ -512,7 +512,7 @@ make_foreign(const char *dir, int with_meta)
 	int rc;
 
 	mkdir(dir, 0700);
-	snprintf(path, sizeof(path), "%s/%s", dir, STORE_FILE);
+	snprintf(path, sizeof(path), "%s/%s", dir, STORE_CONFIG_FILE);
 	if ((rc = mdb_env_create(&env)))
 		return rc;
 	mdb_env_set_maxdbs(env, 4);
@@ -544,7 +544,7 @@ make_plain_lmdb(const char *dir)
 	int rc;
 
 	mkdir(dir, 0700);
-	snprintf(path, sizeof(path), "%s/%s", dir, STORE_FILE);
+	snprintf(path, sizeof(path), "%s/%s", dir, STORE_CONFIG_FILE);
 	if ((rc = mdb_env_create(&env)))
 		return rc;
 	if ((rc = mdb_env_open(env, path, MDB_NOSUBDIR, 0600)))
@@ -562,6 +562,14 @@ close:
 	return rc;
 }
 
+static int
+limit_exists(struct store *store, const char *name)
+{
+	struct limit_info info;
+
+	return store_limit_get(store, name, &info) == 0;
+}
+
 static void
 test_bad_files(void)
 {
@@ -570,7 +578,7 @@ test_bad_files(void)
 	char path[600];
 	const char tag[] = "iprelay-store 2";
 	size_t i;
-	int rc, fd;
+	int rc, fd, pass;
 
 	is_rc(store_open(&store, dir_for("missing"), STORE_RDONLY),
 	    STORE_ENOSTORE, "read-only open of a missing store");
@@ -592,55 +600,85 @@ test_bad_files(void)
 	is_rc(store_open(&store, dir_for("plain"), 0), STORE_EFOREIGN,
 	    "LMDB file with plain keys refused");
 
-	/* Another format version: rewrite the meta "format" value. */
+	/* The live store of another format version: made again from the
+	 * configuration, its limits kept. */
 	if ((rc = store_open(&store, dir_for("version"), 0)))
 		bail("store_open", rc);
 	put(store, "kept", 1000, "");
 	is_rc(store_meta_put(store, "format", tag, strlen(tag)), 0,
-	    "format rewritten to version 2");
+	    "live format rewritten to version 2");
 	store_close(store);
 	store = NULL;
-	is_rc(store_open(&store, dir_for("version"), 0), STORE_EVERSION,
-	    "a store of another format version refused");
-	is_rc(store_open(&store, dir_for("version"), STORE_RDONLY),
-	    STORE_EVERSION, "... read-only too");
+	is_rc(store_open(&store, dir_for("version"), 0), 0,
+	    "a live store of another format version is made again");
+	ok(store && limit_exists(store, "kept"), "... with the limits kept");
+	store_close(store);
+	store = NULL;
 
-	/* Random bytes where the file should be. */
-	mkdir(dir_for("noise"), 0700);
-	snprintf(path, sizeof(path), "%s/%s", dir_for("noise"), STORE_FILE);
+	/* Random bytes where a file should be: the configuration is
+	 * refused, the live store made again. */
 	srandom(12345);
 	for (i = 0; i < sizeof(noise); i++)
 		noise[i] = (unsigned char)random();
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	if (fd < 0 || write(fd, noise, sizeof(noise)) !=
-	    (ssize_t)sizeof(noise))
-		bail("write noise", errno);
-	close(fd);
-	rc = store_open(&store, dir_for("noise"), 0);
-	ok(rc != 0 && store == NULL, "a file of random bytes refused "
-	    "without a crash (%s)", store_strerror(rc));
-	rc = store_open(&store, dir_for("noise"), STORE_RDONLY);
-	ok(rc != 0 && store == NULL, "... read-only too (%s)",
-	    store_strerror(rc));
-	/* A file cut short after a valid header. */
-	mkdir(dir_for("short"), 0700);
-	if ((rc = store_open(&store, dir_for("short"), 0)))
-		bail("store_open", rc);
-	put(store, "a", 1000, "");
-	store_close(store);
-	store = NULL;
-	snprintf(path, sizeof(path), "%s/%s", dir_for("short"), STORE_FILE);
-	ok(truncate(path, 4096) == 0, "cut the state file to one page");
-	rc = store_open(&store, dir_for("short"), 0);
-	if (rc == 0) {
-		struct limit_info info;
+	for (pass = 0; pass < 2; pass++) {
+		const char *name = pass ? STORE_FILE : STORE_CONFIG_FILE;
 
-		rc = store_limit_get(store, "a", &info);
+		mkdir(dir_for("noise"), 0700);
+		if ((rc = store_open(&store, dir_for("noise"), 0)))
+			bail("store_open", rc);
+		put(store, "a", 1000, "");
+		store_close(store);
+		store = NULL;
+		snprintf(path, sizeof(path), "%s/%s", dir_for("noise"), name);
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (fd < 0 || write(fd, noise, sizeof(noise)) !=
+		    (ssize_t)sizeof(noise))
+			bail("write noise", errno);
+		close(fd);
+		rc = store_open(&store, dir_for("noise"), 0);
+		if (pass == 0) {
+			is_rc(rc, STORE_ECONFIG, "a configuration of random "
+			    "bytes refused without a crash");
+			ok(strstr(store_failed_path(), STORE_CONFIG_FILE) &&
+			    strstr(store_strerror(rc), "import"),
+			    "... naming the file (%s) and the way back",
+			    store_failed_path());
+			rc = store_open(&store, dir_for("noise"), STORE_RDONLY);
+			is_rc(rc, STORE_ECONFIG, "... read-only too");
+			unlink(path);
+		} else {
+			is_rc(rc, 0, "a live store of random bytes made again");
+			ok(store && limit_exists(store, "a"),
+			    "... with the limits kept");
+		}
 		store_close(store);
 		store = NULL;
 	}
-	ok(rc != 0, "a truncated state file is refused (%s)",
-	    store_strerror(rc));
+	/* A file cut short after a valid header. */
+	for (pass = 0; pass < 2; pass++) {
+		const char *name = pass ? STORE_FILE : STORE_CONFIG_FILE;
+
+		mkdir(dir_for("short"), 0700);
+		if ((rc = store_open(&store, dir_for("short"), 0)))
+			bail("store_open", rc);
+		put(store, "a", 1000, "");
+		store_close(store);
+		store = NULL;
+		snprintf(path, sizeof(path), "%s/%s", dir_for("short"), name);
+		ok(truncate(path, 4096) == 0, "cut %s to one page", name);
+		rc = store_open(&store, dir_for("short"), 0);
+		if (pass == 0) {
+			is_rc(rc, STORE_ECONFIG,
+			    "a truncated configuration is refused");
+			unlink(path);
+		} else {
+			is_rc(rc, 0, "a truncated live store is made again");
+			ok(store && limit_exists(store, "a"),
+			    "... with the limits kept");
+		}
+		store_close(store);
+		store = NULL;
+	}
 }
 
 /* Copies of the record layouts in store-impl.h, to build damaged records;
