@@ -80,8 +80,10 @@ global_get_stats(const struct global *global, struct global_stats *stats)
 /* Demand: a limit is backlogged when at least a quarter of what it passed
  * in a tick waited on it as the bottleneck; otherwise it wants what it
  * passed (the larger of the last tick and an average over about three,
- * which follows a fall below a quarter at once), 5% more, and a little: enough to notice growth, little enough that an
- * idle host's unused share stays near 1% of the global rate. */
+ * which follows a fall below a quarter when relays went, see
+ * observe_limit), 5% more, and a little: enough to notice growth, little
+ * enough that an idle host's unused share stays near 1% of the global
+ * rate. */
 #define WANT_PERCENT	105
 #define WANT_MIN_B	4096
 #define WANT_GLOBAL_DIV	200
