@@ -4,8 +4,9 @@
 # open against --max-conns-per-source 8 are 8 served (bytes echoed back
 # intact) and 32 reset at once, counted on the limit; the service stays
 # enabled; the cap is freed as connections end; --max-conns counts every
-# source.  Each refused relay logs one line and exits 98.  The relays of
-# iprelay itself (spawned, or started ahead) are held to the same caps.
+# source.  Each refused relay logs one line and exits 98.  Relays under
+# socket activation and those of iprelay itself (spawned, or started
+# ahead) are held to the same caps.
 . "$IPRELAY_TOP/tests/lib.sh"
 
 LIMIT="$IPRELAY_BIN/iprelay-limit"
@@ -153,7 +154,27 @@ ok "every relay ended" test $? = 0
 
 stop_pid "$inetd_pid"
 
-# 5. iprelay's own relays, spawned or started ahead (-W, which register
+# 5. The same relays under systemd's socket activation (Accept=yes: the
+# client on fd 3), as systemd-socket-activate runs them.
+if command -v systemd-socket-activate >/dev/null; then
+	"$LIMIT" set capped --max-conns none --max-conns-per-source 2 >/dev/null
+	port=$(free_port)
+	spawn systemd-socket-activate -l "127.0.0.1:$port" --accept \
+	    -E IPRELAY_STATE_DIR -E IPRELAY_LOG_FILE \
+	    "$IPRELAY_BIN/iprelay-conn" -i 600 -l capped "127.0.0.1:$echo_port" \
+	    2>"$TEST_TMP/activate.err"
+	activate_pid=$last_pid
+	wait_listen "$port" || diag "systemd-socket-activate did not listen"
+	hold sd --count 5 --bind 127.0.0.1
+	is "$(result)" "2 3 0 0 3" "socket activation: 5 from 127.0.0.1 against 2 per source: 2 served, 3 reset"
+	release sd
+	stop_pid "$activate_pid"
+	wait_conns capped 0
+else
+	pass "# SKIP systemd-socket-activate is not installed"
+fi
+
+# 6. iprelay's own relays, spawned or started ahead (-W, which register
 # when their client is handed over), go through the same check.
 mkfifo "$TEST_TMP/cmd"
 exec 7<>"$TEST_TMP/cmd"
