@@ -42,6 +42,7 @@ editor_redraw(void)
 	if (shown > room)
 		shown = room;
 	editor->column = PROMPT_LEN + editor->cursor - editor->scroll;
+	editor->drawn = PROMPT_LEN + shown;
 	len = snprintf(buf, sizeof(buf), "\r\033[K" PROMPT "%.*s", (int)shown,
 	    editor->line + editor->scroll);
 	if (editor->cursor < editor->scroll + shown)
@@ -66,9 +67,12 @@ editor_resize(void)
 }
 
 /* SIGWINCH.  Narrower than the row drawn, a terminal either cuts the row
- * (xterm: the cursor stays on it, at the last column) or reflows it (tmux,
- * VTE, kitty: the cursor goes down with the row's end, to column
- * old % width).  Which one is asked of the terminal itself (a cursor
+ * (xterm: the cursor stays on it, at most in the last column) or reflows
+ * it into rows of the new width (tmux, VTE, kitty: the cursor goes with its
+ * character, old / width rows down, to column old % width).  A cursor
+ * still in the first of those rows is where it was either way: clearing to
+ * the end of the screen takes the rest (the row is the last one used).
+ * Past it, which one happened is asked of the terminal itself (a cursor
  * position report, answered on stdin, editor_position()): moving up
  * blindly would erase a line of output above on one that cuts. */
 void
@@ -78,6 +82,9 @@ editor_resized(void)
 
 	editor_resize();
 	if (editor->column < editor->width) {
+		if (editor->drawn > editor->width &&
+		    write(STDOUT_FILENO, "\r\033[J", 4) < 0)
+			return;
 		editor_redraw();
 		return;
 	}

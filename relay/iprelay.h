@@ -110,6 +110,7 @@ struct editor {
 	size_t width;			/* the terminal's columns */
 	size_t scroll;			/* the first character shown */
 	size_t column;			/* the cursor's, as last drawn */
+	size_t drawn;			/* the columns the row took then */
 	size_t asked_column;		/* that, when the width shrank past it */
 	int asked;			/* its position asked for (resized) */
 };

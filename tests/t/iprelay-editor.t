@@ -87,6 +87,17 @@ is "$(prompt_rows)" 1 "one prompt row after the resize"
 is "$(fragments)" 0 "and no piece of the row drawn at 40 columns"
 is "$(cursor_x)" 29 "the cursor at the end, in the last column"
 
+# The cursor near the start of a row wider than the new width: the row's
+# tail reflows onto a row below, which the redraw clears too.
+T send-keys -t ed Home
+ok "Home at 30 columns" shows "${EDITED:0:27}"
+T resize-window -t ed -x 20 -y 12
+ok "a resize to 20 columns with the cursor at the start" shows "${EDITED:0:17}"
+is "$(prompt_rows)" 1 "one prompt row"
+is "$(fragments)" 0 "and no piece of the row's tail below it"
+T send-keys -t ed End
+ok "End at 20 columns" shows "${EDITED:29:17}"
+
 T send-keys -t ed Enter
 ok "Enter runs the whole edited line" \
     wait_for_text "Unknown command: $EDITED"
