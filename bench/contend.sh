@@ -28,14 +28,16 @@
 #   beside 64 downloads saturating it: connect to first and to last byte.
 #
 # Environment: IPRELAY_BIN (default bin/), BENCH_OUT, SECTIONS (default
-# "chain interactive ttfb"); ECHO_RATES, ECHO_COUNTS, ECHO_DIRS, ECHO_D
+# "chain interactive turn ttfb", quick without turn); ECHO_RATES, ECHO_COUNTS, ECHO_DIRS, ECHO_D
 # (seconds a run) to run part of the interactive matrix.
 set -u
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${IPRELAY_BIN:-$TOP/bin}
 QUICK=
 [ "${1:-}" = --quick ] && QUICK=1
-SECTIONS=${SECTIONS:-chain interactive turn ttfb}
+# Quick: no turn (two more 12 s runs) unless asked for.
+if [ -n "$QUICK" ]; then SECTIONS=${SECTIONS:-chain interactive ttfb}
+else SECTIONS=${SECTIONS:-chain interactive turn ttfb}; fi
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 OUT=${BENCH_OUT:-$TOP/bench/results}
 [ -n "$QUICK" ] && OUT=${BENCH_OUT:-$TOP/build/bench-quick}
