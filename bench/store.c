@@ -165,6 +165,11 @@ main(int argc, char **argv)
 		unlink(path);
 		snprintf(path, sizeof(path), "%s/%s-lock", dir, STORE_FILE);
 		unlink(path);
+		snprintf(path, sizeof(path), "%s/%s", dir, STORE_CONFIG_FILE);
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/%s-lock", dir,
+		    STORE_CONFIG_FILE);
+		unlink(path);
 		rmdir(dir);
 	}
 	return 0;

@@ -373,6 +373,12 @@ global_hosts() {
 	insh 'systemctl stop "sdlive-draw-*" sdlive-shaperd-h2.service sdlive-redis.service 2>/dev/null' >/dev/null 2>&1
 }
 
+# live_totals: bytes counted on every limit (live state).
+live_totals() {
+	inbox iprelay-limit --json list 2>/dev/null | python3 -c 'import json, sys
+print(sum(l["up_total"] + l["down_total"] for l in json.load(sys.stdin)))' 2>/dev/null
+}
+
 limits_config() {
 	inbox iprelay-limit --json list | python3 -c 'import json, sys
 for l in sorted(json.load(sys.stdin), key=lambda l: l["name"]):
@@ -456,8 +462,14 @@ time.sleep(60)' "$lock"
 	insh 'systemctl reset-failed shaperd.service; systemctl start shaperd.service'
 	shaperd_up "$P after the rival"
 
-	# A reboot: power off with a relay running, boot again.
+	# A reboot: power off with a relay running, boot again.  The live
+	# store is in /run (tmpfs, issue 11 item 2): made afresh, its
+	# counters and records gone; the configuration is kept.
 	before=$(limits_config)
+	totals_before=$(live_totals)
+	ok "$P: the live store is in /run/iprelay, the configuration in /var/lib/iprelay" \
+		insh 'test -s /run/iprelay/iprelay.mdb && test -s /var/lib/iprelay/limits.mdb && test ! -e /var/lib/iprelay/iprelay.mdb'
+	ok "$P: bytes were counted before the reboot ($totals_before)" test "${totals_before:-0}" -gt 0
 	start_download long4 18080 60 dl4
 	t0=$(date +%s%N)
 	out=$(box reboot 2>&1)
@@ -466,6 +478,8 @@ time.sleep(60)' "$lock"
 	shaperd_up "$P after the reboot"
 	is "$(limits_config)" "$before" "$P: the same limits after the reboot"
 	is "$(conns_json)" "[]" "$P: no relay of the last boot is listed"
+	is "$(live_totals)" 0 "$P: the live counters start afresh after the reboot"
+	ok "$P: the live store was made again in /run/iprelay" insh 'test -s /run/iprelay/iprelay.mdb'
 	is "$(inbox systemctl is-active iprelay-dl4.socket iprelay-dl6.socket | tr '\n' ' ')" \
 		"active active " "$P: the forwarders listen again"
 	box_down "$P"
