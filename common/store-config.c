@@ -171,11 +171,31 @@ adopt_old_file(struct store *store)
 }
 
 int
-config_open(struct store *store, int create, int *created)
+config_open(struct store *store, int create, int read_only, int *created)
 {
 	static const char *const names[] = { "limits", NULL };
 	int rc;
 
+	/* One that only reads takes the configuration as it is, and where
+	 * there is none yet, opens it as everyone else does (and makes it). */
+	if (read_only) {
+		rc = env_open(&store->dir, STORE_CONFIG_FILE, 0, MDB_NOSUBDIR |
+		    MDB_NORDAHEAD | MDB_NOTLS | MDB_RDONLY, CONFIG_MAPSIZE,
+		    &store->cfg_env, &store->cfg_files, created);
+		if (rc == 0)
+			rc = open_dbs(store->cfg_env, CONFIG_TAG, 0,
+			    &store->cfg_meta, names, &store->cfg_limits);
+		if (rc == 0)
+			return 0;
+		if (store->cfg_env) {
+			mdb_env_close(store->cfg_env);
+			store->cfg_env = NULL;
+			statedir_lmdb_done(&store->cfg_files);
+			store->cfg_files.data_fd = store->cfg_files.lock_fd = -1;
+		}
+		if (rc != STORE_ENOSTORE)
+			return config_damaged(rc) ? STORE_ECONFIG : rc;
+	}
 	rc = env_open(&store->dir, STORE_CONFIG_FILE, create, MDB_NOSUBDIR |
 	    MDB_NORDAHEAD | MDB_NOTLS, CONFIG_MAPSIZE, &store->cfg_env,
 	    &store->cfg_files, created);

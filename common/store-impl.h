@@ -214,7 +214,7 @@ check_file(const char *path);
 
 /* store-config.c: the configuration store and the live copy of it. */
 int
-config_open(struct store *store, int create, int *created);
+config_open(struct store *store, int create, int read_only, int *created);
 
 /* Copy the configuration into the live store when its copy is not of the
  * configuration's generation (FORCE: whatever it says), in one live write

@@ -577,7 +577,8 @@ store_open(struct store **out, const char *dir, int flags)
 	if (rc == ENOENT && !create)
 		rc = STORE_ENOSTORE;
 	if (rc == 0)
-		rc = config_open(store, create, &cfg_created);
+		rc = config_open(store, create, flags & STORE_CONFIG_READ,
+		    &cfg_created);
 	if (rc)
 		goto fail;
 	if ((rc = live_open_or_rebuild(store, NULL, 0, &live_fresh)))

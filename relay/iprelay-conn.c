@@ -604,7 +604,7 @@ open_store(struct relay *relay)
 	    relay->store_dir, sizeof(relay->store_dir));
 	if (relay->store_rc == 0)
 		relay->store_rc = store_open(&relay->store, relay->store_dir,
-		    0);
+		    STORE_CONFIG_READ);
 }
 
 /* Over a cap: the client is reset at once (SO_LINGER 0: no FIN, so it
