@@ -432,9 +432,12 @@ reap_children(void)
 	pid_t pid;
 	int status;
 
-	/* What the relays wrote before they ended, first. */
+	/* What the relays wrote before they ended, first: read again for
+	 * each one reaped, since it may have written its reason and ended
+	 * after the read (a CI run printed caps.t's refusal without it). */
 	relay_log_read();
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		relay_log_read();
 		child = child_find(pid);
 		if (child == NULL)
 			continue;
