@@ -230,12 +230,17 @@ config_sync(struct store *store, int force, int *copied)
 
 	if (copied)
 		*copied = 0;
-	if ((rc = mdb_txn_begin(store->cfg_env, NULL, MDB_RDONLY, &cfg)))
+	/* The live write lock first, then the snapshot: a snapshot taken
+	 * before waiting for the lock could be older than one a writer
+	 * that got the lock first has copied, and copying it after would
+	 * take the live store back a generation (a cap just set gone
+	 * until the next copy). */
+	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)))
 		return rc;
+	if ((rc = mdb_txn_begin(store->cfg_env, NULL, MDB_RDONLY, &cfg)))
+		goto abort;
 	if ((rc = config_gen_read(cfg, store->cfg_meta, GEN_CONFIG_KEY,
 	    &want)))
-		goto abort;
-	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)))
 		goto abort;
 	now_ns = monotonic_ns();	/* under the write lock */
 	if ((rc = config_gen_read(txn, store->meta, GEN_LIVE_KEY, &have)))
@@ -294,9 +299,9 @@ config_sync(struct store *store, int force, int *copied)
 abort:
 	if (cursor)
 		mdb_cursor_close(cursor);
-	if (txn)
-		mdb_txn_abort(txn);
-	mdb_txn_abort(cfg);
+	if (cfg)
+		mdb_txn_abort(cfg);
+	mdb_txn_abort(txn);
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
