@@ -153,7 +153,7 @@ $(BIN)/fuzz/%: $(OBJ)/tests/fuzz/%.o $(OBJ)/tests/fuzz/replay.o \
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_STORE)
 
-$(patsubst %,$(OBJ)/tests/fuzz/%.o,$(FUZZ_TARGETS) replay): tests/fuzz/fuzz.h
+$(patsubst %,$(OBJ)/tests/fuzz/%.o,$(FUZZ_TARGETS) replay): tests/fuzz/fuzz.h tests/fuzz/fuzz-store.h
 
 # `make fuzz`: each target under libFuzzer for FUZZ_SECONDS, starting from
 # its seed corpus; new inputs go to build/fuzz/corpus, a crash or a broken

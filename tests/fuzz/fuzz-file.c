@@ -6,98 +6,11 @@
  * here (SIGBUS or SIGSEGV inside liblmdb, a sanitizer report in the
  * store's own check of the file) is the finding damaged-state.t looks for
  * with a handful of hand-made files.  The configuration's file is
- * fuzz-config's. */
-#include <errno.h>
-#include <fcntl.h>
-#include <string.h>
-#include <unistd.h>
-
-#include "fuzz.h"
-#include "store.h"
-
-static char dir[64];
-static char path[128];
-static char lock_path[128];
-
-static void
-remove_dir(void)
-{
-	char config[160];
-
-	unlink(path);
-	unlink(lock_path);
-	snprintf(config, sizeof(config), "%s/%s", dir, STORE_CONFIG_FILE);
-	unlink(config);
-	snprintf(config, sizeof(config), "%s/%s-lock", dir, STORE_CONFIG_FILE);
-	unlink(config);
-	rmdir(dir);
-}
-
-static void
-make_dir(void)
-{
-	const char *tmp = getenv("TMPDIR");
-
-	if (dir[0])
-		return;
-	/* A crash skips atexit: the tests point TMPDIR at their own dir. */
-	if (tmp == NULL || *tmp != '/' || strlen(tmp) > 32)
-		tmp = "/tmp";
-	snprintf(dir, sizeof(dir), "%s/iprelay-fuzz-file.XXXXXX", tmp);
-	if (mkdtemp(dir) == NULL) {
-		fprintf(stderr, "fuzz-file: fatal: unable to make a dir: %s\n",
-		    strerror(errno));
-		abort();
-	}
-	snprintf(path, sizeof(path), "%s/%s", dir, STORE_FILE);
-	snprintf(lock_path, sizeof(lock_path), "%s/%s-lock", dir, STORE_FILE);
-	atexit(remove_dir);
-}
-
-static int
-visit_limit(void *ctx, const struct limit_info *info)
-{
-	FUZZ_CHECK(limit_name_valid(info->name));
-	++*(unsigned *)ctx;
-	return 0;
-}
-
-static int
-visit_conn(void *ctx, const struct conn_info *info)
-{
-	FUZZ_CHECK(info->id != 0);
-	++*(unsigned *)ctx;
-	return 0;
-}
-
-static void
-use_store(int flags)
-{
-	struct store *store;
-	struct limit_cfg cfg = { .rate_Bps = { 1024, 2048 } };
-	unsigned count = 0;
-
-	if (store_open(&store, dir, flags))
-		return;
-	(void)store_limit_foreach(store, visit_limit, &count);
-	(void)store_conn_foreach(store, visit_conn, &count);
-	if (!(flags & STORE_RDONLY))
-		(void)store_limit_put(store, "fuzz", &cfg);
-	store_close(store);
-}
+ * fuzz-config's; what both do is fuzz-store.h. */
+#include "fuzz-store.h"
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	int fd;
-
-	make_dir();
-	/* A fresh lock file each time: the input is the data file only. */
-	unlink(lock_path);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	if (fd < 0 || write(fd, data, size) != (ssize_t)size || close(fd) < 0)
-		abort();
-	use_store(STORE_RDONLY);
-	use_store(0);
-	return 0;
+	return fuzz_store_file("fuzz-file", STORE_FILE, NULL, data, size);
 }
