@@ -78,6 +78,7 @@ diag "plan:     shaperd, forwarders dl4 (IPv4) and dl6 (IPv6) from iprelay-forwa
 diag "plan:     byte-identical, a limit change on a running download (512K -> 2M), kill as"
 diag "plan:     root and as a member of group iprelay, a SIGKILLed relay reaped and its unit"
 diag "plan:     collected, 40 connections from one address against MaxConnectionsPerSource,"
+diag "plan:     a refusal over a limit's cap (exit 98) that leaves no failed unit,"
 diag "plan:     exposure at or below docs/security.md ($EXPOSURE_SHAPERD, $EXPOSURE_CONN), then a reboot"
 diag "plan:  2. make install PREFIX=/usr, root's iprelay-limit, the steps of units/README.md"
 diag "plan:     (booted while pass 1 waits for its watchdog): shaperd active, journal, the IPv4"
@@ -279,6 +280,29 @@ per_source() {
 	figure "$1: 40 connections from 127.0.0.1: $out"
 }
 
+# cap_refusal PASS: a relay over its limit's cap resets the client and
+# exits 98, which the connection unit counts as success
+# (SuccessExitStatus=98): a refusal by policy is not a failed unit.
+cap_refusal() {
+	local out failed since
+	# per_source's relays gone first: they would count against the cap.
+	until_in 10 "iprelay-limit --json get hold | grep -q '\"conns\":0,'"
+	ok "$1: no relay left on limit hold" test $? = 0
+	sleep 1
+	since=$(inbox date +%s)
+	inbox iprelay-limit set hold --max-conns-per-source 2 >/dev/null
+	out=$(inbox python3 "$TOOLS/connhold.py" --connect 127.0.0.1:18090 --count 4 --greeting 5)
+	is "$(json "$out" served 2>/dev/null) $(json "$out" refused 2>/dev/null)" "2 2" \
+		"$1: 4 from one address against --max-conns-per-source 2: 2 served, 2 reset"
+	inbox iprelay-limit set hold --max-conns-per-source 0 >/dev/null
+	until_in 5 "[ \$(journalctl --since @$since --no-pager -o cat -u 'iprelay-hold@*' | grep -c 'refused: limit hold') -ge 2 ]"
+	ok "$1: both refusals are in the journal" test $? = 0
+	until_in 10 '[ -z "$(systemctl list-units --all --plain --no-legend "iprelay-hold@*")" ]'
+	ok "$1: the four connection units are gone" test $? = 0
+	failed=$(inbox journalctl --since "@$since" --no-pager -o cat -u 'iprelay-hold@*' | grep -c "Failed with result")
+	is "$failed" 0 "$1: no connection unit of a refusal ended failed (SuccessExitStatus=98)"
+}
+
 # exposure PASS: systemd-analyze security under the live systemd.
 exposure() {
 	local unit documented got
@@ -403,7 +427,7 @@ if boot_box $P; then
 	root_first_kept $P
 	is "$(priority_of shaperd '^serving ')" 6 "$P: shaperd's start line is in the journal at priority info (6)"
 	for check in forwarders "download IPv4 127.0.0.1:18080" "download IPv6 [::1]:18086" \
-	    rate_change root_kill member_kill sigkill per_source exposure; do
+	    rate_change root_kill member_kill sigkill per_source cap_refusal exposure; do
 		step "$P: $check"
 		read -r fn args <<<"$check"
 		# shellcheck disable=SC2086
