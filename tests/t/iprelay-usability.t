@@ -26,7 +26,9 @@ wait_for() {
 		sleep 0.05
 	done
 	diag "no '$2' in $1:"
-	tail -n 8 "$1" | sed 's/^/#   | /'
+	# awk ends every line, the prompt too (no newline after it): the
+	# next TAP line must start a line of its own.
+	tail -n 8 "$1" | awk '{ print "#   | " $0 }'
 	return 1
 }
 
