@@ -107,7 +107,7 @@ analyse() { python3 "$TOP/bench/global-analyse.py" "$T" "$G" "$@"; }
 
 start_redis
 for h in 1 2 3; do start_shaperd $h; done
-"$L" -S "$T/h1" set pop3 4M --global >/dev/null &&
+"$L" -S "$T/h1" set pop3 4M --global --hosts 3 >/dev/null &&
 "$L" -S "$T/h2" set pop3 --global >/dev/null &&
 "$L" -S "$T/h3" set pop3 --global >/dev/null || { echo "global: set --global failed"; exit 1; }
 calls0=$(redis-cli -s "$SOCK" info commandstats | tr -d '\r' |

@@ -37,10 +37,13 @@ state_at(uint32_t offline, const struct global_live *live, uint64_t now_ns)
 }
 
 /* A share of 0 on a rated direction is "nothing", but a bucket of rate 0
- * is unlimited: the least a rated bucket can do is 1 byte/s. */
+ * is unlimited: the least a rated bucket can do is 1 byte/s.  hosts is
+ * what the floor divides by (global_floor_hosts); with none known the
+ * floor cannot be had without risking the whole global rate on every
+ * host, so the host admits nothing unleased, as closed would. */
 static uint64_t
 rate_of(const struct global_copy *copy, const struct global_live *live,
-    int dir, enum global_state state)
+    int dir, enum global_state state, uint32_t hosts)
 {
 	uint64_t global_Bps = copy->rate_Bps[dir], rate_Bps;
 
@@ -53,7 +56,7 @@ rate_of(const struct global_copy *copy, const struct global_live *live,
 		break;
 	case GLOBAL_AT_FLOOR:
 		rate_Bps = copy->floor_Bps[dir] ? copy->floor_Bps[dir] :
-		    global_Bps / (live->nhosts ? live->nhosts : 1);
+		    hosts ? global_Bps / hosts : 1;
 		break;
 	case GLOBAL_IS_OPEN:
 		return 0;
@@ -64,6 +67,35 @@ rate_of(const struct global_copy *copy, const struct global_live *live,
 	if (rate_Bps > global_Bps)
 		rate_Bps = global_Bps;
 	return rate_Bps ? rate_Bps : 1;
+}
+
+static uint32_t
+max_hosts(uint32_t a, uint32_t b)
+{
+	return a > b ? a : b;
+}
+
+/* The larger count is the smaller floor: every host at its floor stays
+ * within the global rate as long as no more hosts run than counted. */
+uint32_t
+global_floor_hosts(const struct limit_cfg *cfg, const struct global_live *live)
+{
+	return max_hosts(max_hosts(cfg->hosts, cfg->hosts_seen),
+	    live ? live->nhosts : 0);
+}
+
+int
+global_floor_unknown(const struct limit_cfg *cfg)
+{
+	int dir;
+
+	if (!cfg->global || cfg->offline != GLOBAL_FLOOR ||
+	    cfg->hosts || cfg->hosts_seen)
+		return 0;
+	for (dir = 0; dir < 2; dir++)
+		if (cfg->rate_Bps[dir] && cfg->floor_Bps[dir] == 0)
+			return 1;
+	return 0;
 }
 
 /* The burst scales with the share, so the hosts' bursts add up to the
@@ -81,8 +113,8 @@ burst_of(const struct global_copy *copy, int dir, uint64_t rate_Bps)
 	    (uint64_t)scaled;
 }
 
-void
-global_copy_cfg(struct global_copy *copy, const struct limit_cfg *cfg)
+static void
+copy_cfg(struct global_copy *copy, const struct limit_cfg *cfg)
 {
 	memset(copy, 0, sizeof(*copy));
 	if (!cfg->global)
@@ -96,15 +128,23 @@ global_copy_cfg(struct global_copy *copy, const struct limit_cfg *cfg)
 	copy->floor_Bps[1] = cfg->floor_Bps[1];
 }
 
+void
+global_copy_cfg(struct bucket_rec *rec, const struct limit_cfg *cfg)
+{
+	copy_cfg(&rec->gcopy, cfg);
+	rec->hosts = cfg->global ? global_floor_hosts(cfg, NULL) : 0;
+}
+
 uint64_t
 global_rate_at(const struct limit_cfg *cfg, const struct global_live *live,
     int dir, uint64_t now_ns, enum global_state *state)
 {
 	struct global_copy copy;
 
-	global_copy_cfg(&copy, cfg);
+	copy_cfg(&copy, cfg);
 	*state = state_at(copy.offline, live, now_ns);
-	return rate_of(&copy, live, dir, *state);
+	return rate_of(&copy, live, dir, *state,
+	    global_floor_hosts(cfg, live));
 }
 
 void
@@ -123,7 +163,8 @@ global_settle(struct bucket_rec *rec, uint64_t now_ns)
 	    live->lease_until_ns : live->hold_until_ns;
 	for (dir = 0; dir < 2; dir++) {
 		bucket = &rec->bucket[dir];
-		rate_Bps = rate_of(&rec->gcopy, live, dir, state);
+		rate_Bps = rate_of(&rec->gcopy, live, dir, state,
+		    max_hosts(rec->hosts, live->nhosts));
 		burst_B = burst_of(&rec->gcopy, dir, rate_Bps);
 		if (bucket->rate_Bps == rate_Bps &&
 		    bucket->burst_B == (burst_B ? burst_B :
@@ -152,6 +193,18 @@ chain_global_settle(struct chain *chain, uint64_t now_ns)
 
 	for (level = 0; level < chain->depth; level++)
 		global_settle(&chain->recs[level], now_ns);
+}
+
+/* The host count Redis gave, kept in the configuration when it changed
+ * (rare: a host came or went). */
+static int
+lease_hosts_changed(struct limit_cfg *cfg, const struct global_lease *lease)
+{
+	if (lease->nhosts == 0 || lease->nhosts > GLOBAL_HOSTS_MAX ||
+	    lease->nhosts == cfg->hosts_seen)
+		return 0;
+	cfg->hosts_seen = lease->nhosts;
+	return 1;
 }
 
 /* Rates and burst set on another host, cached in the configuration too
@@ -189,6 +242,8 @@ lease_cache_config(struct store *store, const struct global_lease *leases,
 			limit.cfg.burst_B = lease->burst_B;
 			this_changed = 1;
 		}
+		if (lease_hosts_changed(&limit.cfg, lease))
+			this_changed = 1;
 		if (!this_changed)
 			continue;
 		key = name_key(lease->name);
@@ -253,16 +308,20 @@ store_global_lease(struct store *store, const struct global_lease *leases,
 			limit.cfg.burst_B = lease->burst_B;
 			cfg_changed = 1;
 		}
+		if (lease_hosts_changed(&limit.cfg, lease))
+			cfg_changed = 1;
 		if (cfg_changed) {
 			/* Set on another host: cached here, so that this
-			 * host can restore Redis's copy if Redis loses it. */
+			 * host can restore Redis's copy if Redis loses it;
+			 * the host count so that a floor is known after a
+			 * restart without Redis. */
 			key = name_key(lease->name);
 			value.mv_size = limit_rec_size(&limit);
 			value.mv_data = &limit;
 			if ((rc = mdb_put(txn, store->limits, &key, &value,
 			    0)))
 				goto abort;
-			global_copy_cfg(&bucket.gcopy, &limit.cfg);
+			global_copy_cfg(&bucket, &limit.cfg);
 			any_changed = 1;
 		}
 		for (dir = 0; dir < 2; dir++)

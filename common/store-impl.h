@@ -107,16 +107,24 @@ struct bucket_rec {
 	struct fresh_pool fresh[2];		/* bucket.h */
 	/* Absent from records before caps (read as zero). */
 	uint64_t refused[2];			/* by max_conns, per source */
+	/* Absent from records before host counts (read as zero): the
+	 * limit's configured or last seen host count, copied as gcopy is
+	 * (global_floor_hosts of the limit's configuration). */
+	uint32_t hosts;
+	uint32_t reserved;
 };
 
 #define BUCKET_REC_V1_SIZE	offsetof(struct bucket_rec, ceil_Bps)
 #define BUCKET_REC_V2_SIZE	offsetof(struct bucket_rec, gcopy)
 #define BUCKET_REC_V3_SIZE	offsetof(struct bucket_rec, fresh)
 #define BUCKET_REC_V4_SIZE	offsetof(struct bucket_rec, refused)
+#define BUCKET_REC_V5_SIZE	offsetof(struct bucket_rec, hosts)
 #define LIMIT_REC_V2_SIZE \
 	(offsetof(struct limit_rec, cfg) + offsetof(struct limit_cfg, global))
 #define LIMIT_REC_V3_SIZE (offsetof(struct limit_rec, cfg) + \
 	offsetof(struct limit_cfg, max_conns_per_source))
+#define LIMIT_REC_V4_SIZE (offsetof(struct limit_rec, cfg) + \
+	offsetof(struct limit_cfg, hosts_seen))
 
 _Static_assert(CHAIN_MAX <= BUCKET_LEVELS_MAX,
     "bucket_draw_ceil takes a whole chain");
@@ -268,7 +276,7 @@ recount(struct store *store, MDB_txn *txn);
 /* store-global.c: a global level switches to its offline policy when
  * its lease or hold ran out, at that instant. */
 void
-global_copy_cfg(struct global_copy *copy, const struct limit_cfg *cfg);
+global_copy_cfg(struct bucket_rec *rec, const struct limit_cfg *cfg);
 
 void
 global_settle(struct bucket_rec *rec, uint64_t now_ns);

@@ -77,7 +77,8 @@ store_limit_write(struct store *store, const char *name,
 	    !ceil_valid(given->ceil_Bps[DIR_DOWN])) ||
 	    ((fields & LIMIT_FIELD_MAX_CONNS) && given->max_conns > CAPS_MAX) ||
 	    ((fields & LIMIT_FIELD_MAX_SOURCE) &&
-	    given->max_conns_per_source > CAPS_MAX))
+	    given->max_conns_per_source > CAPS_MAX) ||
+	    ((fields & LIMIT_FIELD_HOSTS) && given->hosts > GLOBAL_HOSTS_MAX))
 		return EINVAL;
 	if (fs_nearly_full(store))
 		return ENOSPC;
@@ -119,10 +120,20 @@ store_limit_write(struct store *store, const char *name,
 		limit.cfg.max_conns = given->max_conns;
 	if (fields & LIMIT_FIELD_MAX_SOURCE)
 		limit.cfg.max_conns_per_source = given->max_conns_per_source;
+	if (fields & LIMIT_FIELD_HOSTS)
+		limit.cfg.hosts = given->hosts;
 	if (result)
 		*result = limit.cfg;
 	if ((rc = limit_cfg_check(cfg)))
 		goto abort;
+	/* Only when the global side is being set: a limit restored from an
+	 * older backup keeps working (closed while no count is known). */
+	if ((fields & (LIMIT_FIELD_GLOBAL | LIMIT_FIELD_OFFLINE |
+	    LIMIT_FIELD_FLOOR | LIMIT_FIELD_HOSTS)) &&
+	    global_floor_unknown(cfg)) {
+		rc = STORE_ENOHOSTS;
+		goto abort;
+	}
 	if (cfg->parent[0] && (rc = would_cycle(txn, store->cfg_limits, name,
 	    cfg->parent)))
 		goto abort;
@@ -188,7 +199,7 @@ limit_apply(struct store *store, MDB_txn *txn, const char *name,
 	/* A global limit's bucket runs at its share or its offline policy
 	 * (store-global.c): first the switch a lapsed lease made. */
 	global_settle(&bucket, now_ns);
-	global_copy_cfg(&bucket.gcopy, cfg);
+	global_copy_cfg(&bucket, cfg);
 	if (!cfg->global)
 		memset(&bucket.global, 0, sizeof(bucket.global));
 	/* A changed rate or burst applies to the live bucket at once; a

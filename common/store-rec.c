@@ -31,6 +31,7 @@ int
 decode_limit(const MDB_val *value, struct limit_rec *rec)
 {
 	if (value->mv_size != sizeof(*rec) &&
+	    value->mv_size != LIMIT_REC_V4_SIZE &&
 	    value->mv_size != LIMIT_REC_V3_SIZE &&
 	    value->mv_size != LIMIT_REC_V2_SIZE &&
 	    value->mv_size != LIMIT_REC_V1_SIZE)
@@ -49,7 +50,9 @@ decode_limit(const MDB_val *value, struct limit_rec *rec)
 	    rec->cfg.grace_ms != GLOBAL_GRACE_NONE) ||
 	    rec->cfg.floor_Bps[0] > RATE_MAX || rec->cfg.floor_Bps[1] > RATE_MAX ||
 	    rec->cfg.max_conns > CAPS_MAX ||
-	    rec->cfg.max_conns_per_source > CAPS_MAX)
+	    rec->cfg.max_conns_per_source > CAPS_MAX ||
+	    rec->cfg.hosts > GLOBAL_HOSTS_MAX ||
+	    rec->cfg.hosts_seen > GLOBAL_HOSTS_MAX)
 		return STORE_EDAMAGED;
 	return 0;
 }
@@ -59,8 +62,10 @@ decode_limit(const MDB_val *value, struct limit_rec *rec)
 size_t
 limit_rec_size(const struct limit_rec *rec)
 {
-	if (rec->cfg.max_conns_per_source)
+	if (rec->cfg.hosts_seen)
 		return sizeof(*rec);
+	if (rec->cfg.max_conns_per_source || rec->cfg.hosts)
+		return LIMIT_REC_V4_SIZE;
 	if (rec->cfg.global || rec->cfg.offline || rec->cfg.grace_ms ||
 	    rec->cfg.floor_Bps[0] || rec->cfg.floor_Bps[1] ||
 	    rec->cfg.max_conns)
@@ -85,6 +90,7 @@ decode_bucket(const MDB_val *value, struct bucket_rec *rec)
 	int dir;
 
 	if (value->mv_size != sizeof(*rec) &&
+	    value->mv_size != BUCKET_REC_V5_SIZE &&
 	    value->mv_size != BUCKET_REC_V4_SIZE &&
 	    value->mv_size != BUCKET_REC_V3_SIZE &&
 	    value->mv_size != BUCKET_REC_V2_SIZE &&
@@ -106,7 +112,7 @@ decode_bucket(const MDB_val *value, struct bucket_rec *rec)
 		    rec->fresh[dir].used_B > BURST_MAX)
 			return STORE_EDAMAGED;
 	if (rec->gcopy.global > 1 || rec->gcopy.offline > GLOBAL_OPEN ||
-	    rec->gcopy.burst_B > BURST_MAX)
+	    rec->gcopy.burst_B > BURST_MAX || rec->hosts > GLOBAL_HOSTS_MAX)
 		return STORE_EDAMAGED;
 	return 0;
 }
@@ -115,8 +121,10 @@ decode_bucket(const MDB_val *value, struct bucket_rec *rec)
 size_t
 bucket_rec_size(const struct bucket_rec *rec)
 {
-	if (rec->refused[0] || rec->refused[1])
+	if (rec->hosts)
 		return sizeof(*rec);
+	if (rec->refused[0] || rec->refused[1])
+		return BUCKET_REC_V5_SIZE;
 	if (rec->fresh[0].used_B || rec->fresh[1].used_B)
 		return BUCKET_REC_V4_SIZE;
 	if (rec->gcopy.global || rec->global.lease_until_ns)

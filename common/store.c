@@ -56,6 +56,8 @@ store_strerror(int rc)
 	    "it aside and restore the limits from a backup with "
 	    "'iprelay-limit import FILE' (of 'iprelay-limit export'), or "
 	    "set them again";
+	case STORE_ENOHOSTS: return "a global limit's floor of global / hosts "
+	    "needs the host count";
 	case MDB_MAP_FULL: return "state file is full";
 	case MDB_INVALID: return "not an LMDB file (damaged or foreign)";
 	case MDB_CORRUPTED: return "state file is damaged";

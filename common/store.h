@@ -73,6 +73,8 @@ enum {
 	STORE_ECAPS,			/* over a limit's --max-conns */
 	STORE_ECAPSRC,			/* over its --max-conns-per-source */
 	STORE_ECONFIG,			/* the configuration file is damaged */
+	STORE_ENOHOSTS,			/* a floor of global / hosts, no
+					 * host count known */
 };
 
 #define STORE_RDONLY	0x1	/* open for reading: never create */
@@ -121,8 +123,19 @@ struct limit_cfg {
 	uint64_t floor_Bps[2];		/* 0 = global / hosts */
 	/* Records before it read 0. */
 	uint32_t max_conns_per_source;
+	/* The hosts a global limit's floor divides by (global_floor_hosts):
+	 * as the operator said (set --hosts N, shared through Redis); 0 =
+	 * not said.  In the word records before it left reserved (0). */
+	uint32_t hosts;
+	/* As Redis counted them at this host's last lease, kept here so that
+	 * a host restarted without Redis still knows (shaperd writes it when
+	 * it changes); 0 = never leased.  Records before it read 0. */
+	uint32_t hosts_seen;
 	uint32_t reserved;
 };
+
+/* Most hosts on one global limit (the lease script's HOSTS_MAX). */
+#define GLOBAL_HOSTS_MAX	1000U
 
 #define CAPS_MAX	1000000U	/* most a cap may be */
 
@@ -294,7 +307,8 @@ store_limit_put(struct store *store, const char *name,
 #define LIMIT_FIELD_FLOOR	0x200u	/* floor_Bps, both directions */
 #define LIMIT_FIELD_MAX_CONNS	0x400u	/* max_conns */
 #define LIMIT_FIELD_MAX_SOURCE	0x800u	/* max_conns_per_source */
-#define LIMIT_FIELD_ALL		0xfffu
+#define LIMIT_FIELD_HOSTS	0x1000u	/* hosts */
+#define LIMIT_FIELD_ALL		0x1fffu
 
 /* Sets only the given fields of a limit, keeping the others as stored (zero
  * for a new limit), in one write transaction: two commands changing
@@ -493,6 +507,19 @@ global_rate_at(const struct limit_cfg *cfg, const struct global_live *live,
 
 const char *
 global_state_name(enum global_state state);
+
+/* The hosts a global limit's floor of global / hosts divides by: the
+ * largest of the count configured (--hosts), the count Redis gave at
+ * this host's last lease as kept in the configuration, and the one in
+ * live (NULL: none); 0 = none known, and such a floor runs at 1 byte/s. */
+uint32_t
+global_floor_hosts(const struct limit_cfg *cfg, const struct global_live *live);
+
+/* 1 when cfg is a global limit on the floor policy whose floor is global /
+ * hosts on a rated direction and no host count is configured or kept:
+ * set refuses to make one (STORE_ENOHOSTS). */
+int
+global_floor_unknown(const struct limit_cfg *cfg);
 
 /* Refiller side. */
 typedef void (*bucket_tick_fn)(void *ctx, struct limit_info *info);

@@ -431,6 +431,15 @@ global_hosts(const struct row *row, char out[VALUE_MAX])
 	return put_u64(out, row->limit->global.nhosts);
 }
 
+static int
+global_floor_hosts_value(const struct row *row, char out[VALUE_MAX])
+{
+	if (!row->limit->cfg.global)
+		return 1;
+	return put_u64(out, global_floor_hosts(&row->limit->cfg,
+	    &row->limit->global));
+}
+
 /* docs/shaperd.8 lists every family; keep the two in step. */
 static const struct family families[] = {
 	{ "iprelay_limit_info", "gauge",
@@ -489,6 +498,10 @@ static const struct family families[] = {
 	{ "iprelay_limit_global_hosts", "gauge",
 	  "A global limit: hosts holding a lease at this host's last one.",
 	  SCOPE_LIMIT, NULL, NULL, NULL, global_hosts },
+	{ "iprelay_limit_global_floor_hosts", "gauge",
+	  "A global limit: the hosts its floor divides the global rate by "
+	  "(set --hosts, or as Redis counted them; 0: none known).",
+	  SCOPE_LIMIT, NULL, NULL, NULL, global_floor_hosts_value },
 	{ "iprelay_limits", "gauge", "Limits in the store.",
 	  SCOPE_PROCESS, NULL, NULL, NULL, env_limits },
 	{ "iprelay_connections", "gauge",

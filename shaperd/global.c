@@ -105,6 +105,7 @@ struct glimit {
 	uint64_t have_Bps[2];
 	uint32_t weight;
 	uint32_t nhosts;		/* counted at this host's last lease */
+	uint32_t hosts_set;		/* set --hosts, as configured here */
 	uint64_t version, rate_Bps[2], burst_B;	/* cached configuration */
 	struct global_lease result;
 	uint64_t lease_ms;
@@ -458,8 +459,8 @@ send_lease(struct global *global, size_t index, int evalsha, int leave)
 	struct glimit *limit = &global->limits[index];
 	char cfg_key[REDIS_KEY_MAX + 1], hosts_key[REDIS_KEY_MAX + 1];
 	char numbers[11][24];
-	const char *argv[18];
-	size_t lengths[18];
+	const char *argv[19];
+	size_t lengths[19];
 	int i, argc = 0, rc;
 
 	redis_key_cfg(cfg_key, limit->name);
@@ -493,6 +494,8 @@ send_lease(struct global *global, size_t index, int evalsha, int leave)
 	argv[argc++] = leave ? "leave" : "lease";
 	snprintf(numbers[9], sizeof(numbers[9]), "%u", limit->nhosts);
 	argv[argc++] = numbers[9];
+	snprintf(numbers[10], sizeof(numbers[10]), "%u", limit->hosts_set);
+	argv[argc++] = numbers[10];
 	for (i = 0; i < argc; i++)
 		lengths[i] = strlen(argv[i]);
 	rc = redisAsyncCommandArgv(global->ac, leave ? on_leave : on_lease,
@@ -560,6 +563,7 @@ observe_limit(void *ctx_ptr, const struct limit_info *info)
 	limit->weight = info->nconns ? info->nconns : 1;
 	limit->version = info->global.version;
 	limit->nhosts = info->global.nhosts;
+	limit->hosts_set = info->cfg.hosts;
 	limit->burst_B = info->cfg.burst_B;
 	for (dir = 0; dir < 2; dir++) {
 		limit->rate_Bps[dir] = info->cfg.rate_Bps[dir];

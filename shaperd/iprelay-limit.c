@@ -32,7 +32,8 @@
 "                     [--burst BYTES] [--parent NAME] [--ceil RATE]\n" \
 "                     [--ceil-up RATE] [--ceil-down RATE]\n" \
 "                     [--global | --local] [--offline floor | closed | open]\n" \
-"                     [--grace SECONDS] [--floor RATE] [-R REDIS]\n" \
+"                     [--grace SECONDS] [--floor RATE] [--hosts N]\n" \
+"                     [-R REDIS]\n" \
 "                     [--no-create]\n" \
 "                     [--max-conns N] [--max-conns-per-source N]\n" \
 "       iprelay-limit [-S DIR] [--json] get NAME\n" \
@@ -62,7 +63,7 @@ struct options {
 	int drain;		/* kill --drain: SIGUSR1, a graceful stop */
 	int no_create;		/* set --no-create: change, never make */
 	int global, local;		/* --global, --local */
-	const char *offline, *grace, *floor, *redis;
+	const char *offline, *grace, *floor, *hosts, *redis;
 	const char *max_conns, *max_source;	/* --max-conns* */
 };
 
@@ -364,7 +365,7 @@ refuse_options(const struct options *options, int allow_set, int allow_top,
 	    options->parent || options->ceil || options->ceil_up ||
 	    options->ceil_down || options->global || options->local ||
 	    options->offline || options->grace || options->floor ||
-	    options->max_conns || options->max_source))
+	    options->hosts || options->max_conns || options->max_source))
 		usage_error("%s: option %s is only for set", options->command,
 		    options->up ? "--up" : options->down ? "--down" :
 		    options->burst ? "--burst" : options->parent ? "--parent" :
@@ -372,7 +373,8 @@ refuse_options(const struct options *options, int allow_set, int allow_top,
 		    options->ceil_down ? "--ceil-down" : options->global ?
 		    "--global" : options->local ? "--local" : options->offline ?
 		    "--offline" : options->grace ? "--grace" : options->floor ?
-		    "--floor" : options->max_conns ? "--max-conns" :
+		    "--floor" : options->hosts ? "--hosts" :
+		    options->max_conns ? "--max-conns" :
 		    "--max-conns-per-source");
 	if (!allow_top && (options->count || options->delay))
 		usage_error("%s: option %s is only for top", options->command,
@@ -585,7 +587,8 @@ redis_endpoint(const struct options *options, struct redis_conf *conf,
 		    "REDIS or set %s", what, REDIS_ENV);
 }
 
-/* --offline, --grace and --floor, checked before the store is touched. */
+/* --offline, --grace, --floor and --hosts, checked before the store is
+ * touched. */
 static void
 parse_offline(const struct options *options, struct limit_cfg *cfg,
     unsigned *fields)
@@ -624,6 +627,30 @@ parse_offline(const struct options *options, struct limit_cfg *cfg,
 		cfg->floor_Bps[DIR_UP] = cfg->floor_Bps[DIR_DOWN] = floor_Bps;
 		*fields |= LIMIT_FIELD_FLOOR;
 	}
+	if (options->hosts) {
+		char *end;
+		unsigned long hosts;
+
+		errno = 0;
+		hosts = strtoul(options->hosts, &end, 10);
+		if (options->hosts[0] < '1' || options->hosts[0] > '9' ||
+		    *end || errno || hosts > GLOBAL_HOSTS_MAX)
+			bad_word("bad host count: '%s' (1 to %u)",
+			    options->hosts, GLOBAL_HOSTS_MAX);
+		cfg->hosts = (uint32_t)hosts;
+		*fields |= LIMIT_FIELD_HOSTS;
+	}
+}
+
+/* The floor's refusal: nothing to divide the global rate by. */
+static int
+no_host_count(const char *name)
+{
+	fprintf(stderr, "iprelay-limit: refused: %s: its floor is global / "
+	    "hosts and no host count is known: give --hosts N (the relay "
+	    "hosts sharing it), --floor RATE, or --offline closed or open\n",
+	    name);
+	return EXIT_POLICY;
 }
 
 /* set --no-create's refusal: a typo or another store than the daemon's
@@ -661,9 +688,11 @@ command_set(const struct options *options)
 	    !options->burst && !options->parent && !options->ceil &&
 	    !options->ceil_up && !options->ceil_down && !options->global &&
 	    !options->local && !options->offline && !options->grace &&
-	    !options->floor && !options->max_conns && !options->max_source)
+	    !options->floor && !options->hosts && !options->max_conns &&
+	    !options->max_source)
 		usage_error("set: missing RATE (or --up, --down, --burst, "
-		    "--parent, --ceil, --global, --local, --max-conns)");
+		    "--parent, --ceil, --global, --local, --hosts, "
+		    "--max-conns)");
 	if (options->global && options->local)
 		usage_error("set: --global and --local exclude each other");
 	/* Check every word before touching the store. */
@@ -758,9 +787,31 @@ command_set(const struct options *options)
 		struct global_set given, redis_cfg;
 		struct redis_conf redis;
 		uint64_t version;
+		struct store *reading;
+		struct limit_info current;
+		struct limit_cfg merged;
 
 		redis_endpoint(options, &redis, "set --global");
+		/* Whether Redis must know the host count: this host's would-be
+		 * configuration with none (store_limit_write checks again). */
+		reading = open_for_reading(options);
+		if (reading == NULL || store_limit_get(reading, name, &current))
+			memset(&current, 0, sizeof(current));
+		store_close(reading);
+		merged = current.cfg;
+		merged.global = 1;
+		merged.rate_Bps[DIR_UP] = merged.rate_Bps[DIR_DOWN] = 1;
+		if (fields & LIMIT_FIELD_OFFLINE)
+			merged.offline = cfg.offline;
+		if (fields & LIMIT_FIELD_FLOOR)
+			merged.floor_Bps[DIR_UP] = merged.floor_Bps[DIR_DOWN] =
+			    cfg.floor_Bps[DIR_UP];
+		if (fields & LIMIT_FIELD_HOSTS)
+			merged.hosts = cfg.hosts;
 		memset(&given, 0, sizeof(given));
+		given.need_hosts = global_floor_unknown(&merged);
+		given.have_hosts = (fields & LIMIT_FIELD_HOSTS) != 0;
+		given.hosts = cfg.hosts;
 		given.have_up = (fields & LIMIT_FIELD_UP) != 0;
 		given.have_down = (fields & LIMIT_FIELD_DOWN) != 0;
 		given.have_burst = (fields & LIMIT_FIELD_BURST) != 0;
@@ -771,8 +822,15 @@ command_set(const struct options *options)
 		 * renewal; this host caches what Redis now holds. */
 		rc = global_set_in_redis(&redis, name, &given, &redis_cfg,
 		    &version);
+		if (rc == EXIT_NOHOSTS)
+			return no_host_count(name);
 		if (rc)
 			return rc;
+		/* Said on another host: kept here too. */
+		if (redis_cfg.hosts) {
+			cfg.hosts = redis_cfg.hosts;
+			fields |= LIMIT_FIELD_HOSTS;
+		}
 		cfg.rate_Bps[DIR_UP] = redis_cfg.rate_Bps[DIR_UP];
 		cfg.rate_Bps[DIR_DOWN] = redis_cfg.rate_Bps[DIR_DOWN];
 		cfg.burst_B = redis_cfg.burst_B;
@@ -804,6 +862,10 @@ command_set(const struct options *options)
 	if (rc == STORE_ENOLIMIT) {
 		store_close(store);
 		return no_limit_to_change(name);
+	}
+	if (rc == STORE_ENOHOSTS) {
+		store_close(store);
+		return no_host_count(name);
 	}
 	if (rc == STORE_ECEILGLOBAL) {
 		fprintf(stderr, "iprelay-limit: refused: %s: a global limit "
@@ -1568,6 +1630,9 @@ parse_args(int argc, char **argv, struct options *options)
 		} else if (IS("--floor")) {
 			options->floor = option_value(argc, argv, &index,
 			    "--floor");
+		} else if (IS("--hosts")) {
+			options->hosts = option_value(argc, argv, &index,
+			    "--hosts");
 		} else if (IS("--max-conns")) {
 			options->max_conns = option_value(argc, argv, &index,
 			    "--max-conns");

@@ -11,7 +11,9 @@
 --          (restores the configuration after Redis lost it; version 0 =
 --          nothing cached), 12 "leave" = drop this host's record and return
 --          ("lease" or absent: lease), 13 the hosts this host counted at its
---          last lease (0 = none; ends learning mode early, see below).
+--          last lease (0 = none; ends learning mode early, see below),
+--          14 the host count set for the limit (set --hosts) as this host
+--          keeps it, put back with the configuration (0 or absent = none).
 -- Reply    { share_up, share_down, lease_ms, hosts, rate_up, rate_down,
 --            version, burst, learning (0/1), target_up, target_down }
 --
@@ -50,8 +52,9 @@ if ARGV[12] == 'leave' then
 end
 
 local known = num(ARGV[13] or '0', 0, HOSTS_MAX)
-if not known then
-  return redis.error_reply('BADARG hosts known')
+local cached_hosts = num(ARGV[14] or '0', 0, HOSTS_MAX)
+if not known or not cached_hosts then
+  return redis.error_reply('BADARG hosts known or set')
 end
 
 local c = redis.call('HMGET', KEYS[1], 'rate_up', 'rate_down', 'burst',
@@ -66,6 +69,10 @@ if not c[1] then
   -- come restores it; a newer version set since wins over later copies.
   redis.call('HSET', KEYS[1], 'rate_up', cached[2], 'rate_down', cached[3],
     'burst', cached[4], 'version', cached[1])
+  if cached_hosts > 0 then
+    -- For the hosts that join later (iprelay-limit set --global).
+    redis.call('HSET', KEYS[1], 'hosts', cached_hosts)
+  end
   c = { cached[2], cached[3], cached[4], nil, cached[1], nil, nil }
   restored = true
 end

@@ -43,6 +43,8 @@ static const struct field {
 	F("floor_down", floor_Bps[DIR_DOWN], FIELD_NUM),
 	F("max_conns", max_conns, FIELD_NUM),
 	F("max_conns_per_source", max_conns_per_source, FIELD_NUM),
+	F("hosts", hosts, FIELD_NUM),
+	F("hosts_seen", hosts_seen, FIELD_NUM),
 #undef F
 };
 #define NFIELDS	(sizeof(fields) / sizeof(fields[0]))
@@ -52,7 +54,7 @@ static const struct field {
 _Static_assert(sizeof(struct limit_cfg) == offsetof(struct limit_cfg,
     reserved) + sizeof(((struct limit_cfg *)0)->reserved) &&
     offsetof(struct limit_cfg, reserved) == offsetof(struct limit_cfg,
-    max_conns_per_source) + sizeof(uint32_t),
+    hosts_seen) + sizeof(uint32_t),
     "a new field of struct limit_cfg: add it to FIELDS in limit-export.c");
 
 static const char *const offline_names[] = { "floor", "closed", "open" };

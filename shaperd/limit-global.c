@@ -70,6 +70,7 @@ global_print_text(const struct limit_info *info)
 	uint64_t rate_Bps[2], left_ns;
 	enum global_state state;
 	char up[32], down[32];
+	uint32_t floor_hosts;
 
 	if (!info->cfg.global) {
 		printf("global:  no\n");
@@ -85,6 +86,10 @@ global_print_text(const struct limit_info *info)
 	printf("state:   %s, %.2f s left, %" PRIu32 " host%s\n",
 	    global_state_name(state), (double)left_ns / 1e9,
 	    info->global.nhosts, info->global.nhosts == 1 ? "" : "s");
+	floor_hosts = global_floor_hosts(&info->cfg, &info->global);
+	printf("hosts:   %" PRIu32 " for the floor (%" PRIu32 " set with "
+	    "--hosts, %" PRIu32 " at the last lease kept)\n", floor_hosts,
+	    info->cfg.hosts, info->cfg.hosts_seen);
 	printf("offline: %s", offline_name(info->cfg.offline));
 	if (info->cfg.offline == GLOBAL_FLOOR) {
 		if (info->cfg.floor_Bps[DIR_UP] || info->cfg.floor_Bps[DIR_DOWN])
@@ -92,8 +97,11 @@ global_print_text(const struct limit_info *info)
 			    format_Bps(info->cfg.floor_Bps[DIR_UP], up,
 			    sizeof(up)), format_Bps(info->cfg.floor_Bps[DIR_DOWN],
 			    down, sizeof(down)));
+		else if (floor_hosts)
+			printf(" (global / %" PRIu32 " hosts)", floor_hosts);
 		else
-			printf(" (global / hosts)");
+			printf(" (global / hosts, no host count known: as "
+			    "closed)");
 	}
 	if (info->cfg.grace_ms == GLOBAL_GRACE_NONE)
 		printf(", no grace\n");
@@ -116,13 +124,17 @@ global_print_json(const struct limit_info *info)
 	printf(",\"global\":true,\"share_up\":%" PRIu64 ",\"share_down\":%"
 	    PRIu64 ",\"global_state\":\"%s\",\"lease_left_ms\":%" PRIu64
 	    ",\"lease_end_ns\":%" PRIu64 ",\"leased_unix_ns\":%" PRIu64
-	    ",\"hosts\":%" PRIu32 ",\"global_version\":%" PRIu64
+	    ",\"hosts\":%" PRIu32 ",\"floor_hosts\":%" PRIu32
+	    ",\"hosts_set\":%" PRIu32 ",\"hosts_seen\":%" PRIu32
+	    ",\"global_version\":%" PRIu64
 	    ",\"offline\":\"%s\",\"floor_up\":%" PRIu64 ",\"floor_down\":%"
 	    PRIu64 ",\"grace_ms\":%" PRIu64, rate_Bps[DIR_UP],
 	    rate_Bps[DIR_DOWN], global_state_name(state), left_ns / 1000000,
 	    info->global.hold_until_ns > info->global.lease_until_ns ?
 	    info->global.hold_until_ns : info->global.lease_until_ns,
-	    info->global.leased_unix_ns, info->global.nhosts, info->global.version,
+	    info->global.leased_unix_ns, info->global.nhosts,
+	    global_floor_hosts(&info->cfg, &info->global), info->cfg.hosts,
+	    info->cfg.hosts_seen, info->global.version,
 	    offline_name(info->cfg.offline), info->cfg.floor_Bps[DIR_UP],
 	    info->cfg.floor_Bps[DIR_DOWN],
 	    info->cfg.grace_ms == GLOBAL_GRACE_NONE ? (uint64_t)0 :
@@ -179,8 +191,21 @@ global_print_hosts(const struct redis_conf *conf, const char *name,
 #else
 
 /* Sets the fields given (a flag and a value each) and counts the version
- * up, or only reads; either way answers the configuration. */
+ * up, or only reads; either way answers the configuration.  The host
+ * count (ARGV 7, 8) is kept beside it for the next host to join, outside
+ * the version: the lease does not carry it.  ARGV 9 = '1': refuse before
+ * writing anything when no host count is known. */
 static const char SET_LUA[] =
+"local stored = redis.call('HMGET', KEYS[1], 'rate_up', 'hosts')\n"
+"if not stored[1] and ARGV[1] ~= '1' and ARGV[3] ~= '1' and"
+" ARGV[5] ~= '1' then\n"
+"  return redis.error_reply('NOLIMIT no such global limit')\n"
+"end\n"
+"local hosts = tonumber(stored[2]) or 0\n"
+"if ARGV[7] == '1' then hosts = tonumber(ARGV[8]) end\n"
+"if hosts == 0 and ARGV[9] == '1' then\n"
+"  return redis.error_reply('NOHOSTS no host count')\n"
+"end\n"
 "local given = false\n"
 "for i, f in ipairs({ 'rate_up', 'rate_down', 'burst' }) do\n"
 "  if ARGV[2 * i - 1] == '1' then\n"
@@ -197,8 +222,9 @@ static const char SET_LUA[] =
 " 'version')\n"
 "if not c[1] then return redis.error_reply('NOLIMIT no such global limit')"
 " end\n"
+"if ARGV[7] == '1' then redis.call('HSET', KEYS[1], 'hosts', hosts) end\n"
 "return { tonumber(c[1]), tonumber(c[2]), tonumber(c[3]) or 0,"
-" tonumber(c[4]) or 0 }\n";
+" tonumber(c[4]) or 0, hosts }\n";
 
 /* Redis's clock and every host record, in one atomic read. */
 static const char HOSTS_LUA[] =
@@ -242,8 +268,8 @@ global_set_in_redis(const struct redis_conf *conf, const char *name,
 {
 	redisContext *context;
 	redisReply *reply;
-	char key[REDIS_KEY_MAX + 1], values[3][24];
-	const char *argv[11];
+	char key[REDIS_KEY_MAX + 1], values[4][24];
+	const char *argv[13];
 	int i;
 
 	context = connect_or_die(conf, "make global", name);
@@ -263,7 +289,11 @@ global_set_in_redis(const struct redis_conf *conf, const char *name,
 	argv[7] = values[1];
 	argv[8] = given->have_burst ? "1" : "0";
 	argv[9] = values[2];
-	reply = redisCommandArgv(context, 10, argv, NULL);
+	snprintf(values[3], sizeof(values[3]), "%" PRIu32, given->hosts);
+	argv[10] = given->have_hosts ? "1" : "0";
+	argv[11] = values[3];
+	argv[12] = given->need_hosts ? "1" : "0";
+	reply = redisCommandArgv(context, 13, argv, NULL);
 	if (reply == NULL) {
 		fprintf(stderr, "iprelay-limit: fatal: unable to make %s "
 		    "global: %s: %s\n", name, conf->text, context->errstr);
@@ -279,7 +309,13 @@ global_set_in_redis(const struct redis_conf *conf, const char *name,
 		redisFree(context);
 		return EXIT_POLICY;
 	}
-	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 4) {
+	if (reply->type == REDIS_REPLY_ERROR &&
+	    strncmp(reply->str, "NOHOSTS", 7) == 0) {
+		freeReplyObject(reply);
+		redisFree(context);
+		return EXIT_NOHOSTS;
+	}
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 5) {
 		fprintf(stderr, "iprelay-limit: fatal: unable to make %s "
 		    "global: %s answered %s\n", name, conf->text,
 		    reply->type == REDIS_REPLY_ERROR ? reply->str :
@@ -288,11 +324,11 @@ global_set_in_redis(const struct redis_conf *conf, const char *name,
 		redisFree(context);
 		return EXIT_SYSTEM;
 	}
-	for (i = 0; i < 4; i++)
+	for (i = 0; i < 5; i++)
 		if (reply->element[i]->type != REDIS_REPLY_INTEGER ||
 		    reply->element[i]->integer < 0)
 			break;
-	if (i < 4) {
+	if (i < 5 || reply->element[4]->integer > GLOBAL_HOSTS_MAX) {
 		fprintf(stderr, "iprelay-limit: fatal: unable to make %s "
 		    "global: a damaged configuration in %s (key %s)\n", name,
 		    conf->text, key);
@@ -306,6 +342,7 @@ global_set_in_redis(const struct redis_conf *conf, const char *name,
 	result->rate_Bps[DIR_DOWN] = (uint64_t)reply->element[1]->integer;
 	result->burst_B = (uint64_t)reply->element[2]->integer;
 	*version = (uint64_t)reply->element[3]->integer;
+	result->hosts = (uint32_t)reply->element[4]->integer;
 	freeReplyObject(reply);
 	redisFree(context);
 	if (result->rate_Bps[0] > RATE_MAX || result->rate_Bps[1] > RATE_MAX ||

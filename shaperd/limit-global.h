@@ -11,18 +11,24 @@
 #include "redis.h"
 #include "store.h"
 
-/* What set --global gives; a field not given keeps Redis's value. */
+/* What set --global gives; a field not given keeps Redis's value.
+ * need_hosts: refuse (EXIT_NOHOSTS, nothing written) if Redis knows no
+ * host count either (this host's floor would have no divisor). */
 struct global_set {
-	int have_up, have_down, have_burst;
+	int have_up, have_down, have_burst, have_hosts, need_hosts;
 	uint64_t rate_Bps[2], burst_B;
+	uint32_t hosts;		/* 0 = none known */
 };
+
+/* global_set_in_redis: the host count was needed and is known nowhere. */
+#define EXIT_NOHOSTS	(-1)
 
 /* Sets the given fields of NAME's configuration in Redis (one script,
  * the version counted up) or, with nothing given, reads it: a host
  * joining an existing global limit.  On success *result holds Redis's
  * configuration after the change and *version its version.  Exit status
  * style: 0, EXIT_POLICY (nothing in Redis to join), EXIT_SYSTEM (Redis
- * unreachable), with a message printed. */
+ * unreachable), with a message printed; or EXIT_NOHOSTS, unprinted. */
 int
 global_set_in_redis(const struct redis_conf *conf, const char *name,
     const struct global_set *given, struct global_set *result,

@@ -140,6 +140,20 @@ wait_listen() {
 	return 1
 }
 
+# need_redis: skip the whole file without redis-server and redis-cli
+# (tests/deps.sh installs them), or with programs built without hiredis.
+need_redis() {
+	if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+		echo "1..0 # SKIP redis-server or redis-cli not installed (tests/deps.sh)"
+		exit 0
+	fi
+	if "$IPRELAY_BIN/iprelay-limit" -R unix:/nonexistent hosts x 2>&1 |
+	    grep -q "without hiredis"; then
+		echo "1..0 # SKIP built without hiredis (HIREDIS=no)"
+		exit 0
+	fi
+}
+
 # free_port: a TCP port free on 127.0.0.1 and ::1 a moment ago, taken below
 # the kernel's ephemeral range: a port from that range (what port 0 gives)
 # can be taken as the local port of any outgoing connection on the machine

@@ -32,7 +32,7 @@ for bindir in "$@"; do
 	# clock: not beside them either.
 	IPRELAY_BIN=$bindir IPRELAY_TOP=$top \
 	    prove --timer -j "${TEST_JOBS:-2}" \
-	    --rules='seq=**/tests/t/{store-procs,borrow,stress-quick,systemd-live,slow-reader,global}.t' \
+	    --rules='seq=**/tests/t/{store-procs,borrow,stress-quick,systemd-live,slow-reader,global,global-floor}.t' \
 	    --rules='par=**' $units "$top"/tests/t/*.t 2>&1 | tee -a "$log"
 	# The machine's and the user's iprelay dirs are out of bounds
 	# (tests/guard.sh): a program run without the test's state dir

@@ -15,14 +15,7 @@ L="$IPRELAY_BIN/iprelay-limit"
 SHAPERD="$IPRELAY_BIN/shaperd"
 DRAWER="$IPRELAY_BIN/tools/drawer"
 
-if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
-	echo "1..0 # SKIP redis-server or redis-cli not installed (tests/deps.sh)"
-	exit 0
-fi
-if "$L" -R unix:/nonexistent hosts x 2>&1 | grep -q "without hiredis"; then
-	echo "1..0 # SKIP built without hiredis (HIREDIS=no)"
-	exit 0
-fi
+need_redis
 
 # The sanitizer build starts, draws and renews slower: timed bounds widen.
 SLOW=1
@@ -77,8 +70,8 @@ is "$?" 100 "shaperd refuses a credentials file others may read"
 like "$(cat "$TEST_TMP/err")" "readable by others" "and says why"
 
 for h in 1 2 3; do start_shaperd $h; done
-"$L" -S "$(H 1)" set pop3 4M --global
-is "$?" 0 "set pop3 4M --global on host 1"
+"$L" -S "$(H 1)" set pop3 4M --global --hosts 3
+is "$?" 0 "set pop3 4M --global --hosts 3 on host 1"
 is "$(R hget 'iprelay:{pop3}:cfg' rate_down)" "$G" "Redis holds the global rate"
 "$L" -S "$(H 2)" set pop3 --global && "$L" -S "$(H 3)" set pop3 --global
 is "$?" 0 "hosts 2 and 3 join it"

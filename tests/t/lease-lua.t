@@ -5,7 +5,8 @@
 # than the global rate less what the other hosts hold (also over a random
 # run), a dead host's share freed within a lease, learning mode after
 # Redis lost its state (and its early end once every known host has
-# reported), expiry stamped by Redis's clock, and its refusals.  Exact
+# reported; the host count set put back), expiry stamped by Redis's clock,
+# and its refusals.  Exact
 # figures: the script is arithmetic, nothing here is timed tightly.
 . "$IPRELAY_TOP/tests/lib.sh"
 
@@ -175,4 +176,12 @@ is "$share $learning" "500000 0" "both known hosts reported: learning over"
 lease h2 1 -1 500000 2
 R --eval "$SCRIPT" "$CFG" "$HOSTS" , h2 nonceh2 1 0 -1 0 0 0 0 0 0 leave 0 >/dev/null
 is "$(R hexists "$HOSTS" h2)" 0 "leave drops the host's record"
+
+# The host count set with --hosts (argument 14) is put back with the
+# configuration, for the hosts that join later; a bad one is refused.
+R flushall >/dev/null
+R --eval "$SCRIPT" "$CFG" "$HOSTS" , h1 nonceh1 1 0 -1 0 0 4 0 $M 0 lease 0 3 >/dev/null
+is "$(R hget "$CFG" rate_down) $(R hget "$CFG" hosts)" "$M 3" "a restore puts back the host count set"
+like "$(R --eval "$SCRIPT" "$CFG" "$HOSTS" , h1 nonceh1 1 0 -1 0 0 4 0 $M 0 lease 0 1001)" \
+	BADARG "a host count over 1000: BADARG"
 done_testing

@@ -367,7 +367,7 @@ global_hosts() {
 	for _ in \$(seq 50); do redis-cli -p $GLOBAL_PORT ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
 	systemctl daemon-reload && systemctl restart shaperd.service &&
 	export IPRELAY_REDIS=redis://127.0.0.1:$GLOBAL_PORT &&
-	iprelay-limit set gpop 4M --global >/dev/null &&
+	iprelay-limit set gpop 4M --global --hosts 3 >/dev/null &&
 	iprelay-limit -S /var/lib/iprelay-h2 set gpop --global >/dev/null &&
 	iprelay-limit -S /var/lib/iprelay-h3 set gpop --global >/dev/null" 2>&1)
 	ok "$1: redis-server, shaperd.service with the documented Redis drop-in, two more shaperds, gpop 4M --global on each" \
