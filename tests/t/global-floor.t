@@ -5,8 +5,9 @@
 # (never at the whole rate), until Redis answers and it is leased; a
 # floor with no host count known is refused by set; a shaperd restarted
 # while Redis is down keeps its stored share for the lease and grace,
-# then goes to the floor; get, --json and the metrics show the state and
-# the host count.
+# then goes to the floor, and one rebooted (live store gone) at once, by
+# the count Redis last gave; get, --json and the metrics show the state
+# and the host count.
 . "$IPRELAY_TOP/tests/lib.sh"
 
 L="$IPRELAY_BIN/iprelay-limit"
@@ -127,5 +128,19 @@ ok "a shaperd restarted without Redis keeps the stored share (state $st)" \
 	test "$st" = held -o "$st" = leased
 wait_field "then, its grace over, the floor" global_state floor $((4 * SLOW))
 is "$(field share_down)" "$FLOOR" "at global / $HOSTS"
+
+# A reboot (the live store gone, made again from the configuration) with
+# only the count Redis gave kept, 2 (an export edited to say so): the
+# floor, global / 2.
 for pid in $drawers; do stop_pid "$pid"; done
+stop_pid "$shaperd_pid"
+"$L" -S "$H" export | sed 's/"hosts":4,"hosts_seen":1/"hosts":0,"hosts_seen":2/' \
+	>"$TEST_TMP/export.json"
+rm -f "$H/iprelay.mdb" "$H/iprelay.mdb-lock"
+"$L" -S "$H" import "$TEST_TMP/export.json" >/dev/null
+spawn "$SHAPERD" -S "$H" -H h1 2>>"$TEST_TMP/shaperd.err"
+wait_refiller "$H" 10
+is "$(get | python3 -c 'import json,sys
+d = json.load(sys.stdin); print(d["global_state"], d["share_down"], d["floor_hosts"], d["hosts_set"])')" \
+	"floor $((G / 2)) 2 0" "after a reboot, Redis down: at the floor, global / the count Redis gave (kept in the configuration)"
 done_testing
