@@ -195,16 +195,24 @@ chain_global_settle(struct chain *chain, uint64_t now_ns)
 		global_settle(&chain->recs[level], now_ns);
 }
 
-/* The host count Redis gave, kept in the configuration when it changed
- * (rare: a host came or went). */
+/* The host counts Redis gave, kept in the configuration when they
+ * changed (rare: a host came or went, set --hosts on some host). */
 static int
 lease_hosts_changed(struct limit_cfg *cfg, const struct global_lease *lease)
 {
-	if (lease->nhosts == 0 || lease->nhosts > GLOBAL_HOSTS_MAX ||
-	    lease->nhosts == cfg->hosts_seen)
-		return 0;
-	cfg->hosts_seen = lease->nhosts;
-	return 1;
+	int changed = 0;
+
+	if (lease->nhosts && lease->nhosts <= GLOBAL_HOSTS_MAX &&
+	    lease->nhosts != cfg->hosts_seen) {
+		cfg->hosts_seen = lease->nhosts;
+		changed = 1;
+	}
+	if (lease->hosts_set && lease->hosts_set <= GLOBAL_HOSTS_MAX &&
+	    lease->hosts_set != cfg->hosts) {
+		cfg->hosts = lease->hosts_set;
+		changed = 1;
+	}
+	return changed;
 }
 
 /* Rates and burst set on another host, cached in the configuration too

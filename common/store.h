@@ -479,11 +479,13 @@ struct global_lease {
 	uint64_t version;		/* configuration in Redis ... */
 	uint64_t rate_Bps[2];		/* ... its global rates */
 	uint64_t burst_B;
+	uint32_t hosts_set;		/* ... its set --hosts; 0 = none */
 };
 
 /* Apply leases in one write transaction: each named global limit runs at
  * its share from now until lease_until_ns, and a newer configuration
- * version is cached as the limit's rates and burst.  A limit no longer
+ * version is cached as the limit's rates and burst; a changed host count
+ * (nhosts, hosts_set when not 0) as its hosts_seen and hosts.  A limit no longer
  * global, or gone, is skipped. */
 int
 store_global_lease(struct store *store, const struct global_lease *leases,

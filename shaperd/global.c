@@ -382,7 +382,7 @@ on_lease(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 	size_t index = (size_t)(uintptr_t)privdata - 1;
 	struct glimit *limit;
 	struct global_lease *lease;
-	uint64_t values[11];
+	uint64_t values[12];
 	size_t i;
 
 	if (index >= global->nlimits)
@@ -428,6 +428,12 @@ on_lease(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 			lease->rate_Bps[DIR_DOWN] = values[5];
 			lease->version = values[6];
 			lease->burst_B = values[7];
+			/* Set with --hosts on any host: kept here as the
+			 * rates are. */
+			lease->hosts_set = reply->elements >= 12 &&
+			    reply_int(reply, 11, &values[11]) == 0 &&
+			    values[11] <= GLOBAL_HOSTS_MAX ?
+			    (uint32_t)values[11] : 0;
 			limit->have_result = 1;
 			global->stats.renewals++;
 			if (limit->errors) {

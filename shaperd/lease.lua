@@ -3,6 +3,7 @@
 -- per global limit; atomic, so every host sees the others' last records.
 --
 -- KEYS[1]  iprelay:{NAME}:cfg    hash: rate_up rate_down burst lease_ms version
+--                                 hosts (set --hosts; absent = none)
 -- KEYS[2]  iprelay:{NAME}:hosts  hash: host id -> "w wup wdown sup sdown exp nonce"
 -- ARGV     1 host id, 2 nonce (this state dir's), 3 weight (>= 1),
 --          4/5 want up/down (bytes/s; -1 = backlogged, wants all it can get),
@@ -15,7 +16,8 @@
 --          14 the host count set for the limit (set --hosts) as this host
 --          keeps it, put back with the configuration (0 or absent = none).
 -- Reply    { share_up, share_down, lease_ms, hosts, rate_up, rate_down,
---            version, burst, learning (0/1), target_up, target_down }
+--            version, burst, learning (0/1), target_up, target_down,
+--            hosts set (0 = none) }
 --
 -- Only Redis's clock (TIME) is used: hosts compare no clocks.  A record
 -- whose expiry has passed is a dead host's and is dropped, freeing its
@@ -48,7 +50,7 @@ end
 
 if ARGV[12] == 'leave' then
   redis.call('HDEL', KEYS[2], me)
-  return { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+  return { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 end
 
 local known = num(ARGV[13] or '0', 0, HOSTS_MAX)
@@ -58,7 +60,7 @@ if not known or not cached_hosts then
 end
 
 local c = redis.call('HMGET', KEYS[1], 'rate_up', 'rate_down', 'burst',
-  'lease_ms', 'version', 'learn_until', 'learn_hosts')
+  'lease_ms', 'version', 'learn_until', 'learn_hosts', 'hosts')
 local restored = false
 if not c[1] then
   if cached[1] == 0 then
@@ -72,8 +74,9 @@ if not c[1] then
   if cached_hosts > 0 then
     -- For the hosts that join later (iprelay-limit set --global).
     redis.call('HSET', KEYS[1], 'hosts', cached_hosts)
+    c[8] = cached_hosts
   end
-  c = { cached[2], cached[3], cached[4], nil, cached[1], nil, nil }
+  c = { cached[2], cached[3], cached[4], nil, cached[1], nil, nil, nil }
   restored = true
 end
 local rate = { tonumber(c[1]) or 0, tonumber(c[2]) or 0 }
@@ -189,4 +192,4 @@ redis.call('HSET', KEYS[2], me, string.format('%d %d %d %d %d %d %s',
 -- An abandoned limit's records go away by themselves.
 redis.call('PEXPIRE', KEYS[2], lease * 10)
 return { rec.s[1], rec.s[2], lease, n, rate[1], rate[2], version, burst,
-  learning and 1 or 0, target[1], target[2] }
+  learning and 1 or 0, target[1], target[2], tonumber(c[8]) or 0 }

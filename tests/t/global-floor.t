@@ -114,6 +114,11 @@ start_redis
 wait_field "Redis up: the host is leased" global_state leased $((5 * SLOW))
 is "$(field hosts_seen)" 1 "the host count Redis gave is kept in the configuration"
 like "$("$L" -S "$H" export)" '"hosts":4,"hosts_seen":1' "and exported with the one set"
+# The count set on another host reaches this one with its next lease.
+"$L" -S "$TEST_TMP/h2" set gf --global --hosts 6 >/dev/null
+wait_field "a host count set on another host is kept here too" hosts_set 6 $((3 * SLOW))
+"$L" -S "$TEST_TMP/h2" set gf --global --hosts "$HOSTS" >/dev/null
+wait_field "and set back" hosts_set "$HOSTS" $((3 * SLOW))
 
 # Redis down, then shaperd restarted: the stored share is held for the
 # lease and the grace (5 s: a restart and a read fit in it on a loaded

@@ -29,7 +29,7 @@ HOSTS='iprelay:{t}:hosts'
 M=1000000
 
 # lease HOST WEIGHT WANT_DOWN HAVE_DOWN [KNOWN [VERSION RATE_DOWN]]: one
-# call as shaperd makes it (up unlimited); sets REPLY to the 11 fields
+# call as shaperd makes it (up unlimited); sets REPLY to the 12 fields
 # joined by spaces and share, learning, target, hosts from them.
 lease() {
 	REPLY=$(R --eval "$SCRIPT" "$CFG" "$HOSTS" , "$1" "nonce$1" "$2" 0 "$3" 0 \
@@ -182,6 +182,8 @@ is "$(R hexists "$HOSTS" h2)" 0 "leave drops the host's record"
 R flushall >/dev/null
 R --eval "$SCRIPT" "$CFG" "$HOSTS" , h1 nonceh1 1 0 -1 0 0 4 0 $M 0 lease 0 3 >/dev/null
 is "$(R hget "$CFG" rate_down) $(R hget "$CFG" hosts)" "$M 3" "a restore puts back the host count set"
+lease h1 1 -1 0
+is "${REPLY##* }" 3 "and every lease answers it (the 12th field)"
 like "$(R --eval "$SCRIPT" "$CFG" "$HOSTS" , h1 nonceh1 1 0 -1 0 0 4 0 $M 0 lease 0 1001)" \
 	BADARG "a host count over 1000: BADARG"
 done_testing
