@@ -122,7 +122,10 @@ $(OBJ)/gen/lease-lua.h: shaperd/lease.lua
 	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/\t"/' \
 		-e 's/$$/\\n" \\/' $<; printf '\t""\n'; } >$@.tmp && mv $@.tmp $@
 
-$(BIN)/iprelay-conn: $(OBJ)/relay/iprelay-conn.o $(COMMON_OBJ) $(OBJ)/conn-link
+# iprelay-conn in rooms (relay/conn.h says which file owns what).
+CONN_PARTS = iprelay-conn conn-peers conn-shape conn-loop conn-end
+$(BIN)/iprelay-conn: $(patsubst %,$(OBJ)/relay/%.o,$(CONN_PARTS)) $(COMMON_OBJ) \
+    $(OBJ)/conn-link
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $(CONN_LDFLAGS) -o $@ $(filter %.o,$^) $(LDLIBS_CONN)
 

@@ -261,7 +261,8 @@ bucket_draw_sparse(struct bucket *const levels[], const uint64_t debt_max_B[],
     size_t nlevels, uint64_t want_B, uint64_t now_ns);
 
 /* Start with quantum_B of credit (the relay starts with none: see
- * iprelay-conn.c), as a relay that has drawn nothing yet. */
+ * become_shaped() in relay/conn-shape.c), as a relay that has drawn
+ * nothing yet. */
 void
 sparse_credit_start(struct sparse_credit *credit, uint64_t quantum_B,
     uint64_t now_ns);
