@@ -147,6 +147,9 @@ $(BIN)/tests/%: $(OBJ)/tests/unit/%.o $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_STORE) -lm
 
+# The bucket tests' simulated timelines share tests/unit/timeline.c.
+$(filter $(BIN)/tests/unit-bucket%,$(UNIT_TESTS)): $(OBJ)/tests/unit/timeline.o
+
 $(BIN)/tools/%: $(OBJ)/tests/tools/%.o $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_STORE) -lm

@@ -321,7 +321,8 @@ test_raise(size_t depth, int ceiled, uint64_t old_Bps, uint32_t ndrawers)
 	    scene_name(scene), old_Bps, new_Bps, ndrawers,
 	    new_Bps + burst_B, worst_B);
 	/* A ceiled level is guaranteed its rate (what it borrows past it
-	 * is checked in unit-bucket); everything else its limit's rate. */
+	 * is checked in unit-bucket-ceil); everything else its limit's
+	 * rate. */
 	guaranteed_Bps = scene->ceiled ? scene->levels[0].rate_Bps : new_Bps;
 	ok(second_B + (uint64_t)ndrawers * quantum_B >= guaranteed_Bps,
 	    "raise %s by 1e5: the second after the first passes the new rate "
