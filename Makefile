@@ -54,7 +54,7 @@ OUT ?= .
 OBJ = $(if $(filter .,$(OUT)),build/obj,$(OUT)/obj)
 BIN = $(OUT)/bin
 
-COMMON = bucket parse statedir store store-file store-rec store-config \
+COMMON = bucket parse statedir store store-live store-file store-rec store-config \
 	store-limit store-conn store-caps \
 	store-draw store-global log refiller
 COMMON_OBJ = $(patsubst %,$(OBJ)/common/%.o,$(COMMON))

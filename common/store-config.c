@@ -159,11 +159,11 @@ adopt_old_file(struct store *store)
 	if (strcmp(store->dir.path, store->run.path) == 0)
 		return;
 	rc = env_open(&store->dir, STORE_FILE, 0, MDB_NOSUBDIR | MDB_RDONLY |
-	    MDB_NORDAHEAD | MDB_NOTLS | MDB_NOLOCK, 256ULL * 1024 * 1024, &env,
+	    MDB_NORDAHEAD | MDB_NOTLS | MDB_NOLOCK, STORE_MAPSIZE, &env,
 	    &files, &created);
 	if (rc)
 		return;
-	if (open_dbs(env, "iprelay-store", 0, &meta, names, &limits) == 0)
+	if (open_dbs(env, STORE_FORMAT_TAG, 0, &meta, names, &limits) == 0)
 		(void)config_adopt_live(store, env, limits);
 	mdb_env_close(env);
 	statedir_lmdb_done(&files);

@@ -1,8 +1,9 @@
 /*
  * Inside the state store: the handle, the record layouts and the helpers
- * the store's files share (store.c, store-file.c, store-rec.c,
- * store-limit.c, store-conn.c, store-draw.c).  Only those include it;
- * everyone else uses store.h.
+ * the store's files share (store.c, store-live.c, store-config.c,
+ * store-file.c, store-rec.c, store-limit.c, store-conn.c, store-caps.c,
+ * store-draw.c, store-global.c).  Only those include it; everyone else
+ * uses store.h.
  */
 #ifndef IPRELAY_STORE_IMPL_H
 #define IPRELAY_STORE_IMPL_H
@@ -10,6 +11,7 @@
 #include <lmdb.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "bucket.h"
 #include "statedir.h"
@@ -19,6 +21,11 @@
 #define CONN_ID_MAX		999999
 /* Records the foreach functions copy out per read transaction. */
 #define FOREACH_BATCH		256
+
+/* The live store's map and format tag ("iprelay-store 1", also the tag
+ * of the store of one file before the configuration had its own). */
+#define STORE_MAPSIZE		(256ULL * 1024 * 1024)
+#define STORE_FORMAT_TAG	"iprelay-store"
 
 #define LIMIT_MAGIC	0x4c505249U	/* "IRPL" */
 #define BUCKET_MAGIC	0x42505249U	/* "IRPB" */
@@ -260,6 +267,13 @@ open_dbs(MDB_env *env, const char *tag, int create, MDB_dbi *meta,
 
 void
 store_failed_at(const struct statedir *dir, const char *name);
+
+/* store-live.c: the live store opened (*fresh: made now, empty), or made
+ * again from the configuration when it is unusable; OURS (may be NULL):
+ * the file this process had open and found damaged (OURS_RC). */
+int
+live_open_or_rebuild(struct store *store, const struct stat *ours,
+    int ours_rc, int *fresh);
 
 /* store-limit.c */
 int

@@ -30,7 +30,8 @@
  * robust mutex recovers a writer killed mid-commit.
  * Never use a store across fork(): open it in the process that uses it.
  *
- * The code: store.c (environments, errors, meta), store-config.c (the
+ * The code: store.c (environments, errors, meta), store-live.c (the live
+ * store's dir, its open and remaking), store-config.c (the
  * configuration and its live copy), store-file.c (the file check before
  * LMDB maps it), store-rec.c (record codecs), store-limit.c (limits),
  * store-conn.c (connection registry), store-draw.c (draws, the tick, the
