@@ -59,7 +59,7 @@ gen_put(MDB_txn *txn, MDB_dbi meta, const char *key_name,
 }
 
 /* One more commit of the configuration, in its transaction. */
-int
+static int
 config_gen_bump(struct store *store, MDB_txn *txn)
 {
 	struct config_gen gen;
@@ -74,6 +74,20 @@ config_gen_bump(struct store *store, MDB_txn *txn)
 	}
 	gen.count++;
 	return gen_put(txn, store->cfg_meta, GEN_CONFIG_KEY, &gen);
+}
+
+int
+config_commit(struct store *store, MDB_txn *txn)
+{
+	int rc;
+
+	if ((rc = config_gen_bump(store, txn))) {
+		mdb_txn_abort(txn);
+		return rc;
+	}
+	if ((rc = env_commit(store->cfg_env, txn)))
+		return rc;
+	return config_sync(store, 0, NULL);
 }
 
 static int
@@ -130,7 +144,7 @@ config_adopt_live(struct store *store, MDB_env *env, MDB_dbi limits)
 		return 0;
 	}
 	if ((rc = config_gen_bump(store, txn)) ||
-	    (rc = mdb_txn_commit(txn)))
+	    (rc = env_commit(store->cfg_env, txn)))
 		return rc;
 	log_line(LOG_NOTICE, "took the %zu limits of the state file of an "
 	    "older version as the configuration %s/%s", taken,
@@ -430,11 +444,7 @@ store_config_replace(struct store *store, const struct limit_entry *entries,
 		if ((rc = mdb_put(txn, store->cfg_limits, &key, &value, 0)))
 			goto abort;
 	}
-	if ((rc = config_gen_bump(store, txn)))
-		goto abort;
-	if ((rc = mdb_txn_commit(txn)))
-		return rc;
-	return config_sync(store, 0, NULL);
+	return config_commit(store, txn);
 abort:
 	mdb_txn_abort(txn);
 	return rc;

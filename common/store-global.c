@@ -265,9 +265,7 @@ lease_cache_config(struct store *store, const struct global_lease *leases,
 		mdb_txn_abort(txn);
 		return 0;
 	}
-	if ((rc = config_gen_bump(store, txn)) || (rc = mdb_txn_commit(txn)))
-		return rc;
-	return config_sync(store, 0, NULL);
+	return config_commit(store, txn);
 abort:
 	mdb_txn_abort(txn);
 	return rc;

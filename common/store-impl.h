@@ -211,7 +211,11 @@ load_chain(struct store *store, MDB_txn *txn, const char *limit,
 int
 save_chain(struct store *store, MDB_txn *txn, const struct chain *chain);
 
-/* store.c: the environment. */
+/* store.c: the environment.  A commit of TXN in ENV (the live store's
+ * for txn_commit), ENOSPC for a short write on a full filesystem. */
+int
+env_commit(MDB_env *env, MDB_txn *txn);
+
 int
 txn_commit(struct store *store, MDB_txn *txn);
 
@@ -242,8 +246,11 @@ config_sync(struct store *store, int force, int *copied);
 int
 config_adopt_live(struct store *store, MDB_env *env, MDB_dbi limits);
 
+/* A change to the configuration made in its write transaction TXN,
+ * committed: one more generation, the synced commit, then the live copy
+ * (config_sync).  TXN is ended whatever the result. */
 int
-config_gen_bump(struct store *store, MDB_txn *txn);
+config_commit(struct store *store, MDB_txn *txn);
 
 int
 config_gen_read(MDB_txn *txn, MDB_dbi meta, const char *key,

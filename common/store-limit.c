@@ -140,12 +140,9 @@ store_limit_write(struct store *store, const char *name,
 	key = name_key(name);
 	value.mv_size = limit_rec_size(&limit);
 	value.mv_data = &limit;
-	if ((rc = mdb_put(txn, store->cfg_limits, &key, &value, 0)) ||
-	    (rc = config_gen_bump(store, txn)))
+	if ((rc = mdb_put(txn, store->cfg_limits, &key, &value, 0)))
 		goto abort;
-	if ((rc = mdb_txn_commit(txn)))
-		return rc;
-	return config_sync(store, 0, NULL);
+	return config_commit(store, txn);
 abort:
 	mdb_txn_abort(txn);
 	return rc;
@@ -315,12 +312,9 @@ store_limit_del(struct store *store, const char *name, uint32_t *nconns)
 	if (store_limit_get(store, name, &info) == 0)
 		*nconns = info.nconns;
 	key = name_key(name);
-	if ((rc = mdb_del(txn, store->cfg_limits, &key, NULL)) ||
-	    (rc = config_gen_bump(store, txn)))
+	if ((rc = mdb_del(txn, store->cfg_limits, &key, NULL)))
 		goto abort;
-	if ((rc = mdb_txn_commit(txn)))
-		return rc;
-	return config_sync(store, 0, NULL);
+	return config_commit(store, txn);
 abort:
 	if (cursor)
 		mdb_cursor_close(cursor);

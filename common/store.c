@@ -174,16 +174,22 @@ check_format(MDB_txn *txn, MDB_dbi meta, const char *tag_name)
  * filesystem that is the usual cause, and saying so tells the admin what
  * to fix.  Only a filesystem with no block left turns EIO into ENOSPC. */
 int
-txn_commit(struct store *store, MDB_txn *txn)
+env_commit(MDB_env *env, MDB_txn *txn)
 {
 	struct statvfs fs;
 	int fd, rc;
 
 	rc = mdb_txn_commit(txn);
-	if (rc == EIO && mdb_env_get_fd(store->env, &fd) == 0 &&
+	if (rc == EIO && mdb_env_get_fd(env, &fd) == 0 &&
 	    fstatvfs(fd, &fs) == 0 && fs.f_bavail == 0)
 		rc = ENOSPC;
 	return rc;
+}
+
+int
+txn_commit(struct store *store, MDB_txn *txn)
+{
+	return env_commit(store->env, txn);
 }
 
 /* A limit change needs a few pages; refused on a filesystem about to be
