@@ -66,6 +66,7 @@ struct refiller {
 	uint64_t tick_ns;	/* CLOCK_MONOTONIC of the tick under way */
 	uint64_t housekept_ns;	/* of the last reap; 0 = never */
 	int headroom_rc;	/* store_keep_headroom's last answer */
+	int config_rc;		/* store_follow_config's last answer */
 	/* Relays' exits seen as they happen, so the dead are reaped on the
 	 * next tick and not only by the once-a-second check of every pid,
 	 * which a loaded machine can delay past 2 s.  Every relay gets a
@@ -654,6 +655,20 @@ refiller_tick(struct refiller *refiller, unsigned *reaped)
 	 * the file fill the map. */
 	if (housekeep)
 		watch_readers(refiller, now_ns);
+	/* Relays take the live copy of the limits as they find it; one left
+	 * behind the configuration is brought up to date here.  A failure
+	 * (the configuration damaged under us) is said when it starts and
+	 * ends, and the refill goes on with the copy as it is. */
+	if (housekeep && (rc = store_follow_config(refiller->store)) !=
+	    refiller->config_rc) {
+		if (rc)
+			log_warn("unable to bring the live copy of the limits "
+			    "up to date: %s", store_strerror(rc));
+		else
+			log_line(LOG_INFO, "the live copy of the limits "
+			    "follows the configuration again");
+		refiller->config_rc = rc;
+	}
 	reap_exited(refiller, reaped);
 	rc = store_tick(refiller->store, bucket_tick,
 	    housekeep ? conn_tick : NULL, refiller);

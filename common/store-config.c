@@ -320,6 +320,12 @@ abort:
 }
 
 int
+store_follow_config(struct store *store)
+{
+	return config_sync(store, 0, NULL);
+}
+
+int
 store_config_read(struct store *store, struct limit_entry **entries,
     size_t *count)
 {

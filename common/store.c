@@ -388,9 +388,16 @@ store_open(struct store **out, const char *dir, int flags)
 	if (cfg_created && !live_fresh &&
 	    (rc = config_adopt_live(store, store->env, store->limits)))
 		goto fail;
-	/* A reader who may not write the live store reads its copy as it
-	 * is (the next writer brings it up to date). */
-	rc = config_sync(store, live_fresh, NULL);
+	/* A live store made now is filled from the configuration.  A relay
+	 * (STORE_CONFIG_READ) takes an existing copy as it is: comparing
+	 * generations costs it a read of the configuration and a live write
+	 * transaction on every start, and a copy left a generation behind
+	 * (a writer killed between its two commits) is brought up to date
+	 * by the refiller within a second (store_follow_config), or by the
+	 * next writer's open.  A reader who may not write the live store
+	 * reads its copy as it is. */
+	if (live_fresh || !(flags & STORE_CONFIG_READ))
+		rc = config_sync(store, live_fresh, NULL);
 	if (rc && !(create == 0 && (rc == EACCES || rc == EPERM ||
 	    rc == EROFS)))
 		goto fail;

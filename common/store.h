@@ -25,8 +25,8 @@
  * their visitor: no caller's output, sleep or network I/O ever happens
  * with a snapshot held (a held snapshot makes the file grow).  Relays
  * use write transactions only in the live store, so a relay killed at
- * any instant holds no reader slot there (one read of the configuration's
- * generation at open; the refiller clears a dead reader's slot); LMDB's
+ * any instant holds no reader slot there (one read transaction on the
+ * configuration at open; the refiller clears a dead reader's slot); LMDB's
  * robust mutex recovers a writer killed mid-commit.
  * Never use a store across fork(): open it in the process that uses it.
  *
@@ -82,7 +82,10 @@ enum {
 /* Only reads the configuration (a relay): an existing limits.mdb is
  * opened read-only, which spares LMDB's write buffers and the write
  * transaction of a writable environment: 1.3 ms of CPU an open here, where
- * the whole open of both stores is then 0.5 ms (bench/README.md). */
+ * the whole open of both stores is then 0.5 ms (bench/README.md).  Nor
+ * does it compare the live copy's generation with the configuration's
+ * (store_follow_config does, in the refiller): an existing live store is
+ * taken as it is, one made now is filled. */
 #define STORE_CONFIG_READ	0x2
 
 /* A ceiling (limit_cfg.ceil_Bps): how far past its rate a limit may
@@ -246,8 +249,9 @@ store_dir_source(const char *option);
 /* Opens the store of state dir DIR: the configuration there (created
  * unless STORE_RDONLY; damaged: STORE_ECONFIG, refused) and the live
  * store in store_live_dir(DIR) (created, or made again from the
- * configuration when damaged, of another version or not of the
- * configuration's generation).  The dirs and their files go through
+ * configuration when damaged or of another version; its copy of the
+ * limits brought up to date when not of the configuration's generation,
+ * except with STORE_CONFIG_READ).  The dirs and their files go through
  * statedir.h first: a dir nobody we trust owns is refused
  * (STATEDIR_EREFUSED: store_strerror says why, exit 100), and root drops
  * to the owner of a dir of the service user, for good, before it opens
@@ -283,6 +287,15 @@ store_recover(struct store *store, int rc);
  * tick (a few system calls). */
 int
 store_follow_live(struct store *store);
+
+/* The live copy of the limits brought up to the configuration when it
+ * is of another generation (a writer killed between its two commits, a
+ * configuration file put back from a backup): one read of the
+ * configuration and a live write transaction that aborts when they
+ * agree.  The refiller calls it once a second, since relays do not
+ * compare at open (STORE_CONFIG_READ). */
+int
+store_follow_config(struct store *store);
 
 uint64_t
 monotonic_ns(void);

@@ -1195,6 +1195,98 @@ test_new_and_exited(void)
 	store_close(store);
 }
 
+/* What a writer killed between its two commits leaves: the limit NAME
+ * copied as AS into the configuration of DIR, and its generation counted
+ * up, with LMDB itself (in a child: the store is open in the parent);
+ * the live copy is not touched.  0 when done. */
+static int
+commit_config_alone(const char *dir, const char *name, const char *as)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi limits, meta;
+	MDB_val key = { strlen(name), (void *)name }, value;
+	MDB_val as_key = { strlen(as), (void *)as };
+	MDB_val gen_key = { 10, "generation" };
+	unsigned char record[512], gen[24];
+	uint64_t count;
+	char path[600];
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, STORE_CONFIG_FILE);
+	if (mdb_env_create(&env))
+		return 1;
+	mdb_env_set_maxdbs(env, 8);
+	mdb_env_set_maxreaders(env, 8448);
+	mdb_env_set_mapsize(env, 64ULL * 1024 * 1024);
+	if ((rc = mdb_env_open(env, path, MDB_NOSUBDIR, 0600)) ||
+	    (rc = mdb_txn_begin(env, NULL, 0, &txn)))
+		return 2;
+	if (mdb_dbi_open(txn, "limits", 0, &limits) ||
+	    mdb_dbi_open(txn, "meta", 0, &meta) ||
+	    mdb_get(txn, limits, &key, &value) ||
+	    value.mv_size > sizeof(record))
+		return 3;
+	memcpy(record, value.mv_data, value.mv_size);
+	value.mv_data = record;
+	if (mdb_put(txn, limits, &as_key, &value, 0) ||
+	    mdb_get(txn, meta, &gen_key, &value) ||
+	    value.mv_size != sizeof(gen))
+		return 4;
+	/* struct config_gen: a random id (two uint64_t), then the count. */
+	memcpy(gen, value.mv_data, sizeof(gen));
+	memcpy(&count, gen + 16, sizeof(count));
+	count++;
+	memcpy(gen + 16, &count, sizeof(count));
+	value.mv_size = sizeof(gen);
+	value.mv_data = gen;
+	if (mdb_put(txn, meta, &gen_key, &value, 0) || mdb_txn_commit(txn))
+		return 5;
+	mdb_env_close(env);
+	return 0;
+}
+
+/* A live copy a generation behind the configuration: a relay's open
+ * (STORE_CONFIG_READ) takes it as it is, as it no longer compares; the
+ * refiller's store_follow_config (once a second) brings it up to date,
+ * and the relay's open store sees the limit then. */
+static void
+test_config_behind(void)
+{
+	const char *dir = dir_for("behind");
+	struct store *writer, *relay;
+	struct limit_info info;
+	pid_t pid;
+	int status = -1, rc;
+
+	if ((rc = store_open(&writer, dir, 0)))
+		bail("open behind", rc);
+	if ((rc = put(writer, "web", 125000, "")))
+		bail("put web", rc);
+	pid = fork();
+	if (pid == 0)
+		_exit(commit_config_alone(dir, "web", "late"));
+	if (pid < 0 || waitpid(pid, &status, 0) != pid)
+		bail("fork", errno);
+	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "behind: a limit committed to the configuration alone");
+	is_rc(store_open(&relay, dir, STORE_CONFIG_READ), 0,
+	    "behind: a relay opens the store");
+	is_rc(store_limit_get(relay, "late", &info), STORE_ENOLIMIT,
+	    "behind: a relay's open takes the live copy as it is");
+	is_rc(store_follow_config(writer), 0,
+	    "behind: store_follow_config copies the configuration");
+	is_rc(store_limit_get(relay, "late", &info), 0,
+	    "behind: the relay's store sees the limit then");
+	ok(info.cfg.rate_Bps[DIR_UP] == 125000 &&
+	    info.cfg.rate_Bps[DIR_DOWN] == 125000,
+	    "behind: with the configuration's rates");
+	is_rc(store_follow_config(relay), 0,
+	    "behind: store_follow_config when both agree");
+	store_close(relay);
+	store_close(writer);
+}
+
 static void
 test_dir_resolve(void)
 {
@@ -1345,6 +1437,7 @@ main(void)
 	test_reap_and_boot();
 	test_new_and_exited();
 	test_dir_resolve();
+	test_config_behind();
 	remove_tree();
 	return done_testing();
 }
