@@ -99,9 +99,10 @@ config_damaged(int rc)
 
 /* The limits of a store of one file, from before the configuration had
  * its own (that file, ENV's database LIMITS): taken as the configuration
- * when it has none yet, in one synced commit. */
+ * when it has none yet, in one synced commit; *taken says how many. */
 int
-config_adopt_live(struct store *store, MDB_env *env, MDB_dbi limits)
+config_adopt_live(struct store *store, MDB_env *env, MDB_dbi limits,
+    size_t *taken_out)
 {
 	MDB_txn *from = NULL, *txn = NULL;
 	MDB_cursor *cursor = NULL;
@@ -112,6 +113,7 @@ config_adopt_live(struct store *store, MDB_env *env, MDB_dbi limits)
 	size_t taken = 0;
 	int rc;
 
+	*taken_out = 0;
 	if ((rc = mdb_txn_begin(store->cfg_env, NULL, 0, &txn)))
 		return rc;
 	if ((rc = mdb_stat(txn, store->cfg_limits, &stat)) ||
@@ -146,9 +148,7 @@ config_adopt_live(struct store *store, MDB_env *env, MDB_dbi limits)
 	if ((rc = config_gen_bump(store, txn)) ||
 	    (rc = env_commit(store->cfg_env, txn)))
 		return rc;
-	log_line(LOG_NOTICE, "took the %zu limits of the state file of an "
-	    "older version as the configuration %s/%s", taken,
-	    store->dir.path, STORE_CONFIG_FILE);
+	*taken_out = taken;
 	return 0;
 abort:
 	if (cursor)
@@ -159,8 +159,12 @@ abort:
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-/* A configuration made where a store of one file still lies in the state
- * dir (the live store now has its own dir): its limits are taken. */
+/* A configuration never committed to, where a store of one file still
+ * lies in the state dir (the live store now has its own dir): its limits
+ * are taken, and the old file is renamed STORE_OLD_FILE, kept for the
+ * admin, so that nothing reads it again (a configuration removed later
+ * must not bring its limits back).  One line says so.  A file that
+ * cannot be read is left where it is, and the configuration empty. */
 static void
 adopt_old_file(struct store *store)
 {
@@ -168,6 +172,7 @@ adopt_old_file(struct store *store)
 	struct statedir_lmdb files;
 	MDB_env *env;
 	MDB_dbi meta, limits;
+	size_t taken = 0;
 	int created, rc;
 
 	if (strcmp(store->dir.path, store->run.path) == 0)
@@ -175,27 +180,71 @@ adopt_old_file(struct store *store)
 	rc = env_open(&store->dir, STORE_FILE, 0, MDB_NOSUBDIR | MDB_RDONLY |
 	    MDB_NORDAHEAD | MDB_NOTLS | MDB_NOLOCK, STORE_MAPSIZE, &env,
 	    &files, &created);
-	if (rc)
-		return;
-	if (open_dbs(env, STORE_FORMAT_TAG, 0, &meta, names, &limits) == 0)
-		(void)config_adopt_live(store, env, limits);
-	mdb_env_close(env);
-	statedir_lmdb_done(&files);
 	store_failed_at(&store->dir, STORE_CONFIG_FILE);
+	if (rc == STORE_ENOSTORE)
+		return;
+	if (rc == 0) {
+		rc = open_dbs(env, STORE_FORMAT_TAG, 0, &meta, names, &limits);
+		if (rc == 0)
+			rc = config_adopt_live(store, env, limits, &taken);
+		mdb_env_close(env);
+		statedir_lmdb_done(&files);
+	}
+	if (rc) {
+		log_warn("unable to take the limits of %s/%s, a state file of "
+		    "an older version: %s; it is left as it is, and the "
+		    "configuration %s/%s holds none", store->dir.path,
+		    STORE_FILE, store_strerror(rc), store->dir.path,
+		    STORE_CONFIG_FILE);
+		return;
+	}
+	if (renameat(store->dir.fd, STORE_FILE, store->dir.fd,
+	    STORE_OLD_FILE) < 0) {
+		log_warn("took the %zu limits of %s/%s, a state file of an "
+		    "older version, as the configuration %s/%s; unable to "
+		    "rename it %s: %s (it is no longer used)", taken,
+		    store->dir.path, STORE_FILE, store->dir.path,
+		    STORE_CONFIG_FILE, STORE_OLD_FILE, strerror(errno));
+		return;
+	}
+	log_line(LOG_NOTICE, "took the %zu limits of %s/%s, a state file of "
+	    "an older version, as the configuration %s/%s; the old file is "
+	    "kept as %s/%s, no longer used (the live state is now in %s)",
+	    taken, store->dir.path, STORE_FILE, store->dir.path,
+	    STORE_CONFIG_FILE, store->dir.path, STORE_OLD_FILE,
+	    store->run.path);
+}
+
+/* Whether the configuration was never committed to (no generation yet):
+ * made now, or made by a process that died before it took the limits of
+ * a store of one file. */
+static int
+config_unborn(struct store *store)
+{
+	MDB_txn *txn = NULL;
+	struct config_gen gen;
+	int rc;
+
+	if (mdb_txn_begin(store->cfg_env, NULL, MDB_RDONLY, &txn))
+		return 0;
+	rc = config_gen_read(txn, store->cfg_meta, GEN_CONFIG_KEY, &gen);
+	mdb_txn_abort(txn);
+	return rc == 0 && gen.count == 0;
 }
 
 int
-config_open(struct store *store, int create, int read_only, int *created)
+config_open(struct store *store, int create, int read_only, int *unborn)
 {
 	static const char *const names[] = { "limits", NULL };
-	int rc;
+	int rc, created;
 
+	*unborn = 0;
 	/* One that only reads takes the configuration as it is, and where
 	 * there is none yet, opens it as everyone else does (and makes it). */
 	if (read_only) {
 		rc = env_open(&store->dir, STORE_CONFIG_FILE, 0, MDB_NOSUBDIR |
 		    MDB_NORDAHEAD | MDB_NOTLS | MDB_RDONLY, CONFIG_MAPSIZE,
-		    &store->cfg_env, &store->cfg_files, created);
+		    &store->cfg_env, &store->cfg_files, &created);
 		if (rc == 0)
 			rc = open_dbs(store->cfg_env, CONFIG_TAG, 0,
 			    &store->cfg_meta, names, &store->cfg_limits);
@@ -212,7 +261,7 @@ config_open(struct store *store, int create, int read_only, int *created)
 	}
 	rc = env_open(&store->dir, STORE_CONFIG_FILE, create, MDB_NOSUBDIR |
 	    MDB_NORDAHEAD | MDB_NOTLS, CONFIG_MAPSIZE, &store->cfg_env,
-	    &store->cfg_files, created);
+	    &store->cfg_files, &created);
 	if (rc == 0)
 		rc = open_dbs(store->cfg_env, CONFIG_TAG, create,
 		    &store->cfg_meta, names, &store->cfg_limits);
@@ -220,7 +269,7 @@ config_open(struct store *store, int create, int read_only, int *created)
 		return STORE_ECONFIG;
 	if (rc)
 		return rc;
-	if (*created)
+	if ((*unborn = created || config_unborn(store)))
 		adopt_old_file(store);
 	return 0;
 }

@@ -232,8 +232,11 @@ int
 check_file(const char *path);
 
 /* store-config.c: the configuration store and the live copy of it. */
+/* *unborn: a configuration never committed to (made now, or its maker
+ * died first), whose limits may still be in a store of one file; one in
+ * the state dir apart from the live store's was taken already. */
 int
-config_open(struct store *store, int create, int read_only, int *created);
+config_open(struct store *store, int create, int read_only, int *unborn);
 
 /* Copy the configuration into the live store when its copy is not of the
  * configuration's generation (FORCE: whatever it says), in one live write
@@ -242,9 +245,11 @@ int
 config_sync(struct store *store, int force, int *copied);
 
 /* A live store of an older layout holding limits and no configuration's
- * generation: its limits become the new configuration's (once). */
+ * generation: its limits become the new configuration's (once);
+ * *taken says how many. */
 int
-config_adopt_live(struct store *store, MDB_env *env, MDB_dbi limits);
+config_adopt_live(struct store *store, MDB_env *env, MDB_dbi limits,
+    size_t *taken);
 
 /* A change to the configuration made in its write transaction TXN,
  * committed: one more generation, the synced commit, then the live copy

@@ -57,6 +57,10 @@ store_strerror(int rc)
 	    "set them again";
 	case STORE_ENOHOSTS: return "a global limit's floor of global / hosts "
 	    "needs the host count";
+	case STORE_EUPGRADE: return "a state dir of an older version (no "
+	    STORE_CONFIG_FILE " yet), which only a user who may write it can "
+	    "upgrade: run 'iprelay-limit list' once as its owner or root, or "
+	    "start shaperd";
 	case MDB_MAP_FULL: return "state file is full";
 	case MDB_INVALID: return "not an LMDB file (damaged or foreign)";
 	case MDB_CORRUPTED: return "state file is damaged";
@@ -74,7 +78,7 @@ store_exit_code(int rc)
 {
 	if (rc == STORE_EFOREIGN || rc == STORE_EVERSION ||
 	    rc == STORE_EDAMAGED || rc == STATEDIR_EREFUSED ||
-	    rc == STORE_ECONFIG)
+	    rc == STORE_ECONFIG || rc == STORE_EUPGRADE)
 		return EXIT_USAGE;
 	return EXIT_SYSTEM;
 }
@@ -344,15 +348,38 @@ abandon:
 	return rc;
 }
 
+/* A store of one file, from before the configuration had its own: its
+ * state file in DIR and no configuration beside it.  Only looked at
+ * (lstat), never opened: the open that follows checks the dir. */
+static int
+old_store_waits(const char *dir)
+{
+	char path[4200];
+	struct stat st;
+
+	if (snprintf(path, sizeof(path), "%s/%s", dir, STORE_CONFIG_FILE) >=
+	    (int)sizeof(path) || lstat(path, &st) == 0 || errno != ENOENT)
+		return 0;
+	snprintf(path, sizeof(path), "%s/%s", dir, STORE_FILE);
+	return lstat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
 int
 store_open(struct store **out, const char *dir, int flags)
 {
 	struct store *store;
 	char run_dir[4096];
-	int rc, cfg_created = 0, live_fresh = 0;
-	int create = !(flags & STORE_RDONLY);
+	size_t taken;
+	int rc, cfg_unborn = 0, live_fresh = 0;
+	int create = !(flags & STORE_RDONLY), upgrading = 0;
 
 	*out = NULL;
+	/* A reader opening a store of an older version upgrades it, as a
+	 * writer would (its limits become the configuration): else it
+	 * would find no configuration and show no limits at all.  One who
+	 * may not write there is told so. */
+	if (!create && old_store_waits(dir))
+		create = upgrading = 1;
 	snprintf(failed_path, sizeof(failed_path), "%s", dir);
 	if ((rc = store_live_dir(dir, run_dir, sizeof(run_dir))))
 		return rc;
@@ -378,16 +405,25 @@ store_open(struct store **out, const char *dir, int flags)
 		rc = STORE_ENOSTORE;
 	if (rc == 0)
 		rc = config_open(store, create, flags & STORE_CONFIG_READ,
-		    &cfg_created);
+		    &cfg_unborn);
 	if (rc)
 		goto fail;
 	if ((rc = live_open_or_rebuild(store, NULL, 0, &live_fresh)))
 		goto fail;
-	/* The first open by this version of a store of one file: its
-	 * limits are the configuration's. */
-	if (cfg_created && !live_fresh &&
-	    (rc = config_adopt_live(store, store->env, store->limits)))
-		goto fail;
+	/* The first open by this version of a store of one file in the
+	 * dir the live store stays in (-S DIR): its limits become the
+	 * configuration's, and the file goes on as the live store. */
+	if (cfg_unborn && !live_fresh) {
+		if ((rc = config_adopt_live(store, store->env, store->limits,
+		    &taken)))
+			goto fail;
+		if (taken)
+			log_line(LOG_NOTICE, "took the %zu limits of %s/%s, a "
+			    "state file of an older version, as the "
+			    "configuration %s/%s; that file goes on as the "
+			    "live state", taken, store->run.path, STORE_FILE,
+			    store->dir.path, STORE_CONFIG_FILE);
+	}
 	/* A live store made now is filled from the configuration.  A relay
 	 * (STORE_CONFIG_READ) takes an existing copy as it is: comparing
 	 * generations costs it a read of the configuration and a live write
@@ -405,6 +441,9 @@ store_open(struct store **out, const char *dir, int flags)
 	return 0;
 fail:
 	store_close(store);
+	if (upgrading && (rc == EACCES || rc == EPERM || rc == EROFS ||
+	    rc == ENOENT))
+		rc = STORE_EUPGRADE;
 	return rc;
 }
 

@@ -50,6 +50,10 @@
 #define STORE_FORMAT	1
 #define STORE_FILE	"iprelay.mdb"	/* the live store, runtime dir */
 #define STORE_CONFIG_FILE	"limits.mdb"	/* the configuration */
+/* A store of one file (the version before the configuration had its own
+ * file) left in the state dir, once its limits are the configuration's:
+ * kept for the admin, never read. */
+#define STORE_OLD_FILE	"iprelay.mdb.old"
 #define PEER_MAX	63	/* "[v6addr]:port" fits */
 #define REMOTE_MAX	(HOST_MAX + 8)
 
@@ -76,6 +80,8 @@ enum {
 	STORE_ECONFIG,			/* the configuration file is damaged */
 	STORE_ENOHOSTS,			/* a floor of global / hosts, no
 					 * host count known */
+	STORE_EUPGRADE,			/* a store of an older version that a
+					 * reader may not upgrade */
 };
 
 #define STORE_RDONLY	0x1	/* open for reading: never create */
