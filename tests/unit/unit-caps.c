@@ -16,32 +16,11 @@
 #include <unistd.h>
 
 #include "store.h"
+#include "store-fixture.h"
 #include "tap.h"
 
-static char top_dir[] = "/tmp/unit-caps.XXXXXX";
-
 static void
-bail(const char *what, int rc)
-{
-	printf("Bail out! %s: %s\n", what, store_strerror(rc));
-	exit(1);
-}
-
-static struct store *
-open_store(const char *name)
-{
-	char dir[512];
-	struct store *store;
-	int rc;
-
-	snprintf(dir, sizeof(dir), "%s/%s", top_dir, name);
-	if ((rc = store_open(&store, dir, 0)))
-		bail("store_open", rc);
-	return store;
-}
-
-static void
-put(struct store *store, const char *name, const char *parent,
+put_caps(struct store *store, const char *name, const char *parent,
     uint32_t max_conns, uint32_t max_source)
 {
 	struct limit_cfg cfg;
@@ -90,15 +69,6 @@ refused_of(struct store *store, const char *name, int which)
 }
 
 static void
-is_rc(int got, int want, const char *what)
-{
-	ok(got == want, "%s", what);
-	if (got != want)
-		printf("# got %d (%s), want %d (%s)\n", got,
-		    store_strerror(got), want, store_strerror(want));
-}
-
-static void
 test_source_keys(void)
 {
 	struct source_key a, b;
@@ -127,12 +97,12 @@ test_source_keys(void)
 static void
 test_per_source(void)
 {
-	struct store *store = open_store("source");
+	struct store *store = open_at("source");
 	struct cap_refusal why;
 	uint32_t ids[4];
 	int i, rc;
 
-	put(store, "web", "", 0, 3);
+	put_caps(store, "web", "", 0, 3);
 	for (i = 0; i < 3; i++)
 		if ((rc = reg(store, "web", "10.0.0.1:1000", getpid(), &ids[i],
 		    NULL)))
@@ -168,7 +138,7 @@ test_per_source(void)
 	    0, "per source: the next /64 is served");
 	/* Records of the address in IPv6 forms count for an IPv4 client,
 	 * and an address that only starts like it does not. */
-	put(store, "mapped", "", 0, 3);
+	put_caps(store, "mapped", "", 0, 3);
 	if ((rc = reg(store, "mapped", "[::ffff:10.9.9.9]:1", getpid(), NULL,
 	    NULL)) || (rc = reg(store, "mapped", "[0:0:0:0:0:FFFF:a09:909]:2",
 	    getpid(), NULL, NULL)) || (rc = reg(store, "mapped",
@@ -188,15 +158,15 @@ test_per_source(void)
 static void
 test_subtree(void)
 {
-	struct store *store = open_store("subtree");
+	struct store *store = open_at("subtree");
 	struct cap_refusal why;
 	uint32_t id;
 	int i, rc;
 
 	/* top caps 5 over its subtree; a caps 3 per source; b no caps. */
-	put(store, "top", "", 5, 0);
-	put(store, "a", "top", 0, 3);
-	put(store, "b", "top", 0, 0);
+	put_caps(store, "top", "", 5, 0);
+	put_caps(store, "a", "top", 0, 3);
+	put_caps(store, "b", "top", 0, 0);
 	for (i = 0; i < 3; i++)
 		if ((rc = reg(store, "a", "10.0.0.1:1", getpid(), NULL, NULL)))
 			bail("register a", rc);
@@ -226,7 +196,7 @@ test_subtree(void)
 static void
 test_dead_records(void)
 {
-	struct store *store = open_store("dead");
+	struct store *store = open_at("dead");
 	char who[64];
 	pid_t dead;
 	int i, rc;
@@ -235,7 +205,7 @@ test_dead_records(void)
 	if (dead == 0)
 		_exit(0);
 	waitpid(dead, NULL, 0);
-	put(store, "web", "", 2, 2);
+	put_caps(store, "web", "", 2, 2);
 	for (i = 0; i < 2; i++)
 		if ((rc = reg(store, "web", "10.0.0.1:1", dead, NULL, NULL)))
 			bail("register dead", rc);
@@ -249,11 +219,11 @@ test_dead_records(void)
 
 	/* With a live refiller named in the store (it drops a dead relay's
 	 * record within a tick) the records are trusted as they are. */
-	store = open_store("trusted");
+	store = open_at("trusted");
 	snprintf(who, sizeof(who), "%d shaperd", (int)getpid());
 	if ((rc = store_meta_put(store, "refiller", who, strlen(who))))
 		bail("meta put", rc);
-	put(store, "web", "", 2, 0);
+	put_caps(store, "web", "", 2, 0);
 	for (i = 0; i < 2; i++)
 		if ((rc = reg(store, "web", "10.0.0.1:1", dead, NULL, NULL)))
 			bail("register dead", rc);
@@ -283,7 +253,7 @@ now_ns(void)
 static void
 test_many(void)
 {
-	struct store *store = open_store("many");
+	struct store *store = open_at("many");
 	char peer[64];
 	uint64_t start_ns, plain_ns, capped_ns, refused_ns, full_ns;
 	uint64_t trusted_ns;
@@ -291,9 +261,9 @@ test_many(void)
 	uint32_t id;
 	int i, rc, rounds = 200;
 
-	put(store, "web", "", 1100, 4);
-	put(store, "other", "", 0, 0);
-	put(store, "plain", "", 0, 0);
+	put_caps(store, "web", "", 1100, 4);
+	put_caps(store, "other", "", 0, 0);
+	put_caps(store, "plain", "", 0, 0);
 	for (i = 0; i < 1000; i++) {
 		snprintf(peer, sizeof(peer), "10.%d.%d.1:%d", i / 250,
 		    i % 250, 1000 + i);
@@ -335,7 +305,7 @@ test_many(void)
 	    "many: %d refusals counted", rounds);
 	/* A subtree at its max-conns: every registration counts its live
 	 * relays again, one pass over every record. */
-	put(store, "other", "", 500, 0);
+	put_caps(store, "other", "", 500, 0);
 	start_ns = now_ns();
 	for (i = 0; i < rounds; i++)
 		if (reg(store, "other", "192.0.2.9:1", getpid(), NULL, NULL) !=
@@ -366,22 +336,10 @@ test_many(void)
 	store_close(store);
 }
 
-static void
-remove_tree(void)
-{
-	char command[600];
-
-	snprintf(command, sizeof(command), "rm -rf '%s'", top_dir);
-	if (system(command) != 0)
-		printf("# could not remove %s\n", top_dir);
-}
-
 int
 main(void)
 {
-	if (mkdtemp(top_dir) == NULL)
-		bail("mkdtemp", errno);
-	unsetenv("IPRELAY_STATE_DIR");
+	fixture_start("unit-caps");
 	test_source_keys();
 	test_per_source();
 	test_subtree();
