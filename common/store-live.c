@@ -21,13 +21,38 @@
 #include "store.h"
 #include "store-impl.h"
 
+/* Whether paths A and B name one dir: the same text, or the same dir
+ * (only looked at with stat, never opened). */
+static int
+same_dir(const char *a, const char *b)
+{
+	struct stat a_stat, b_stat;
+
+	return strcmp(a, b) == 0 || (stat(a, &a_stat) == 0 &&
+	    stat(b, &b_stat) == 0 && S_ISDIR(a_stat.st_mode) &&
+	    a_stat.st_dev == b_stat.st_dev && a_stat.st_ino == b_stat.st_ino);
+}
+
 int
 store_live_dir(const char *dir, char *run, size_t run_size)
 {
-	const char *base, *home;
+	const char *base, *home, *override, *bound;
 	char user_dir[4096] = "";
 	int len;
 
+	/* IPRELAY_RUNTIME_DIR is the runtime dir of one state dir, the one
+	 * the environment names (IPRELAY_STATE_DIR, else the system's), so
+	 * that a -S DIR of another store never shares its live store. */
+	override = getenv("IPRELAY_RUNTIME_DIR");
+	bound = getenv("IPRELAY_STATE_DIR");
+	if (bound == NULL || *bound == '\0')
+		bound = STORE_SYSTEM_DIR;
+	if (override && *override && same_dir(dir, bound)) {
+		if (*override != '/')
+			return STORE_ERUNTIME;
+		len = snprintf(run, run_size, "%s", override);
+		return len < 0 || (size_t)len >= run_size ? ENAMETOOLONG : 0;
+	}
 	if ((base = getenv("XDG_STATE_HOME")) && *base == '/')
 		snprintf(user_dir, sizeof(user_dir), "%s/iprelay", base);
 	else if ((home = getenv("HOME")) && *home == '/')

@@ -57,6 +57,7 @@ store_strerror(int rc)
 	    "set them again";
 	case STORE_ENOHOSTS: return "a global limit's floor of global / hosts "
 	    "needs the host count";
+	case STORE_ERUNTIME: return "not an absolute path";
 	case STORE_EUPGRADE: return "a state dir of an older version (no "
 	    STORE_CONFIG_FILE " yet), which only a user who may write it can "
 	    "upgrade: run 'iprelay-limit list' once as its owner or root, or "
@@ -78,7 +79,8 @@ store_exit_code(int rc)
 {
 	if (rc == STORE_EFOREIGN || rc == STORE_EVERSION ||
 	    rc == STORE_EDAMAGED || rc == STATEDIR_EREFUSED ||
-	    rc == STORE_ECONFIG || rc == STORE_EUPGRADE)
+	    rc == STORE_ECONFIG || rc == STORE_EUPGRADE ||
+	    rc == STORE_ERUNTIME)
 		return EXIT_USAGE;
 	return EXIT_SYSTEM;
 }
@@ -381,8 +383,13 @@ store_open(struct store **out, const char *dir, int flags)
 	if (!create && old_store_waits(dir))
 		create = upgrading = 1;
 	snprintf(failed_path, sizeof(failed_path), "%s", dir);
-	if ((rc = store_live_dir(dir, run_dir, sizeof(run_dir))))
+	if ((rc = store_live_dir(dir, run_dir, sizeof(run_dir)))) {
+		if (rc == STORE_ERUNTIME)
+			snprintf(failed_path, sizeof(failed_path),
+			    "IPRELAY_RUNTIME_DIR=%s",
+			    getenv("IPRELAY_RUNTIME_DIR"));
 		return rc;
+	}
 	store = calloc(1, sizeof(*store));
 	if (store == NULL)
 		return ENOMEM;

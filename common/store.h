@@ -82,6 +82,7 @@ enum {
 					 * host count known */
 	STORE_EUPGRADE,			/* a store of an older version that a
 					 * reader may not upgrade */
+	STORE_ERUNTIME,			/* IPRELAY_RUNTIME_DIR not absolute */
 };
 
 #define STORE_RDONLY	0x1	/* open for reading: never create */
@@ -229,8 +230,12 @@ store_exit_code(int rc);
 #define STORE_RUNTIME_DIR	"/run/iprelay"
 
 /* The runtime dir that goes with state dir DIR, where the live store is:
- * /run/iprelay for the system's, $XDG_RUNTIME_DIR/iprelay for a user's
- * own default one (when set), else DIR itself (-S DIR holds both). */
+ * $IPRELAY_RUNTIME_DIR when set and DIR is the state dir the environment
+ * names ($IPRELAY_STATE_DIR, else the system's; not absolute:
+ * STORE_ERUNTIME), else /run/iprelay for the system's,
+ * $XDG_RUNTIME_DIR/iprelay for a user's own default one (when set), else
+ * DIR itself (-S DIR holds both).  The dir is then trusted as the state
+ * dir is (statedir_enter_pair). */
 int
 store_live_dir(const char *dir, char *run, size_t run_size);
 

@@ -25,6 +25,7 @@ guard_dirs() {
 		echo "$HOME/.local/state/iprelay"
 	fi
 	echo "${XDG_RUNTIME_DIR:-/run/user/$(id -u)}/iprelay"
+	[ -z "${IPRELAY_RUNTIME_DIR:-}" ] || echo "$IPRELAY_RUNTIME_DIR"
 }
 
 # guard_busy DIR: true when a process holds a refiller lock in DIR (for
