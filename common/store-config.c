@@ -13,6 +13,7 @@
  * (before this split) as the configuration.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,8 +199,9 @@ adopt_old_file(struct store *store)
 		    STORE_CONFIG_FILE);
 		return;
 	}
-	if (renameat(store->dir.fd, STORE_FILE, store->dir.fd,
-	    STORE_OLD_FILE) < 0) {
+	/* Never over an older one kept already. */
+	if (renameat2(store->dir.fd, STORE_FILE, store->dir.fd,
+	    STORE_OLD_FILE, RENAME_NOREPLACE) < 0) {
 		log_warn("took the %zu limits of %s/%s, a state file of an "
 		    "older version, as the configuration %s/%s; unable to "
 		    "rename it %s: %s (it is no longer used)", taken,
