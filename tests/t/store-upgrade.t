@@ -76,14 +76,20 @@ old_store() {
 	mkdir -p "$1" && chmod 2770 "$1" &&
 	    mdb_load -n -f "$TEST_TMP/old.dump" "$1/iprelay.mdb"
 }
-# limits_of DIR [-S DIR...]: the limits as export lists them, one a line,
-# without the export's own lines.
-limits_of() {
-	"$L" "$@" export | grep '^{"name"'
+# fields: export's JSON on stdin, the fields the old store held, a limit
+# a line (fields export gains later are not compared).
+fields() {
+	python3 -c 'import json, sys
+keys = ("name", "parent", "up", "down", "burst", "ceil_up", "ceil_down",
+    "global", "max_conns", "max_conns_per_source")
+for limit in json.load(sys.stdin)["limits"]:
+    print(" ".join("%s=%s" % (k, limit.get(k)) for k in keys))'
 }
-want='{"name":"mail","parent":"","up":307200,"down":307200,"burst":0,"ceil_up":0,"ceil_down":0,"global":false,"offline":"floor","grace_ms":0,"floor_up":0,"floor_down":0,"max_conns":0,"max_conns_per_source":0},
-{"name":"web","parent":"","up":1048576,"down":2097152,"burst":65536,"ceil_up":0,"ceil_down":0,"global":false,"offline":"floor","grace_ms":0,"floor_up":0,"floor_down":0,"max_conns":0,"max_conns_per_source":0},
-{"name":"web.child","parent":"web","up":102400,"down":102400,"burst":0,"ceil_up":512000,"ceil_down":512000,"global":false,"offline":"floor","grace_ms":0,"floor_up":0,"floor_down":0,"max_conns":5,"max_conns_per_source":0}'
+# limits_of [-S DIR]: the limits as export lists them, fields as above.
+limits_of() { "$L" "$@" export | fields; }
+want='name=mail parent= up=307200 down=307200 burst=0 ceil_up=0 ceil_down=0 global=False max_conns=0 max_conns_per_source=0
+name=web parent= up=1048576 down=2097152 burst=65536 ceil_up=0 ceil_down=0 global=False max_conns=0 max_conns_per_source=0
+name=web.child parent=web up=102400 down=102400 burst=0 ceil_up=512000 ceil_down=512000 global=False max_conns=5 max_conns_per_source=0'
 took='took the 3 limits of .*/iprelay\.mdb, a state file of an older version, as the configuration .*/limits\.mdb'
 
 # --- 1. -S DIR holds both: a reader opens it first ----------------------
@@ -101,8 +107,8 @@ ok "-S DIR: the configuration made beside it" test -s "$A/limits.mdb"
 "$L" -S "$A" list >/dev/null 2>"$TEST_TMP/a2.err"
 is "$(cat "$TEST_TMP/a2.err")" "" "-S DIR: the next open says nothing"
 "$L" -S "$A" set mail 400k >/dev/null 2>&1
-is "$(limits_of -S "$A" | cut -d, -f1,3 | tr '\n' ' ')" \
-    '{"name":"mail","up":409600 {"name":"web","up":1048576 {"name":"web.child","up":102400 ' \
+is "$(limits_of -S "$A" | cut -d' ' -f1,3 | tr '\n' ' ')" \
+    'name=mail up=409600 name=web up=1048576 name=web.child up=102400 ' \
     "-S DIR: a change after the upgrade keeps the other limits"
 
 # --- 2. -S DIR, a writer opens it first ---------------------------------
@@ -110,8 +116,8 @@ W=$TEST_TMP/w
 old_store "$W"
 "$L" -S "$W" set other 1M >/dev/null 2>"$TEST_TMP/w.err"
 is "$?" 0 "-S DIR: set on the old store exits 0"
-is "$(limits_of -S "$W" | cut -d, -f1 | tr '\n' ' ')" \
-    '{"name":"mail" {"name":"other" {"name":"web" {"name":"web.child" ' \
+is "$(limits_of -S "$W" | cut -d' ' -f1 | tr '\n' ' ')" \
+    'name=mail name=other name=web name=web.child ' \
     "-S DIR: the old limits and the new one"
 like "$(cat "$TEST_TMP/w.err")" "$took" "-S DIR: the writer says it too"
 
@@ -135,7 +141,7 @@ old_store "$B"
 in_home() { env -u XDG_STATE_HOME HOME="$H" XDG_RUNTIME_DIR="$H/run" "$@"; }
 out=$(in_home "$L" -S "$B" list 2>"$TEST_TMP/b.err"); rc=$?
 is "$rc" 0 "own runtime dir: list on the old store exits 0"
-is "$(in_home "$L" -S "$B" export 2>/dev/null | grep '^{"name"')" "$want" \
+is "$(in_home "$L" -S "$B" export 2>/dev/null | fields)" "$want" \
     "own runtime dir: every field of every limit kept"
 like "$(cat "$TEST_TMP/b.err")" \
     "$took; the old file is kept as .*/iprelay\.mdb\.old, no longer used \(the live state is now in $H/run/iprelay\)" \
@@ -150,7 +156,7 @@ ok "own runtime dir: no iprelay.mdb left in the state dir" test ! -e "$B/iprelay
 ok "own runtime dir: the live store in the runtime dir" test -s "$H/run/iprelay/iprelay.mdb"
 # The configuration removed (a reset): the old file is not read again.
 rm -f "$B/limits.mdb" "$B/limits.mdb-lock"
-is "$(in_home "$L" -S "$B" export 2>/dev/null | grep -c '^{"name"')" 0 \
+is "$(in_home "$L" -S "$B" export 2>/dev/null | fields | grep -c .)" 0 \
     "own runtime dir: the configuration removed, the old limits do not come back"
 
 # --- 5. a reader who may not write the dir cannot upgrade it ------------
@@ -179,16 +185,15 @@ old_store "$C"
 spawn env -u XDG_STATE_HOME HOME="$H" XDG_RUNTIME_DIR="$H/run" \
     "$IPRELAY_BIN/shaperd" -S "$C" 2>"$TEST_TMP/shaperd.err"
 shaperd_pid=$last_pid
-# wait_refiller, in the same environment (elsewhere the live store would
-# be looked for in the state dir, the old file itself).
+# Its own line says it refills (no other program may open the store
+# first: it would be the one to upgrade it).
 refilling=1
 for _ in $(seq 400); do
-	in_home "$L" -S "$C" --json top -n 1 2>/dev/null |
-	    grep -q '"refiller":"' && { refilling=0; break; }
+	grep -q '^shaperd: refilling' "$TEST_TMP/shaperd.err" && { refilling=0; break; }
 	sleep 0.05
 done
 is "$refilling" 0 "shaperd on the old store refills"
-is "$(in_home "$L" -S "$C" export 2>/dev/null | grep '^{"name"')" "$want" \
+is "$(in_home "$L" -S "$C" export 2>/dev/null | fields)" "$want" \
     "shaperd: every field of every limit kept"
 stop_pid "$shaperd_pid"
 like "$(cat "$TEST_TMP/shaperd.err" "$TEST_TMP/relay.log" 2>/dev/null)" "$took; the old file is kept" \
