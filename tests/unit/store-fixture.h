@@ -1,7 +1,7 @@
 /*
  * The state store's test fixture, shared by the unit programs of the
  * store (unit-store.c, unit-store-conn.c, unit-store-records.c,
- * unit-caps.c): a temporary dir of state dirs (one a test, by name),
+ * unit-store-env.c, unit-store-read.c, unit-caps.c): a temporary dir of state dirs (one a test, by name),
  * removed at the end; bail and is_rc; limits and relays made the short
  * way.  Header only, as tap.h: each unit program is one .c file.
  */
@@ -29,8 +29,8 @@ bail(const char *what, int rc)
 	exit(1);
 }
 
-/* The top dir, /tmp/PROGRAM.XXXXXX, made; and no IPRELAY_STATE_DIR of
- * the caller's leaks in. */
+/* The top dir, /tmp/PROGRAM.XXXXXX, made; and no IPRELAY_STATE_DIR or
+ * IPRELAY_RUNTIME_DIR of the caller's leaks in. */
 FIXTURE_HELPER void
 fixture_start(const char *program)
 {
@@ -38,6 +38,7 @@ fixture_start(const char *program)
 	if (mkdtemp(top_dir) == NULL)
 		bail("mkdtemp", errno);
 	unsetenv("IPRELAY_STATE_DIR");
+	unsetenv("IPRELAY_RUNTIME_DIR");
 }
 
 FIXTURE_HELPER void

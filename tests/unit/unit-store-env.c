@@ -14,19 +14,11 @@
 #include <unistd.h>
 
 #include "store.h"
+#include "store-fixture.h"
 #include "tap.h"
 
-static char top_dir[] = "/tmp/unit-store-env.XXXXXX";
-
 static void
-bail(const char *what, int rc)
-{
-	printf("Bail out! %s: %s\n", what, store_strerror(rc));
-	exit(1);
-}
-
-static void
-put(struct store *store, const char *name, uint64_t rate_Bps)
+put_or_bail(struct store *store, const char *name, uint64_t rate_Bps)
 {
 	struct limit_cfg cfg;
 	int rc;
@@ -71,12 +63,11 @@ main(void)
 	int inside[2], release[2], rc, i;
 	pid_t child;
 
-	if (mkdtemp(top_dir) == NULL)
-		bail("mkdtemp", errno);
+	fixture_start("unit-store-env");
 	if ((rc = store_open(&store, top_dir, 0)))
 		bail("store_open", rc);
-	put(store, "a", 1000);
-	put(store, "b", 2000);
+	put_or_bail(store, "a", 1000);
+	put_or_bail(store, "b", 2000);
 	memset(&conn, 0, sizeof(conn));
 	conn.pid = getpid();
 	snprintf(conn.limit, sizeof(conn.limit), "a");
@@ -106,7 +97,7 @@ main(void)
 	/* Commits free pages that a later commit can take back: with many
 	 * rewrites of one record the free list is not empty. */
 	for (i = 0; i < 20; i++)
-		put(store, "a", 1000 + (uint64_t)i);
+		put_or_bail(store, "a", 1000 + (uint64_t)i);
 	store_env_stats(store, &later);
 	ok(later.last_txnid == stats.last_txnid + 20,
 	    "20 commits later: 20 more transactions");
@@ -125,7 +116,7 @@ main(void)
 	close(release[0]);
 	ok(read(inside[0], &byte, 1) == 1, "a reader holds a snapshot");
 	for (i = 0; i < 7; i++)
-		put(store, "b", 3000 + (uint64_t)i);
+		put_or_bail(store, "b", 3000 + (uint64_t)i);
 	rc = store_env_stats(store, &later);
 	ok(rc == 0 && later.readers == 1, "one reader seen (%u)",
 	    later.readers);
@@ -142,8 +133,6 @@ main(void)
 	    "then no reader and no lag");
 
 	store_close(store);
-	snprintf(path, sizeof(path), "rm -rf '%s'", top_dir);
-	if (system(path) != 0)
-		printf("# could not remove %s\n", top_dir);
+	remove_tree();
 	return done_testing();
 }

@@ -13,9 +13,9 @@
 #include <unistd.h>
 
 #include "store.h"
+#include "store-fixture.h"
 #include "tap.h"
 
-static char top_dir[] = "/tmp/unit-store-read.XXXXXX";
 
 struct visits {
 	struct store *store;
@@ -97,12 +97,9 @@ main(void)
 	unsigned index;
 	int rc;
 
-	if (mkdtemp(top_dir) == NULL)
-		return 1;
-	if ((rc = store_open(&store, top_dir, 0))) {
-		printf("Bail out! open: %s\n", store_strerror(rc));
-		return 1;
-	}
+	fixture_start("unit-store-read");
+	if ((rc = store_open(&store, top_dir, 0)))
+		bail("open", rc);
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.rate_Bps[DIR_UP] = cfg.rate_Bps[DIR_DOWN] = 1048576;
 	/* Past two batches of each kind, and not a multiple of one. */
@@ -157,12 +154,6 @@ main(void)
 	    last_txnid);
 
 	store_close(store);
-	{
-		char command[256];
-
-		snprintf(command, sizeof(command), "rm -rf %s", top_dir);
-		if (system(command) != 0)
-			diag("unable to remove %s", top_dir);
-	}
+	remove_tree();
 	return done_testing();
 }
