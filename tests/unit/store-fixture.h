@@ -1,7 +1,8 @@
 /*
  * The state store's test fixture, shared by the unit programs of the
  * store (unit-store.c, unit-store-conn.c, unit-store-records.c,
- * unit-store-env.c, unit-store-read.c, unit-caps.c): a temporary dir of state dirs (one a test, by name),
+ * unit-store-env.c, unit-store-read.c, unit-caps.c, unit-config-sync.c):
+ * a temporary dir of state dirs (one a test, by name),
  * removed at the end; bail and is_rc; limits and relays made the short
  * way.  Header only, as tap.h: each unit program is one .c file.
  */

@@ -19,11 +19,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "store.h"
+#include "store-fixture.h"
 #include "store-impl.h"
-#include "tap.h"
-
-static char top_dir[] = "/tmp/unit-config-sync.XXXXXX";
 
 /* In the child only: the next write transaction waits for the parent. */
 static int pause_next_write;
@@ -49,13 +46,6 @@ mdb_txn_begin(MDB_env *env, MDB_txn *parent, unsigned int flags,
 			_exit(3);
 	}
 	return real_begin(env, parent, flags, txn);
-}
-
-static void
-bail(const char *what, int rc)
-{
-	printf("Bail out! %s: %s\n", what, store_strerror(rc));
-	exit(1);
 }
 
 static void
@@ -104,15 +94,14 @@ int
 main(void)
 {
 	int at_lock[2], go[2], opened[2], status = 0, copied = -1;
-	char dir[sizeof(top_dir) + 32], byte;
+	char *dir, byte;
 	struct limit_info info;
 	struct store *store;
 	pid_t child;
 	int rc;
 
-	if (mkdtemp(top_dir) == NULL)
-		bail("mkdtemp", errno);
-	snprintf(dir, sizeof(dir), "%s/state", top_dir);
+	fixture_start("unit-config-sync");
+	dir = dir_for("state");
 	/* The live store beside the configuration, not in the user's. */
 	unsetenv("XDG_RUNTIME_DIR");
 	set_cap(dir, 0, NULL);
@@ -152,8 +141,6 @@ main(void)
 	    "max_conns %u)", rc, info.cfg.max_conns);
 	store_close(store);
 
-	snprintf(dir, sizeof(dir), "rm -rf '%s'", top_dir);
-	if (system(dir) != 0)
-		diag("unable to remove %s", top_dir);
+	remove_tree();
 	return done_testing();
 }
