@@ -94,9 +94,10 @@ $(BIN)/shaperd: $(OBJ)/shaperd/shaperd.o $(OBJ)/shaperd/metrics.o \
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_STORE) $(LDLIBS_NOTIFY) \
 		$(LDLIBS_REDIS)
 
-$(BIN)/iprelay-limit: $(OBJ)/shaperd/iprelay-limit.o \
-    $(OBJ)/shaperd/limit-global.o $(OBJ)/shaperd/limit-caps.o \
-    $(OBJ)/shaperd/limit-export.o \
+# iprelay-limit in parts (shaperd/iprelay-limit.h says which owns what).
+LIMIT_PARTS = iprelay-limit limit-store limit-set limit-show limit-kill \
+	limit-export limit-format limit-global limit-caps
+$(BIN)/iprelay-limit: $(patsubst %,$(OBJ)/shaperd/%.o,$(LIMIT_PARTS)) \
     $(OBJ)/common/redis.o $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_STORE) $(LDLIBS_REDIS)

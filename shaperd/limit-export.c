@@ -6,6 +6,7 @@
  * and an import is all or nothing: the file is parsed and every limit
  * checked first, then the configuration is replaced in one synced commit
  * (store_config_replace).  A bad file is named with the line and field.
+ * The commands export and import are at the end.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "iprelay-limit.h"
 #include "limit-export.h"
 #include "log.h"
 #include "parse.h"
@@ -536,3 +538,52 @@ limit_import_free(struct import *import)
 	free(import->lines);
 	memset(import, 0, sizeof(*import));
 }
+
+/* export: the configuration as JSON. */
+int
+command_export(const struct options *options)
+{
+	struct store *store;
+	int rc;
+
+	need_words(options, 0, "");
+	store = open_for_reading(options);
+	rc = limit_export(store, stdout);
+	store_close(store);
+	if (rc == 0 && fflush(stdout) != 0)
+		rc = errno;
+	if (rc)
+		log_fatal(EXIT_SYSTEM, "unable to export the limits of %s: %s",
+		    store_path(options), store_strerror(rc));
+	return 0;
+}
+
+/* import FILE: all of it checked before one commit, or nothing. */
+int
+command_import(const struct options *options)
+{
+	struct import import;
+	struct store *store;
+	char why[600];
+	int rc;
+
+	need_words(options, 1, "FILE");
+	if (limit_import_parse(options->words[0], &import, why, sizeof(why)))
+		log_fatal(EXIT_USAGE, "%s; nothing imported", why);
+	store = open_for_writing(options);
+	rc = limit_import_apply(store, options->words[0], &import, why,
+	    sizeof(why));
+	if (rc == 0)
+		rc = store_sync(store);
+	store_close(store);
+	if (rc)
+		log_fatal(rc == ENOSPC || rc == EIO || rc == ENOMEM ?
+		    EXIT_SYSTEM : EXIT_USAGE, "%s; nothing imported", why);
+	say_store();
+	printf("imported %zu limit%s from %s; every other limit is gone\n",
+	    import.count, import.count == 1 ? "" : "s",
+	    strcmp(options->words[0], "-") ? options->words[0] : "stdin");
+	limit_import_free(&import);
+	return 0;
+}
+
