@@ -211,7 +211,11 @@ elif MODE == "rediskill":
 elif MODE == "cut":
     a, b = EV[ARGS[0]], EV[ARGS[1]]
     ref = mean_shares(a - 10**9, a)
-    bound = G + ref[1]
+    # shaperd(8)'s bound: G + the cut-off host's share on the rates, the
+    # hosts' bursts (together the global burst, G / 10) on top over any
+    # window.  Both are reported; the aim is the documented bound.
+    rates_bound = G + ref[1]
+    bound = rates_bound + G / 10
     ww = windows((1, 2, 3), a, b + 3 * 10**9, 1000000000)
     w = [r for _, r in ww]
     peak = max(ww, key=lambda x: x[1])
@@ -220,9 +224,11 @@ elif MODE == "cut":
                    all(x[3] == "leased" for x in s))
     after = rate((1, 2, 3), b + 1200000000, b + 2200000000) / G * 100
     print("aim 8: host 2 cut off 5 s (its proxy SIGSTOPped): host 2 %s through the cut; largest 1 s "
-          "aggregate %.1f%% of G (ending %.2f s after the cut), %.1f%% of the documented bound G + host 2's share (%.3f G; aim <= 100); "
+          "aggregate %.1f%% of G (ending %.2f s after the cut), %.1f%% of G + host 2's share (%.3f G) on the rates, "
+          "%.1f%% of the documented bound, that + the bursts (G / 10; aim <= 100); "
           "after the cut heals the hosts' shares sum to G +-2%% %s after (aim <= 1.2 s); aggregate over "
           "[1.2 s, 2.2 s] after %.1f%% of G"
           % ("held its share" if held and all(x[3] in ("held", "leased") for x in held) else
              "states " + ",".join(sorted(set(x[3] for x in held))),
-             max(w) / G * 100, (peak[0] - a) / 1e9, max(w) / bound * 100, ref[1] / G, fmt(back), after))
+             max(w) / G * 100, (peak[0] - a) / 1e9, max(w) / rates_bound * 100, ref[1] / G,
+             max(w) / bound * 100, fmt(back), after))
