@@ -27,6 +27,11 @@
 # ttfb: a short request (16 bytes out, 1 KiB back) on an idle limit and
 #   beside 64 downloads saturating it: connect to first and to last byte.
 #
+# The rig of the last three: origins in C (bench/tools/borigin), the bulk
+# connections in C (bench/tools/bbulk), the echo, direct, turning and
+# request connections in tests/tools/contend.py, both clients on one t0
+# (bench/README.md, "The rig").  The chain's few KiB/s stay in Python.
+#
 # Environment: IPRELAY_BIN (default bin/), BENCH_OUT, SECTIONS (default
 # "chain interactive turn ttfb", quick without turn); ECHO_RATES, ECHO_COUNTS, ECHO_DIRS, ECHO_D
 # (seconds a run) to run part of the interactive matrix.
@@ -56,6 +61,16 @@ ECHO_WIN="2 $ECHO_D"; TTFB_RATE=1048576
 WORK=$(mktemp -d /tmp/iprelay-contend.XXXXXX)
 export IPRELAY_STATE_DIR=$WORK/state IPRELAY_LOG_FILE=$WORK/relay.log
 PEER="python3 $TOP/tests/tools/peer.py"
+# The C tools are built once into build/bench-tools, as bench/run.sh
+# builds bnet, and again when their source changes.
+TOOLS=$TOP/build/bench-tools
+mkdir -p "$TOOLS" || exit 111
+for tool in borigin bbulk; do
+	[ "$TOOLS/$tool" -nt "$TOP/bench/tools/$tool.c" ] && continue
+	cc -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -O2 -o "$TOOLS/$tool.$$" \
+	    "$TOP/bench/tools/$tool.c" && mv -f "$TOOLS/$tool.$$" "$TOOLS/$tool" || exit 111
+done
+BBULK=$TOOLS/bbulk
 CONTEND="python3 $TOP/tests/tools/contend.py --shell"
 PIDS=()
 REPORT=$WORK/report.md
@@ -157,7 +172,8 @@ fi
 
 load1() { cut -d' ' -f1 /proc/loadavg; }
 # sink_rates T0 "A B" RATE: the aggregate and Jain of the uploads that
-# reached the sink origin over [T0 + A, T0 + B] (origins.py's stats).
+# reached the sink origin over [T0 + A, T0 + B] (borigin's stats, as
+# origins.py's).
 sink_rates() {
 	python3 - "$O_STATS" "$@" <<'PY'
 import json, socket, sys
@@ -178,8 +194,7 @@ print("%+.2f%% %.4f" % ((t - rate) * 100 / rate, t * t / (len(rates) * q) if q e
 PY
 }
 if want interactive || want turn || want ttfb; then
-	"$TOP/tests/tools/origins.py" --port-file "$WORK/origins" \
-	    --stats-port-file "$WORK/stats" &
+	"$TOOLS/borigin" -P "$WORK/origins" -S "$WORK/stats" &
 	PIDS+=($!)
 	for _ in $(seq 200); do [ -s "$WORK/origins" ] && [ -s "$WORK/stats" ] && break; sleep 0.05; done
 	read -r O_ECHO O_SEND O_SINK O_REPLY <"$WORK/origins"
@@ -215,18 +230,25 @@ if want interactive; then
 				daemon "echo-$rate-$n-$dirn" -b "$rate" -m 200 \
 				    "$pb:127.0.0.1:$origin" "$pe:127.0.0.1:$O_ECHO" >/dev/null
 				wait_listen "$pb"; wait_listen "$pe"
-				conns="127.0.0.1:$pe@1=echo 127.0.0.1:$O_ECHO@1=direct"
-				for _ in $(seq "$n"); do conns="$conns 127.0.0.1:$pb$mode"; done
-				$C $conns >"$WORK/echo.sh"
+				# The bulk connections in C, the echo and direct
+				# probes in contend.py, on one t0 a second ahead
+				# (time for both to start on a loaded machine).
+				t0=$($BBULK -N 1)
+				$BBULK -n "$n" -d "$ECHO_D" -t "$t0" -w $ECHO_WIN \
+				    ${mode:+-u} "127.0.0.1:$pb" >"$WORK/bulk.sh" &
+				bulk=$!
+				PIDS+=("$bulk")
+				$C --t0 "$t0" "127.0.0.1:$pe@1=echo" "127.0.0.1:$O_ECHO@1=direct" >"$WORK/echo.sh"
+				wait "$bulk"
 				kill "$(cat "$WORK/echo-$rate-$n-$dirn.pid")" 2>/dev/null
 				rm -f "$WORK/echo-$rate-$n-$dirn.pid"
 				unset echo_p50_ms echo_p99_ms direct_p99_ms rates0 t0
 				. "$WORK/echo.sh"
-				# The echo and the direct probe are the first two.
+				. "$WORK/bulk.sh"	# its rates0: the bulk connections'
 				read -r agg jain <<<"$(awk -v r="$rates0" -v rate="$rate" 'BEGIN {
 					n = split(r, a, " "); t = 0; q = 0
-					for (i = 3; i <= n; i++) { t += a[i]; q += a[i] * a[i] }
-					printf "%+.2f%% %.4f\n", (t - rate) * 100 / rate, q ? t * t / ((n - 2) * q) : 0 }')"
+					for (i = 1; i <= n; i++) { t += a[i]; q += a[i] * a[i] }
+					printf "%+.2f%% %.4f\n", (t - rate) * 100 / rate, q ? t * t / (n * q) : 0 }')"
 				# Uploads are counted where they arrive: what a client
 				# has sent includes what waits in the relay's socket.
 				[ "$dirn" = up ] && read -r agg jain <<<"$(sink_rates "$t0" "$ECHO_WIN" "$rate")"
@@ -263,13 +285,23 @@ if want turn; then
 		pb=$(free_port)
 		daemon "turn-$rate" -b "$rate" -m 200 "$pb:127.0.0.1:$O_SEND" >/dev/null
 		wait_listen "$pb"
-		conns="127.0.0.1:$pb/$(awk -v r="$rate" 'BEGIN { printf "%d", r / 170 < 1 ? 1 : r / 170 }'):4096~4"
-		for _ in $(seq 16); do conns="$conns 127.0.0.1:$pb"; done
-		$CONTEND --duration 12 --window 5 12 --window 4 5 $conns >"$WORK/turn.sh"
+		# The turning connection in contend.py, the 16 in C.
+		t0=$($BBULK -N 1)
+		$BBULK -n 16 -d 12 -t "$t0" -w 5 12 -w 4 5 "127.0.0.1:$pb" >"$WORK/bulk.sh" &
+		bulk=$!
+		PIDS+=("$bulk")
+		$CONTEND --t0 "$t0" --duration 12 --window 5 12 --window 4 5 \
+		    "127.0.0.1:$pb/$(awk -v r="$rate" 'BEGIN { printf "%d", r / 170 < 1 ? 1 : r / 170 }'):4096~4" \
+		    >"$WORK/turn.sh"
+		wait "$bulk"
 		kill "$(cat "$WORK/turn-$rate.pid")" 2>/dev/null
 		rm -f "$WORK/turn-$rate.pid"
 		unset rates0 rates1
+		. "$WORK/bulk.sh"
+		bulk0=$rates0 bulk1=$rates1
 		. "$WORK/turn.sh"
+		# The turning connection first, then the 16.
+		rates0="$rates0 $bulk0" rates1="$rates1 $bulk1"
 		read -r late first agg jain <<<"$(awk -v r="$rates0" -v f="$rates1" -v rate="$rate" 'BEGIN {
 			n = split(r, a, " "); split(f, b, " "); t = 0; q = 0; tb = 0
 			for (i = 2; i <= n; i++) { t += a[i]; tb += b[i] }
@@ -303,9 +335,16 @@ if want ttfb; then
 		daemon "req-$busy" -b "$TTFB_RATE" -m 200 "$pb:127.0.0.1:$O_SEND" "$pr:127.0.0.1:$O_REPLY" >/dev/null
 		wait_listen "$pb"; wait_listen "$pr"
 		conns=""
-		for _ in $(seq "$busy"); do conns="$conns 127.0.0.1:$pb"; done
 		for i in $(seq 20); do conns="$conns 127.0.0.1:$pr@$(awk -v i="$i" 'BEGIN { print 2 + i * 0.2 }')=req"; done
-		$CONTEND --duration 7 --window 2 7 $conns >"$WORK/req.sh"
+		t0=$($BBULK -N 1)
+		bulk=
+		if [ "$busy" -gt 0 ]; then
+			$BBULK -n "$busy" -d 7 -t "$t0" "127.0.0.1:$pb" >/dev/null &
+			bulk=$!
+			PIDS+=("$bulk")
+		fi
+		$CONTEND --t0 "$t0" --duration 7 --window 2 7 $conns >"$WORK/req.sh"
+		[ -n "$bulk" ] && wait "$bulk"
 		kill "$(cat "$WORK/req-$busy.pid")" 2>/dev/null
 		rm -f "$WORK/req-$busy.pid"
 		unset req_n req_p50_ms req_max_ms req_first_p50_ms req_first_max_ms

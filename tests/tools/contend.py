@@ -3,7 +3,7 @@
 slowly, all on one clock: for the tests and the bench of shaping under
 contention (a slow reader beside fast ones, chained instances).
 
-  contend.py [--duration S] [--window A B]... [--shell] CONN...
+  contend.py [--duration S] [--window A B]... [--t0 T] [--shell] CONN...
 
 CONN is HOST:PORT[@START][/RATE[:RCVBUF]][~TURN][=MODE]: connect START
 seconds after t0 (the program's start; default 0) and receive as fast as
@@ -16,7 +16,8 @@ of the answer (origins.py's reply port sends 1 KiB); MODE echo: send one byte ev
 when none is in flight and time its echo; MODE direct: the same, counted
 apart (an echo origin reached without a relay, as a reference timed in
 the same process and run).  Runs --duration seconds from
-t0.
+t0.  --t0 T: t0 is CLOCK_MONOTONIC second T (waited for if still ahead),
+so that another program (bench/tools/bbulk -t T) runs on the same clock.
 
 Prints one JSON line (with --shell, NAME=VALUE lines without the series):
   t0        t0 in CLOCK_MONOTONIC seconds (origins.py's sink marks use it)
@@ -67,11 +68,15 @@ def main():
     p.add_argument("--window", type=float, nargs=2, action="append")
     p.add_argument("--shell", action="store_true")
     p.add_argument("--echo-interval", type=float, default=0.1)
+    p.add_argument("--t0", type=float)
     a = p.parse_args()
     conns = [parse_conn(w) for w in a.conns]
     windows = a.window or [[0.0, a.duration]]
     sel = selectors.DefaultSelector()
     t0 = time.monotonic()
+    if a.t0 is not None:
+        time.sleep(max(0.0, a.t0 - t0))
+        t0 = a.t0
     end = t0 + a.duration
     # (seconds after t0, bytes so far) per connection, every receive.
     while True:
