@@ -86,6 +86,13 @@ cleanup() {
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
+# reaped PID: PID has been waited for; cleanup must not kill its number,
+# which another process may hold by then.
+reaped() {
+	local keep=() pid
+	for pid in "${PIDS[@]}"; do [ "$pid" = "$1" ] || keep+=("$pid"); done
+	PIDS=("${keep[@]}")
+}
 say() { printf "%3ds %s\n" "$SECONDS" "$*" >&2; }
 free_port() {
 	python3 -c 'import socket
@@ -239,7 +246,7 @@ if want interactive; then
 				bulk=$!
 				PIDS+=("$bulk")
 				$C --t0 "$t0" "127.0.0.1:$pe@1=echo" "127.0.0.1:$O_ECHO@1=direct" >"$WORK/echo.sh"
-				wait "$bulk"
+				wait "$bulk"; reaped "$bulk"
 				kill "$(cat "$WORK/echo-$rate-$n-$dirn.pid")" 2>/dev/null
 				rm -f "$WORK/echo-$rate-$n-$dirn.pid"
 				unset echo_p50_ms echo_p99_ms direct_p99_ms rates0 t0
@@ -293,7 +300,7 @@ if want turn; then
 		$CONTEND --t0 "$t0" --duration 12 --window 5 12 --window 4 5 \
 		    "127.0.0.1:$pb/$(awk -v r="$rate" 'BEGIN { printf "%d", r / 170 < 1 ? 1 : r / 170 }'):4096~4" \
 		    >"$WORK/turn.sh"
-		wait "$bulk"
+		wait "$bulk"; reaped "$bulk"
 		kill "$(cat "$WORK/turn-$rate.pid")" 2>/dev/null
 		rm -f "$WORK/turn-$rate.pid"
 		unset rates0 rates1
@@ -344,7 +351,7 @@ if want ttfb; then
 			PIDS+=("$bulk")
 		fi
 		$CONTEND --t0 "$t0" --duration 7 --window 2 7 $conns >"$WORK/req.sh"
-		[ -n "$bulk" ] && wait "$bulk"
+		if [ -n "$bulk" ]; then wait "$bulk"; reaped "$bulk"; fi
 		kill "$(cat "$WORK/req-$busy.pid")" 2>/dev/null
 		rm -f "$WORK/req-$busy.pid"
 		unset req_n req_p50_ms req_max_ms req_first_p50_ms req_first_max_ms
