@@ -154,10 +154,25 @@ check_chain() {
 	within_over_under "$((pop + http))" 3072 2 "$under" \
 	    "$1: POP3 and HTTP together use 3072 B/s"
 }
+# http_share NAME: HTTP gets 2048 B/s, and may take what POP3 left of its
+# 1024 (the manual: HTTP "delegates up to 1024"): at most 3072 less what
+# POP3 got, plus the total's own tolerance (2% of 3072: the limit's burst
+# falls in the window), not 2% of 2048 (a CI run failed on HTTP 2090,
+# 2.05% over 2048; here POP3 1020, HTTP 2080, 3100 in all passed).
+http_share() {
+	local most=$((3072 - pop > 2048 ? 3072 - pop : 2048))
+	if awk -v g="$http" -v m="$most" -v u="$under" 'BEGIN {
+		exit !(g <= m + 3072 * 0.02 && g >= 2048 * (1 - u / 100)) }'; then
+		pass "$1: HTTP gets 2048 B/s ($http, POP3 $pop: 2048 - $under% to $most + 61)"
+	else
+		fail "$1: HTTP gets 2048 B/s"
+		diag "got $http with POP3 at $pop, want 2048 - $under% to $most + 61 (2% of 3072)"
+	fi
+}
 check_chain "manual, POP3 first" "$TEST_TMP/manual.sh"
-within_over_under "$http" 2048 2 "$under" "manual, POP3 first: HTTP gets 2048 B/s"
+http_share "manual, POP3 first"
 check_chain "roles swapped, HTTP busy first" "$TEST_TMP/swap.sh"
-within_over_under "$http" 2048 2 "$under" "roles swapped: HTTP gets 2048 B/s"
+http_share "roles swapped"
 check_chain "four HTTP downloads" "$TEST_TMP/four.sh"
 for i in 1 2 3 4; do
 	eval "got=\$rates0_$i"
