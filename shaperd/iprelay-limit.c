@@ -33,17 +33,25 @@
 "       iprelay-limit [-S DIR] export\n" \
 "       iprelay-limit [-S DIR] import FILE | -\n"
 
+/* The message escaped (it may quote any word given), then AFTER. */
+static void
+say_usage_error(const char *after, const char *fmt, va_list args)
+{
+	char raw[600], text[600];
+
+	vsnprintf(raw, sizeof(raw), fmt, args);
+	log_escape(text, sizeof(text), raw);
+	fprintf(stderr, "iprelay-limit: %s\n%s", text, after);
+}
+
 _Noreturn void
 usage_error(const char *fmt, ...)
 {
-	char raw[600], text[600];
 	va_list args;
 
 	va_start(args, fmt);
-	vsnprintf(raw, sizeof(raw), fmt, args);
+	say_usage_error(USAGE, fmt, args);
 	va_end(args);
-	log_escape(text, sizeof(text), raw);
-	fprintf(stderr, "iprelay-limit: %s\n%s", text, USAGE);
 	exit(EXIT_USAGE);
 }
 
@@ -51,14 +59,11 @@ usage_error(const char *fmt, ...)
 _Noreturn void
 bad_word(const char *fmt, ...)
 {
-	char raw[600], text[600];
 	va_list args;
 
 	va_start(args, fmt);
-	vsnprintf(raw, sizeof(raw), fmt, args);
+	say_usage_error("", fmt, args);
 	va_end(args);
-	log_escape(text, sizeof(text), raw);
-	fprintf(stderr, "iprelay-limit: %s\n", text);
 	exit(EXIT_USAGE);
 }
 

@@ -12,34 +12,11 @@
 #include <hiredis/hiredis.h>
 #endif
 
+#include "limit-format.h"
 #include "limit-global.h"
 #include "log.h"
 
 #define REDIS_TIMEOUT_MS	2000
-
-/* Three significant digits with K/M/G powers of 1024, as iprelay-limit
- * shows measured rates. */
-static const char *
-format_Bps(uint64_t value, char *buf, size_t size)
-{
-	static const char suffix[] = "KMG";
-	double scaled = (double)value;
-	int index = -1;
-
-	while (scaled >= 1000.0 && index < 2) {
-		scaled /= 1024.0;
-		index++;
-	}
-	if (index < 0)
-		snprintf(buf, size, "%" PRIu64, value);
-	else if (scaled < 10.0)
-		snprintf(buf, size, "%.2f%c", scaled, suffix[index]);
-	else if (scaled < 100.0)
-		snprintf(buf, size, "%.1f%c", scaled, suffix[index]);
-	else
-		snprintf(buf, size, "%.0f%c", scaled, suffix[index]);
-	return buf;
-}
 
 /* What the bucket runs at, per direction, and the lease time left. */
 static void
@@ -80,9 +57,10 @@ global_print_text(const struct limit_info *info)
 	printf("global:  yes (up and down above are the global rates; "
 	    "version %" PRIu64 ")\n", info->global.version);
 	printf("share:   up %s down %s (this host runs at)\n",
-	    rate_Bps[DIR_UP] ? format_Bps(rate_Bps[DIR_UP], up, sizeof(up)) :
-	    "unlimited", rate_Bps[DIR_DOWN] ? format_Bps(rate_Bps[DIR_DOWN],
-	    down, sizeof(down)) : "unlimited");
+	    rate_Bps[DIR_UP] ? format_measured(rate_Bps[DIR_UP], up,
+	    sizeof(up)) : "unlimited", rate_Bps[DIR_DOWN] ?
+	    format_measured(rate_Bps[DIR_DOWN], down, sizeof(down)) :
+	    "unlimited");
 	printf("state:   %s, %.2f s left, %" PRIu32 " host%s\n",
 	    global_state_name(state), (double)left_ns / 1e9,
 	    info->global.nhosts, info->global.nhosts == 1 ? "" : "s");
@@ -94,8 +72,9 @@ global_print_text(const struct limit_info *info)
 	if (info->cfg.offline == GLOBAL_FLOOR) {
 		if (info->cfg.floor_Bps[DIR_UP] || info->cfg.floor_Bps[DIR_DOWN])
 			printf(" up %s down %s",
-			    format_Bps(info->cfg.floor_Bps[DIR_UP], up,
-			    sizeof(up)), format_Bps(info->cfg.floor_Bps[DIR_DOWN],
+			    format_measured(info->cfg.floor_Bps[DIR_UP], up,
+			    sizeof(up)),
+			    format_measured(info->cfg.floor_Bps[DIR_DOWN],
 			    down, sizeof(down)));
 		else if (floor_hosts)
 			printf(" (global / %" PRIu32 " hosts)", floor_hosts);
@@ -155,9 +134,9 @@ global_column(const struct limit_info *info, char *buf, size_t size)
 	}
 	lease_now(info, rate_Bps, &state, &left_ns);
 	snprintf(buf, size, "%s %s/%s %.1fs %" PRIu32 "h",
-	    global_state_name(state), rate_Bps[DIR_UP] ? format_Bps(
+	    global_state_name(state), rate_Bps[DIR_UP] ? format_measured(
 	    rate_Bps[DIR_UP], up, sizeof(up)) : "unlimited",
-	    rate_Bps[DIR_DOWN] ? format_Bps(rate_Bps[DIR_DOWN], down,
+	    rate_Bps[DIR_DOWN] ? format_measured(rate_Bps[DIR_DOWN], down,
 	    sizeof(down)) : "unlimited", (double)left_ns / 1e9,
 	    info->global.nhosts);
 	return buf;
@@ -443,9 +422,9 @@ global_print_hosts(const struct redis_conf *conf, const char *name,
 			if (wants[dir] < 0)
 				snprintf(want[dir], sizeof(want[dir]), "all");
 			else
-				format_Bps((uint64_t)wants[dir], want[dir],
-				    sizeof(want[dir]));
-			format_Bps((uint64_t)shares[dir], share[dir],
+				format_measured((uint64_t)wants[dir],
+				    want[dir], sizeof(want[dir]));
+			format_measured((uint64_t)shares[dir], share[dir],
 			    sizeof(share[dir]));
 		}
 		printf("%-24s %6lld %9s %9s %9s %9s %6.2fs\n", id->str, weight,

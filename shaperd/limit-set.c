@@ -14,21 +14,32 @@
 #include "limit-format.h"
 #include "limit-global.h"
 
-/* none: no borrowing; 0 or unlimited: borrow whatever the ancestors have
- * idle; else a rate.  -1 for a bad word. */
-static int
-parse_ceil(const char *word, uint64_t *ceil_Bps)
+/* A rate given to set; a bad one is named, exit 100. */
+static uint64_t
+rate_given(const char *word)
 {
 	uint64_t rate_Bps;
 
-	if (strcmp(word, "none") == 0) {
-		*ceil_Bps = CEIL_NONE;
-		return 0;
-	}
 	if (parse_rate(word, &rate_Bps))
-		return -1;
-	*ceil_Bps = rate_Bps ? rate_Bps : CEIL_UNLIMITED;
-	return 0;
+		bad_word("bad rate: '%s' (bytes/s with optional K, M or G, "
+		    "or 0 or unlimited)", word);
+	return rate_Bps;
+}
+
+/* A ceiling given to set: none, no borrowing; 0 or unlimited, borrow
+ * whatever the ancestors have idle; else a rate.  A bad one is named,
+ * exit 100. */
+static uint64_t
+ceil_given(const char *word)
+{
+	uint64_t rate_Bps;
+
+	if (strcmp(word, "none") == 0)
+		return CEIL_NONE;
+	if (parse_rate(word, &rate_Bps))
+		bad_word("bad ceiling: '%s' (bytes/s with optional K, M or G, "
+		    "0 or unlimited, or none)", word);
+	return rate_Bps ? rate_Bps : CEIL_UNLIMITED;
 }
 
 /* --offline, --grace, --floor and --hosts, checked before the store is
@@ -114,7 +125,7 @@ command_set(const struct options *options)
 	const char *name, *refusal;
 	struct store *store;
 	struct limit_cfg cfg, written;
-	uint64_t rate_Bps, up_Bps, down_Bps, burst_B;
+	uint64_t rate_Bps = 0, up_Bps = 0, down_Bps = 0, burst_B = 0;
 	uint64_t ceil_Bps = CEIL_NONE, ceil_up_Bps = CEIL_NONE;
 	uint64_t ceil_down_Bps = CEIL_NONE;
 	static const char *dir_name[2] = { "up", "down" };
@@ -140,31 +151,24 @@ command_set(const struct options *options)
 	if (options->global && options->local)
 		usage_error("set: --global and --local exclude each other");
 	/* Check every word before touching the store. */
-	if (options->nwords == 2 && parse_rate(options->words[1], &rate_Bps))
-		bad_word("bad rate: '%s' (bytes/s with optional K, M or G, "
-		    "or 0 or unlimited)", options->words[1]);
-	if (options->up && parse_rate(options->up, &up_Bps))
-		bad_word("bad rate: '%s' (bytes/s with optional K, M or G, "
-		    "or 0 or unlimited)", options->up);
-	if (options->down && parse_rate(options->down, &down_Bps))
-		bad_word("bad rate: '%s' (bytes/s with optional K, M or G, "
-		    "or 0 or unlimited)", options->down);
+	if (options->nwords == 2)
+		rate_Bps = rate_given(options->words[1]);
+	if (options->up)
+		up_Bps = rate_given(options->up);
+	if (options->down)
+		down_Bps = rate_given(options->down);
 	if (options->burst && strcmp(options->burst, "auto") == 0)
 		burst_B = 0;
 	else if (options->burst && parse_bytes(options->burst, BURST_MAX,
 	    &burst_B))
 		bad_word("bad burst: '%s' (bytes with optional K, M or G, "
 		    "or auto)", options->burst);
-	if (options->ceil && parse_ceil(options->ceil, &ceil_Bps))
-		bad_word("bad ceiling: '%s' (bytes/s with optional K, M or G, "
-		    "0 or unlimited, or none)", options->ceil);
-	if (options->ceil_up && parse_ceil(options->ceil_up, &ceil_up_Bps))
-		bad_word("bad ceiling: '%s' (bytes/s with optional K, M or G, "
-		    "0 or unlimited, or none)", options->ceil_up);
-	if (options->ceil_down && parse_ceil(options->ceil_down,
-	    &ceil_down_Bps))
-		bad_word("bad ceiling: '%s' (bytes/s with optional K, M or G, "
-		    "0 or unlimited, or none)", options->ceil_down);
+	if (options->ceil)
+		ceil_Bps = ceil_given(options->ceil);
+	if (options->ceil_up)
+		ceil_up_Bps = ceil_given(options->ceil_up);
+	if (options->ceil_down)
+		ceil_down_Bps = ceil_given(options->ceil_down);
 	if (options->parent && options->parent[0] &&
 	    strcmp(options->parent, "none") != 0)
 		check_name("parent name", options->parent);

@@ -286,14 +286,16 @@ command_get(const struct options *options)
 	return 0;
 }
 
-int
-command_list(const struct options *options)
+/* list and conns: the table, or its JSON array on a line. */
+static int
+show_table(const struct options *options,
+    void (*show)(struct store *store, int json))
 {
 	struct store *store;
 
 	need_words(options, 0, "");
 	store = open_for_reading(options);
-	show_limits(store, options->json);
+	show(store, options->json);
 	if (options->json)
 		printf("\n");
 	store_close(store);
@@ -301,17 +303,15 @@ command_list(const struct options *options)
 }
 
 int
+command_list(const struct options *options)
+{
+	return show_table(options, show_limits);
+}
+
+int
 command_conns(const struct options *options)
 {
-	struct store *store;
-
-	need_words(options, 0, "");
-	store = open_for_reading(options);
-	show_conns(store, options->json);
-	if (options->json)
-		printf("\n");
-	store_close(store);
-	return 0;
+	return show_table(options, show_conns);
 }
 
 int
