@@ -319,6 +319,8 @@ command_kill(const struct options *options)
 			fprintf(stderr, "iprelay-limit: no such connection: "
 			    "%s\n", options->words[0]);
 			store_close(store);
+			free(all);
+			free(places);
 			return EXIT_POLICY;
 		}
 		all->ids[all->count++] = id;
