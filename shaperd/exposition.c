@@ -215,13 +215,22 @@ put_rate(char out[VALUE_MAX], uint64_t rate_Bps)
 	return put_u64(out, rate_Bps);
 }
 
+/* Nanoseconds as seconds, to the millisecond. */
 static int
-put_unix_ns(char out[VALUE_MAX], uint64_t unix_ns)
+put_seconds(char out[VALUE_MAX], uint64_t ns)
 {
 	snprintf(out, VALUE_MAX, "%" PRIu64 ".%03" PRIu64,
-	    (uint64_t)(unix_ns / NS_PER_SEC),
-	    (uint64_t)(unix_ns % NS_PER_SEC / 1000000));
+	    (uint64_t)(ns / NS_PER_SEC), (uint64_t)(ns % NS_PER_SEC / 1000000));
 	return 0;
+}
+
+/* A cap on live relays: no sample for one not set (0). */
+static int
+put_cap(char out[VALUE_MAX], uint32_t cap)
+{
+	if (cap == 0)
+		return 1;
+	return put_u64(out, cap);
 }
 
 static int
@@ -324,17 +333,13 @@ limit_refused(const struct row *row, char out[VALUE_MAX])
 static int
 limit_max_conns(const struct row *row, char out[VALUE_MAX])
 {
-	if (row->limit->cfg.max_conns == 0)
-		return 1;
-	return put_u64(out, row->limit->cfg.max_conns);
+	return put_cap(out, row->limit->cfg.max_conns);
 }
 
 static int
 limit_max_conns_per_source(const struct row *row, char out[VALUE_MAX])
 {
-	if (row->limit->cfg.max_conns_per_source == 0)
-		return 1;
-	return put_u64(out, row->limit->cfg.max_conns_per_source);
+	return put_cap(out, row->limit->cfg.max_conns_per_source);
 }
 
 static int
@@ -377,7 +382,7 @@ PROCESS_VALUE(process_reaped, reaped)
 static int
 process_start(const struct row *row, char out[VALUE_MAX])
 {
-	return put_unix_ns(out, row->snap->process->start_unix_ns);
+	return put_seconds(out, row->snap->process->start_unix_ns);
 }
 
 /* Global limits (store.h): nothing for a local limit. */
@@ -416,11 +421,8 @@ global_lease_left(const struct row *row, char out[VALUE_MAX])
 
 	if (!row->limit->cfg.global)
 		return 1;
-	end_ns = end_ns > row->snap->now_ns ? end_ns - row->snap->now_ns : 0;
-	snprintf(out, VALUE_MAX, "%" PRIu64 ".%03" PRIu64,
-	    (uint64_t)(end_ns / NS_PER_SEC),
-	    (uint64_t)(end_ns % NS_PER_SEC / 1000000));
-	return 0;
+	return put_seconds(out, end_ns > row->snap->now_ns ?
+	    end_ns - row->snap->now_ns : 0);
 }
 
 static int
