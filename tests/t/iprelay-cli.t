@@ -71,6 +71,12 @@ spawn "$IPRELAY" -n cli-two "$P1:127.0.0.1:$ORIGIN_PORT" "$P2:[::1]:$V6_ORIGIN" 
 two=$last_pid
 ok "forwarder 99 listens on IPv4" wait_port "$P1" 10
 ok "forwarder 98 listens on IPv6 too" wait_port "$P2" 10 ::1
+# The banner may still be on its way when the port listens: wait for its
+# last line (a helper saw an empty banner here every time on a busy machine).
+for _ in $(seq 50); do
+	grep -q 'forwarder 98 set\.' "$TEST_TMP/two.err" 2>/dev/null && break
+	sleep 0.1
+done
 banner=$(tr '\n\t' '| ' <"$TEST_TMP/two.err")
 like "$banner" "forwarder 99 set\\..*remote_addrs ::1\\|  remote_port $V6_ORIGIN\\|.*forwarder 98 set\\." \
     "the banner lists forwarder 99 then 98 with the resolved IPv6 address"
