@@ -440,6 +440,60 @@ same_boot(struct store *store, MDB_txn *txn, const char *boot_id,
 	    at_s - stored_at <= BOOT_AT_SLACK_S;
 }
 
+/* The store's records are this boot's, in the caller's write transaction.
+ * Never an empty id: one that cannot be read is not stored (an empty one
+ * would match every later boot that cannot read it either); the instant
+ * always is. */
+static int
+boot_stamp(struct store *store, MDB_txn *txn, const char *boot_id,
+    int64_t at_s)
+{
+	MDB_val key = name_key("boot_id"), value;
+	int rc;
+
+	if (boot_id[0]) {
+		value.mv_size = strlen(boot_id);
+		value.mv_data = (void *)boot_id;
+		rc = mdb_put(txn, store->meta, &key, &value, 0);
+	} else {
+		rc = mdb_del(txn, store->meta, &key, NULL);
+		if (rc == MDB_NOTFOUND)
+			rc = 0;
+	}
+	if (rc)
+		return rc;
+	key = name_key("boot_at");
+	value.mv_size = sizeof(at_s);
+	value.mv_data = &at_s;
+	return mdb_put(txn, store->meta, &key, &value, 0);
+}
+
+int
+store_boot_stamp(struct store *store)
+{
+	MDB_txn *txn = NULL;
+	char boot_id[64];
+	int64_t stored_at;
+	size_t got = 0;
+	int rc;
+
+	read_boot_id(boot_id, sizeof(boot_id));
+	if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)))
+		return rc;
+	/* Stamped already (by another process that made it with us, or
+	 * by a refiller): that stamp stands. */
+	if (meta_get_txn(store, txn, "boot_at", &stored_at,
+	    sizeof(stored_at), &got) == 0 && got == sizeof(stored_at)) {
+		mdb_txn_abort(txn);
+		return 0;
+	}
+	if ((rc = boot_stamp(store, txn, boot_id, boot_at_s()))) {
+		mdb_txn_abort(txn);
+		return rc;
+	}
+	return txn_commit(store, txn);
+}
+
 int
 store_boot_reset(struct store *store, int *was_reset)
 {
@@ -490,25 +544,7 @@ store_boot_reset(struct store *store, int *was_reset)
 		goto abort;
 	mdb_cursor_close(cursor);
 	cursor = NULL;
-	/* Never an empty id: one that cannot be read is not stored (an
-	 * empty one would match every later boot that cannot read it
-	 * either); the instant always is. */
-	key = name_key("boot_id");
-	if (boot_id[0]) {
-		value.mv_size = strlen(boot_id);
-		value.mv_data = boot_id;
-		rc = mdb_put(txn, store->meta, &key, &value, 0);
-	} else {
-		rc = mdb_del(txn, store->meta, &key, NULL);
-		if (rc == MDB_NOTFOUND)
-			rc = 0;
-	}
-	if (rc)
-		goto abort;
-	key = name_key("boot_at");
-	value.mv_size = sizeof(at_s);
-	value.mv_data = &at_s;
-	if ((rc = mdb_put(txn, store->meta, &key, &value, 0)))
+	if ((rc = boot_stamp(store, txn, boot_id, at_s)))
 		goto abort;
 	*was_reset = 1;
 	return txn_commit(store, txn);

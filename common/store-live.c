@@ -208,7 +208,9 @@ live_reopen(struct store *store, const struct stat *ours, int ours_rc)
 	}
 	mdb_env_close(old_env);
 	statedir_lmdb_done(&old_files);
-	return config_sync(store, fresh, NULL);
+	if ((rc = config_sync(store, fresh, NULL)) == 0 && fresh)
+		(void)store_boot_stamp(store);	/* as store_open does */
+	return rc;
 }
 
 int

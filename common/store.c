@@ -441,6 +441,11 @@ store_open(struct store **out, const char *dir, int flags)
 	 * reads its copy as it is. */
 	if (live_fresh || !(flags & STORE_CONFIG_READ))
 		rc = config_sync(store, live_fresh, NULL);
+	/* Unstamped, it would be a past boot's to the first refiller.  A
+	 * stamp that cannot be written leaves it so (the records of relays
+	 * registered before that refiller are then dropped, as before). */
+	if (rc == 0 && live_fresh)
+		(void)store_boot_stamp(store);
 	if (rc && !(create == 0 && (rc == EACCES || rc == EPERM ||
 	    rc == EROFS)))
 		goto fail;

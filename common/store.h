@@ -596,6 +596,13 @@ store_readers(struct store *store, struct store_reader *readers, size_t cap,
 int
 store_boot_reset(struct store *store, int *was_reset);
 
+/* A live store made now holds this boot's records: stamped with the boot
+ * (as store_boot_reset leaves it), unless it is already, so that the first
+ * refiller to run does not take the relays that registered before it for
+ * a past boot's and drop their records (caps, counts and kill lost them). */
+int
+store_boot_stamp(struct store *store);
+
 int
 store_meta_put(struct store *store, const char *key, const void *value,
     size_t size);
