@@ -120,6 +120,22 @@ wait_refiller() {
 	return 1
 }
 
+# conns_of NAME: the live relays on limit NAME (iprelay-limit get).
+conns_of() {
+	json "$("$IPRELAY_BIN/iprelay-limit" --json get "$1" 2>/dev/null)" \
+	    conns 2>/dev/null
+}
+
+# wait_conns NAME N: until limit NAME has N live relays, up to 20 s.
+wait_conns() {
+	local end=$((SECONDS + 20))
+	while [ $SECONDS -lt $end ]; do
+		[ "$(conns_of "$1")" = "$2" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 # wait_port PORT [SECONDS] [HOST]: until something listens on it.
 wait_port() {
 	host=${3:-127.0.0.1}
