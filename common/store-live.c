@@ -240,10 +240,16 @@ store_follow_live(struct store *store)
 	MDB_stat env_stat;
 
 	/* Cut short under us (the pages past the end would be SIGBUS on the
-	 * next read of them): made again now, before the tick reads. */
-	if (fstat(store->files.data_fd, &open_stat) == 0 &&
-	    mdb_env_info(store->env, &info) == 0 &&
+	 * next read of them): made again now, before the tick reads.  The
+	 * newest commit first, then the size: a commit writes its pages
+	 * before its meta page, so the file is at least as long as any meta
+	 * read before it says.  Read the other way round, a relay's commit
+	 * between the two that grew a file with no room allocated ahead
+	 * (before the first store_keep_headroom) made a sound file look
+	 * cut short, and remaking it lost every relay's record. */
+	if (mdb_env_info(store->env, &info) == 0 &&
 	    mdb_env_stat(store->env, &env_stat) == 0 &&
+	    fstat(store->files.data_fd, &open_stat) == 0 &&
 	    (uint64_t)open_stat.st_size < ((uint64_t)info.me_last_pgno + 1) *
 	    env_stat.ms_psize)
 		return store_recover(store, STORE_EDAMAGED);
