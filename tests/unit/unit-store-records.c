@@ -22,8 +22,11 @@
 #include "store-fixture.h"
 #include "tap.h"
 
+/* Another program's LMDB file as the configuration: one record in the
+ * database DB_NAME ("meta" is also one of ours), or in the main database
+ * when DB_NAME is NULL. */
 static int
-make_foreign(const char *dir, int with_meta)
+make_lmdb(const char *dir, const char *db_name)
 {
 	MDB_env *env;
 	MDB_txn *txn;
@@ -41,39 +44,8 @@ make_foreign(const char *dir, int with_meta)
 		goto close;
 	if ((rc = mdb_txn_begin(env, NULL, 0, &txn)))
 		goto close;
-	/* Someone else's named databases, one called "meta" too. */
-	if ((rc = mdb_dbi_open(txn, with_meta ? "meta" : "accounts",
-	    MDB_CREATE, &dbi)) ||
-	    (rc = mdb_put(txn, dbi, &key, &value, 0))) {
-		mdb_txn_abort(txn);
-		goto close;
-	}
-	rc = mdb_txn_commit(txn);
-close:
-	mdb_env_close(env);
-	return rc;
-}
-
-static int
-make_plain_lmdb(const char *dir)
-{
-	MDB_env *env;
-	MDB_txn *txn;
-	MDB_dbi dbi;
-	MDB_val key = { 3, "key" }, value = { 5, "value" };
-	char path[600];
-	int rc;
-
-	mkdir(dir, 0700);
-	snprintf(path, sizeof(path), "%s/%s", dir, STORE_CONFIG_FILE);
-	if ((rc = mdb_env_create(&env)))
-		return rc;
-	if ((rc = mdb_env_open(env, path, MDB_NOSUBDIR, 0600)))
-		goto close;
-	if ((rc = mdb_txn_begin(env, NULL, 0, &txn)))
-		goto close;
-	if ((rc = mdb_dbi_open(txn, NULL, 0, &dbi)) ||
-	    (rc = mdb_put(txn, dbi, &key, &value, 0))) {
+	if ((rc = mdb_dbi_open(txn, db_name, db_name ? MDB_CREATE : 0,
+	    &dbi)) || (rc = mdb_put(txn, dbi, &key, &value, 0))) {
 		mdb_txn_abort(txn);
 		goto close;
 	}
@@ -106,17 +78,17 @@ test_bad_files(void)
 	ok(access(dir_for("missing"), F_OK) < 0,
 	    "... which creates nothing");
 
-	is_rc(make_foreign(dir_for("foreign"), 0), 0,
+	is_rc(make_lmdb(dir_for("foreign"), "accounts"), 0,
 	    "made an LMDB file with other named databases");
 	is_rc(store_open(&store, dir_for("foreign"), 0), STORE_EFOREIGN,
 	    "foreign LMDB file refused");
 	is_rc(store_open(&store, dir_for("foreign"), STORE_RDONLY),
 	    STORE_EFOREIGN, "foreign LMDB file refused read-only too");
-	is_rc(make_foreign(dir_for("foreign-meta"), 1), 0,
+	is_rc(make_lmdb(dir_for("foreign-meta"), "meta"), 0,
 	    "made an LMDB file with a \"meta\" of its own");
 	is_rc(store_open(&store, dir_for("foreign-meta"), 0), STORE_EFOREIGN,
 	    "a \"meta\" without our format refused");
-	is_rc(make_plain_lmdb(dir_for("plain")), 0,
+	is_rc(make_lmdb(dir_for("plain"), NULL), 0,
 	    "made an LMDB file with keys in its main database");
 	is_rc(store_open(&store, dir_for("plain"), 0), STORE_EFOREIGN,
 	    "LMDB file with plain keys refused");
