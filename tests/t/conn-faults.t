@@ -44,7 +44,8 @@ def sender():
         c.shutdown(socket.SHUT_WR)     # done sending: half-close, as peers do
     except OSError as e:
         send_error = e.strerror
-threading.Thread(target=sender, daemon=True).start()
+sender_thread = threading.Thread(target=sender, daemon=True)
+sender_thread.start()
 recv, end, termed, term_at = 0, "timeout", False, None
 c.settimeout(0.05)
 while time.monotonic() - t0 < opts["timeout"]:
@@ -70,6 +71,10 @@ try:
     rc = p.wait(timeout=10)
 except subprocess.TimeoutExpired:
     p.kill(); rc = "hung"
+# A reset the sender's send took makes the recv above read an end of file:
+# wait for the sender to record it.  Unjoined, this printed "eof" with no
+# send error at times (the GIL went to the main thread first; CI, ASan).
+sender_thread.join(timeout=5)
 after_term = None if term_at is None else round(elapsed - term_at, 3)
 print(json.dumps({"rc": rc, "end": end, "recv": recv,
                   "elapsed": round(elapsed, 3), "after_term": after_term,
