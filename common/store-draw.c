@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "store.h"
 #include "store-impl.h"
 
@@ -494,6 +495,33 @@ store_boot_stamp(struct store *store)
 	return txn_commit(store, txn);
 }
 
+/* Only boot ids decide here, never the boot instants: a relay of a unit
+ * that cannot read its boot id (ProcSubset=pid) would take an NTP step of
+ * a few minutes for a reboot and drop the records of every relay running.
+ * The refiller, once, still decides by the instant where it must.  A read
+ * transaction sees that the store is this boot's, as it is for every open
+ * but the first after a reboot: relays pay no write lock for it. */
+int
+store_boot_follow(struct store *store, int *was_reset)
+{
+	MDB_txn *txn = NULL;
+	char boot_id[64], stored[64];
+	size_t got = 0;
+	int rc, other;
+
+	*was_reset = 0;
+	read_boot_id(boot_id, sizeof(boot_id));
+	if (!boot_id[0])
+		return 0;
+	if ((rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn)))
+		return rc;
+	other = meta_get_txn(store, txn, "boot_id", stored, sizeof(stored),
+	    &got) == 0 && got > 0 && (got != strlen(boot_id) ||
+	    memcmp(stored, boot_id, got) != 0);
+	mdb_txn_abort(txn);
+	return other ? store_boot_reset(store, was_reset) : 0;
+}
+
 int
 store_boot_reset(struct store *store, int *was_reset)
 {
@@ -546,8 +574,13 @@ store_boot_reset(struct store *store, int *was_reset)
 	cursor = NULL;
 	if ((rc = boot_stamp(store, txn, boot_id, at_s)))
 		goto abort;
+	if ((rc = txn_commit(store, txn)))
+		return rc;
 	*was_reset = 1;
-	return txn_commit(store, txn);
+	log_line(LOG_NOTICE, "the live state %s/%s was of a past boot: its "
+	    "buckets emptied and its connection records dropped",
+	    store->run.path, STORE_FILE);
+	return 0;
 abort:
 	if (cursor)
 		mdb_cursor_close(cursor);

@@ -372,7 +372,7 @@ store_open(struct store **out, const char *dir, int flags)
 	struct store *store;
 	char run_dir[4096];
 	size_t taken;
-	int rc, cfg_unborn = 0, live_fresh = 0;
+	int rc, cfg_unborn = 0, live_fresh = 0, boot_reset = 0;
 	int create = !(flags & STORE_RDONLY), upgrading = 0;
 
 	*out = NULL;
@@ -446,6 +446,11 @@ store_open(struct store **out, const char *dir, int flags)
 	 * registered before that refiller are then dropped, as before). */
 	if (rc == 0 && live_fresh)
 		(void)store_boot_stamp(store);
+	/* One of a past boot (on disk): its records are dead relays', reset
+	 * before this process registers.  A reader who may not write it
+	 * leaves that to the next writer. */
+	if (rc == 0 && !live_fresh)
+		(void)store_boot_follow(store, &boot_reset);
 	if (rc && !(create == 0 && (rc == EACCES || rc == EPERM ||
 	    rc == EROFS)))
 		goto fail;

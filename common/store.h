@@ -596,6 +596,15 @@ store_readers(struct store *store, struct store_reader *readers, size_t cap,
 int
 store_boot_reset(struct store *store, int *was_reset);
 
+/* A live store of a past boot (kept on disk, -S DIR) is reset by the first
+ * process of this boot to open it, before that process registers: else a
+ * relay that registered after the reboot would be taken for the past
+ * boot's by the first refiller, and its record dropped.  Decided by boot
+ * ids only (both known and different); cheap when the store is this
+ * boot's (a read transaction). */
+int
+store_boot_follow(struct store *store, int *was_reset);
+
 /* A live store made now holds this boot's records: stamped with the boot
  * (as store_boot_reset leaves it), unless it is already, so that the first
  * refiller to run does not take the relays that registered before it for

@@ -31,8 +31,8 @@ last_txnid() { "$PINREADER" "$IPRELAY_STATE_DIR" 0 | awk '{ print $2 }'; }
 "$L" set web $RATE --burst $BURST
 "$L" set fast 1G
 "$L" set idle 1M
-# The refiller first: its first start in a state dir clears the records
-# of relays of another boot, which records made before it would be.
+# The refiller runs throughout: a commit every tick while the pagers
+# below hold their snapshots.
 spawn "$IPRELAY_BIN/shaperd" 2>>"$TEST_TMP/shaperd.err"
 shaperd_pid=$last_pid
 for _ in $(seq 100); do
