@@ -126,8 +126,10 @@ forwarder_bind(struct forwarder *forwarder, char *why, size_t why_size)
 		freeaddrinfo(result);
 		/* The kernel's own cap (somaxconn, 4096 on Debian 12): a
 		 * burst of connections past a short queue loses the client's
-		 * last handshake ACK and waits for retransmits, seconds. */
-		if (listen(fd, SOMAXCONN) < 0) {
+		 * last handshake ACK and waits for retransmits, seconds.
+		 * The command line's forwarders listen once the store is open
+		 * (forwarders_listen). */
+		if (relay.store && listen(fd, SOMAXCONN) < 0) {
 			snprintf(why, why_size, "unable to listen on %s port %s: %s",
 			    token, forwarder->spec.lport, strerror(errno));
 			close(fd);
@@ -145,6 +147,31 @@ forwarder_bind(struct forwarder *forwarder, char *why, size_t why_size)
 fail:
 	forwarder_close_listeners(forwarder);
 	return -1;
+}
+
+/* The command line's forwarders are bound before the store is open (a
+ * port in use is a fatal error before anything is printed), and listen
+ * only once the instance's limit has its rate (open_store): a client that
+ * waited for the port and then changed that limit had its change undone
+ * by the start-up's own rate. */
+int
+forwarders_listen(char *why, size_t why_size)
+{
+	struct forwarder *forwarder;
+	size_t index, fd_index;
+
+	for (index = 0; index < relay.nforwarders; index++) {
+		forwarder = &relay.forwarders[index];
+		for (fd_index = 0; fd_index < forwarder->nlisten; fd_index++)
+			if (listen(forwarder->listen_fds[fd_index],
+			    SOMAXCONN) < 0) {
+				snprintf(why, why_size, "unable to listen on "
+				    "port %s: %s", forwarder->spec.lport,
+				    strerror(errno));
+				return -1;
+			}
+	}
+	return 0;
 }
 
 static unsigned

@@ -208,6 +208,9 @@ void
 forwarder_close_listeners(struct forwarder *forwarder);
 
 int
+forwarders_listen(char *why, size_t why_size);
+
+int
 resolve_start(int number, const struct proxyspec *spec);
 
 void

@@ -193,7 +193,7 @@ setup_signals(void)
 void
 open_store(uint64_t bandwidth_Bps)
 {
-	char resolved[PATH_MAX];
+	char resolved[PATH_MAX], why[512];
 	int rc;
 
 	rc = store_open(&relay.store, relay.state_dir, 0);
@@ -217,4 +217,6 @@ open_store(uint64_t bandwidth_Bps)
 		log_fatal(rc == STATEDIR_EREFUSED ? EXIT_USAGE : EXIT_SYSTEM,
 		    "unable to open the refiller locks in %s: %s",
 		    relay.state_dir, store_strerror(rc));
+	if (forwarders_listen(why, sizeof(why)) < 0)
+		log_fatal(EXIT_SYSTEM, "%s", why);
 }

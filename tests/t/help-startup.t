@@ -50,6 +50,42 @@ case $text in
 *) pass "iprelay(1) no longer says the backlog is 128" ;;
 esac
 like "$text" 'request is shaped too' "iprelay(1) says the request is shaped too"
+# The port listens only once the instance's limit has its rate: a change
+# made by a client that waited for the port is never undone by the
+# start-up's own rate (the split below was lost so, now and then, in CI).
+# The store's open is held up here by its configuration's lock.
+"$IPRELAY_BIN/iprelay-limit" set placeholder 1K >/dev/null
+# One process holds it (flock(1)'s command would keep it past a kill).
+spawn python3 -c 'import fcntl, sys, time
+f = open(sys.argv[1]); fcntl.flock(f, fcntl.LOCK_EX); time.sleep(60)' \
+    "$IPRELAY_STATE_DIR/limits.mdb" >/dev/null 2>&1
+locker=$last_pid
+H=$(free_port)
+for _ in $(seq 100); do
+	flock -n -s "$IPRELAY_STATE_DIR/limits.mdb" true || break
+	sleep 0.05
+done
+"$IPRELAY_BIN/iprelay" -b 1000 "$H:127.0.0.1:$ORIGIN_PORT" </dev/null >/dev/null 2>&1 &
+held=$!
+spawned_pids="$spawned_pids $held"
+# Until /proc/locks shows it waiting for that lock: inside its store's open.
+blocked=0
+for _ in $(seq 200); do
+	if grep -Eq "^[0-9]+: -> FLOCK +ADVISORY +READ +$held " /proc/locks; then
+		blocked=1; break
+	fi
+	sleep 0.05
+done
+ok "iprelay waits for its store's open (the lock held)" test "$blocked" = 1
+if (exec 3<>"/dev/tcp/127.0.0.1/$H") 2>/dev/null; then
+	fail "no connection is taken before the limit is set"
+else
+	pass "no connection is taken before the limit is set"
+fi
+stop_pid "$locker"
+ok "the port listens once the store is open" wait_port "$H" 10
+stop_pid "$held"
+
 L=$(free_port)
 mkfifo "$TEST_TMP/in"
 exec 7<>"$TEST_TMP/in"
